@@ -1,0 +1,13 @@
+"""Command-line interface: a thin layer over :mod:`kgrec.api`. One module per command group."""
+
+from kgrec.cli.app import app
+
+# Each import registers its commands on ``app``.
+from kgrec.cli import cohort as _cohort  # noqa: F401,E402
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,245 @@
+"""The cohort: patients -> visits -> diagnoses, procedures, drugs (ATC3), and the loader interface.
+
+A :class:`Cohort` is one table of visits (one row per visit, code lists in columns) plus the names of
+every code and a mapping report. It saves to and loads from ``<workspace>/cohort/`` as Parquet + JSON;
+a save replaces the folder atomically, so a failed ``prepare`` never leaves half a cohort behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from kgrec.cohort.codes import Mappings
+from kgrec.errors import InputError, WorkspaceError
+
+VISIT_COLUMNS = ["patient_id", "visit_id", "visit_order", "time", "diagnoses", "procedures", "drugs"]
+CODE_KINDS = ("diagnosis", "procedure", "drug")
+PROTOCOLS = ("all", "safedrug")
+
+
+@dataclass
+class Cohort:
+    """Visits of one EHR source in kgrec's protocol (see docs/protocol.md).
+
+    Attributes:
+        visits: one row per visit: ``patient_id``, ``visit_id`` (str), ``visit_order`` (0-based within the
+            patient, by time), ``time``, and the code lists ``diagnoses``, ``procedures``, ``drugs`` (ATC3).
+        codes: ``code``, ``kind`` (diagnosis/procedure/drug), ``name`` for every code used.
+        source: loader name (``mimic3``...).
+        report: mapping report (coverage, routes, most frequent unmapped drug names, warnings).
+        split: the saved patient split ``{"seed", "train", "val", "test"}`` (patient ids), or None.
+        ddi: ATC3 interaction pairs (``atc3_a``, ``atc3_b``, ``source``, ``licence``), or None.
+    """
+
+    visits: pd.DataFrame
+    codes: pd.DataFrame
+    source: str
+    report: dict = field(default_factory=dict)
+    split: dict | None = None
+    ddi: pd.DataFrame | None = None
+
+    # ---- derived views ----
+    def eval_mask(self) -> np.ndarray:
+        """Visits that are prediction targets: ≥1 drug and ≥1 diagnosis or procedure."""
+        v = self.visits
+        has_drug = v["drugs"].map(len) > 0
+        has_input = (v["diagnoses"].map(len) + v["procedures"].map(len)) > 0
+        return (has_drug & has_input).to_numpy()
+
+    def vocab(self, kind: str) -> list[str]:
+        """Sorted codes of one kind that occur in the visits."""
+        col = {"diagnosis": "diagnoses", "procedure": "procedures", "drug": "drugs"}[kind]
+        return sorted({c for codes in self.visits[col] for c in codes})
+
+    def names(self) -> dict[str, str]:
+        return dict(zip(self.codes["code"], self.codes["name"]))
+
+    def stats(self) -> dict:
+        v = self.visits
+        per_patient = v.groupby("patient_id").size()
+        mask = self.eval_mask()
+        ev = v[mask]
+        return {
+            "source": self.source,
+            "n_patients": int(per_patient.size),
+            "n_visits": int(len(v)),
+            "n_eval_visits": int(mask.sum()),
+            "n_single_visit_patients": int((per_patient == 1).sum()),
+            "n_diagnosis_codes": len(self.vocab("diagnosis")),
+            "n_procedure_codes": len(self.vocab("procedure")),
+            "n_drugs": len(self.vocab("drug")),
+            "drug_mapping_coverage": self.report.get("drug_mapping_coverage"),
+            "avg_drugs_per_eval_visit": round(float(ev["drugs"].map(len).mean()), 3) if len(ev) else 0.0,
+            "avg_diagnoses_per_eval_visit": round(float(ev["diagnoses"].map(len).mean()), 3) if len(ev) else 0.0,
+            "avg_visits_per_patient": round(float(per_patient.mean()), 3) if len(per_patient) else 0.0,
+            "median_visits_per_patient": float(per_patient.median()) if len(per_patient) else 0.0,
+            "max_visits_per_patient": int(per_patient.max()) if len(per_patient) else 0,
+            "split": {k: len(self.split[k]) for k in ("train", "val", "test")} if self.split else None,
+            "n_ddi_pairs": int(len(self.ddi)) if self.ddi is not None else 0,
+        }
+
+    # ---- persistence ----
+    def save(self, folder: Path) -> Path:
+        """Write ``visits.parquet``, ``codes.parquet``, ``meta.json`` into ``folder``, replacing it atomically."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            self.visits[VISIT_COLUMNS].to_parquet(tmp / "visits.parquet", index=False)
+            self.codes.to_parquet(tmp / "codes.parquet", index=False)
+            if self.split is not None:
+                (tmp / "split.json").write_text(json.dumps(self.split))
+            if self.ddi is not None:
+                self.ddi.to_parquet(tmp / "ddi.parquet", index=False)
+            (tmp / "meta.json").write_text(
+                json.dumps({"source": self.source, "report": self.report, "stats": self.stats()}, indent=2)
+            )
+            _replace_dir(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> Cohort:
+        folder = Path(folder)
+        if not (folder / "visits.parquet").exists():
+            raise WorkspaceError(f"no cohort in {folder}: run `kgrec prepare` first")
+        visits = pd.read_parquet(folder / "visits.parquet")
+        for col in ("diagnoses", "procedures", "drugs"):
+            visits[col] = visits[col].map(lambda x: [str(c) for c in x] if x is not None else [])
+        meta = json.loads((folder / "meta.json").read_text())
+        split = json.loads((folder / "split.json").read_text()) if (folder / "split.json").exists() else None
+        ddi = pd.read_parquet(folder / "ddi.parquet") if (folder / "ddi.parquet").exists() else None
+        return cls(visits, pd.read_parquet(folder / "codes.parquet"), meta["source"], meta.get("report", {}), split, ddi)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap ``new`` into ``target``: the old folder survives until the new one is in place."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def assemble(
+    admissions: pd.DataFrame,
+    diagnoses: pd.DataFrame,
+    procedures: pd.DataFrame,
+    drugs: pd.DataFrame,
+) -> pd.DataFrame:
+    """Join long tables into the visit table.
+
+    Args:
+        admissions: ``patient_id``, ``visit_id``, ``time`` (datetime; NaT allowed), optionally ``order_key``
+            (a tie-breaker used after time, e.g. eICU's unitvisitnumber).
+        diagnoses, procedures: ``visit_id``, ``code``, optionally ``seq`` (order within the visit).
+        drugs: ``visit_id``, ``code`` (ATC3).
+
+    Codes are de-duplicated per visit keeping first-seen order (by ``seq`` where given); drugs are sorted.
+    Visits are ordered per patient by time, then ``order_key``, then visit id.
+    """
+    adm = admissions.copy()
+    adm["visit_id"] = adm["visit_id"].astype(str)
+    adm["patient_id"] = adm["patient_id"].astype(str)
+    if adm["visit_id"].duplicated().any():
+        dup = adm.loc[adm["visit_id"].duplicated(), "visit_id"].iloc[0]
+        raise InputError(f"visit id {dup!r} appears twice in the admissions table", path=adm.attrs.get("path"))
+    if "order_key" not in adm:
+        adm["order_key"] = 0
+    adm = adm.sort_values(["patient_id", "time", "order_key", "visit_id"], na_position="last", kind="stable")
+    adm["visit_order"] = adm.groupby("patient_id").cumcount()
+
+    def lists(df: pd.DataFrame, sort: bool) -> pd.Series:
+        if df.empty:
+            return pd.Series(dtype=object)
+        d = df.copy()
+        d["visit_id"] = d["visit_id"].astype(str)
+        if "seq" in d and not sort:
+            d = d.assign(_s=pd.to_numeric(d["seq"], errors="coerce")).sort_values(["visit_id", "_s"], kind="stable")
+        d = d.drop_duplicates(["visit_id", "code"])
+        g = d.groupby("visit_id", sort=False)["code"]
+        return g.agg(lambda s: sorted(s) if sort else list(s))
+
+    out = adm[["patient_id", "visit_id", "visit_order", "time"]].reset_index(drop=True)
+    for col, df, sort in (("diagnoses", diagnoses, False), ("procedures", procedures, False), ("drugs", drugs, True)):
+        m = lists(df, sort)
+        out[col] = out["visit_id"].map(m).map(lambda x: list(x) if isinstance(x, list) else [])
+    return out
+
+
+def apply_protocol(visits: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """``all``: every visit (first visits and single-visit patients included).
+
+    ``safedrug``: the GAMENet/SafeDrug protocol: only visits with ≥1 diagnosis, procedure and drug, then
+    only patients with ≥2 such visits; visit_order is recomputed.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+    if protocol == "all":
+        return visits
+    v = visits[(visits["diagnoses"].map(len) > 0) & (visits["procedures"].map(len) > 0) & (visits["drugs"].map(len) > 0)]
+    keep = v.groupby("patient_id")["visit_id"].transform("size") >= 2
+    v = v[keep].copy()
+    v["visit_order"] = v.groupby("patient_id").cumcount()
+    return v.reset_index(drop=True)
+
+
+def code_table(visits: pd.DataFrame, names: dict[str, str], mappings: Mappings | None) -> pd.DataFrame:
+    """Names for every code the visits use: source dictionaries first, ATC names for drugs."""
+    rows = []
+    for kind, col in (("diagnosis", "diagnoses"), ("procedure", "procedures"), ("drug", "drugs")):
+        for code in sorted({c for cs in visits[col] for c in cs}):
+            name = names.get(code)
+            if name is None and kind == "drug" and mappings is not None:
+                name = mappings.atc3_name(code)
+            rows.append((code, kind, name or code))
+    return pd.DataFrame(rows, columns=["code", "kind", "name"])
+
+
+def top_unmapped(names: pd.Series, n: int = 15) -> list[list]:
+    """The most frequent drug names that found no ATC3 class (for the mapping report; no patient data)."""
+    return [[k, int(c)] for k, c in Counter(names.fillna("").str.lower().str.strip()).most_common(n)]
+
+
+class CohortLoader(ABC):
+    """Reads one EHR source into a :class:`Cohort`. Subclasses fill :meth:`read`.
+
+    Args:
+        source_dir: the folder of the source's tables.
+        mappings: the open code maps (GSN/NDC/RxNorm/names -> ATC3).
+    """
+
+    name: ClassVar[str]
+    default_folder: ClassVar[str]  # folder name under KGREC_DATA
+    description: ClassVar[str] = ""
+
+    def __init__(self, source_dir: Path, mappings: Mappings):
+        self.source_dir = Path(source_dir)
+        self.mappings = mappings
+        if not self.source_dir.is_dir():
+            raise InputError("source folder not found (pass --source-dir or --data-dir)", path=self.source_dir)
+
+    @abstractmethod
+    def read(self) -> tuple[pd.DataFrame, dict[str, str], dict]:
+        """Return ``(visits, code_names, report)``; visits as from :func:`assemble`."""
+
+    def load(self, protocol: str = "all") -> Cohort:
+        visits, names, report = self.read()
+        visits = apply_protocol(visits, protocol)
+        report = {**report, "protocol": protocol}
+        return Cohort(visits, code_table(visits, names, self.mappings), self.name, report)

@@ -1,0 +1,162 @@
+"""Code systems: ids for diagnoses/procedures, and prescriptions -> ATC level 3.
+
+Code ids keep their system (and so the ICD version) in a prefix, with the dots removed, as in MIMIC:
+``ICD9CM:4019``, ``ICD10CM:I10``, ``ICD9PROC:3605``, ``ICD10PCS:0DTJ4ZZ``. Drugs are bare ATC level-3
+classes (``B01A``), the unit kgrec recommends.
+
+Prescription mapping order (documented in docs/protocol.md): GSN (each of several space-separated GSNs
+in turn) -> NDC (same table) -> NDC -> RxNorm -> UNII -> DrugBank -> ATC. Codes shorter than level 3
+count as unmapped.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from kgrec.errors import InputError
+from kgrec.tables import read_table
+
+DIAG_PREFIX = {"9": "ICD9CM", "10": "ICD10CM"}
+PROC_PREFIX = {"9": "ICD9PROC", "10": "ICD10PCS"}
+
+# A cell that stands for "no code" in MIMIC's GSN/NDC columns.
+PLACEHOLDERS = {"", "0", "?", "nan", "none", "null", "00000000000"}
+
+
+def icd_id(code: str, version: str | int, kind: str = "diagnosis") -> str:
+    """``icd_id('401.9', 9) -> 'ICD9CM:4019'``; ``icd_id('3605', 9, 'procedure') -> 'ICD9PROC:3605'``."""
+    table = DIAG_PREFIX if kind == "diagnosis" else PROC_PREFIX
+    v = str(version).strip()
+    if v not in table:
+        raise ValueError(f"unknown ICD version {version!r} (expected 9 or 10)")
+    return f"{table[v]}:{str(code).strip().replace('.', '').upper()}"
+
+
+def atc3(code: str) -> str | None:
+    """ATC level 3 (4 characters, e.g. ``B01A``) of an ATC code at level 3 or deeper, else None."""
+    c = str(code).strip().upper()
+    if len(c) < 4 or not (c[0].isalpha() and c[1:3].isdigit() and c[3].isalpha()):
+        return None
+    return c[:4]
+
+
+def normalise_ndc(ndc: str) -> str | None:
+    """11-digit NDC without dashes, or None for the placeholders seen in MIMIC (``0``, ``?``, empty)."""
+    s = str(ndc).strip().replace("-", "")
+    if s.lower() in PLACEHOLDERS or not s.isdigit() or int(s) == 0:
+        return None
+    return s.zfill(11)
+
+
+class Mappings:
+    """The open code maps in ``KGREC_DATA`` (``mappings/``, ``kg/``), loaded lazily.
+
+    Args:
+        data_dir: the open-data root (holds ``mappings/`` and ``kg/``).
+    """
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+
+    def _path(self, rel: str) -> Path:
+        p = self.data_dir / rel
+        if not p.exists():
+            raise InputError(
+                "mapping file not found; pass --data-dir (or set KGREC_DATA) to the open-data folder",
+                path=p,
+            )
+        return p
+
+    @cached_property
+    def gsn_to_atc3(self) -> dict[str, str]:
+        df = read_table(self._path("mappings/gsn_atc_ndc_mapping.csv.gz"), ["gsn", "atc", "ndc"])
+        out: dict[str, str] = {}
+        for gsn, code in zip(df["gsn"], df["atc"]):
+            a = atc3(code)
+            if a and gsn:
+                out.setdefault(gsn.zfill(6), a)
+        return out
+
+    @cached_property
+    def ndc_to_atc3(self) -> dict[str, str]:
+        df = read_table(self._path("mappings/gsn_atc_ndc_mapping.csv.gz"), ["gsn", "atc", "ndc"])
+        out: dict[str, str] = {}
+        for ndc, code in zip(df["ndc"], df["atc"]):
+            n, a = normalise_ndc(ndc), atc3(code)
+            if n and a:
+                out.setdefault(n, a)
+        return out
+
+    @cached_property
+    def ndc_to_rxcui(self) -> dict[str, str]:
+        p = self._path("mappings/ndc2rxnorm_mapping.txt")
+        try:
+            raw = ast.literal_eval(p.read_text(encoding="utf-8"))  # a dict literal; never eval()
+        except (ValueError, SyntaxError) as exc:
+            raise InputError(f"not a Python dict literal ({exc})", path=p) from exc
+        return {n: str(v) for k, v in raw.items() if (n := normalise_ndc(k))}
+
+    @cached_property
+    def drugbank_atc(self) -> dict[str, list[str]]:
+        """DrugBank id -> ATC codes, from the slim DrugBank table (NC licence; used only for mapping)."""
+        df = read_table(self._path("kg/drugbank/drugbank.tsv"), ["drugbank_id", "name", "atc_codes"])
+        return {d: [c for c in codes.split("|") if c] for d, codes in zip(df["drugbank_id"], df["atc_codes"])}
+
+    @cached_property
+    def rxcui_to_atc3(self) -> dict[str, str]:
+        """RxNorm -> UNII (rxcui-unii-map) -> DrugBank (open vocabulary) -> ATC3 (DrugBank slim)."""
+        rx = read_table(self._path("kg/rxcui-unii-map.tsv"), ["rxnorm_id", "fdasrs_id"])
+        vocab = read_table(self._path("kg/drugbank/drugbank_vocabulary.csv"), ["drugbank id", "unii"])
+        unii_to_db = {u: d for d, u in zip(vocab["drugbank id"], vocab["unii"]) if u}
+        out: dict[str, str] = {}
+        for cui, unii in zip(rx["rxnorm_id"], rx["fdasrs_id"]):
+            db = unii_to_db.get(unii)
+            for code in self.drugbank_atc.get(db, []) if db else []:
+                if a := atc3(code):
+                    out.setdefault(cui, a)
+                    break
+        return out
+
+    @cached_property
+    def atc_names(self) -> dict[str, str]:
+        df = read_table(self._path("mappings/atc_coding.csv.gz"), ["atc_code", "atc_name"])
+        return dict(zip(df["atc_code"].str.upper(), df["atc_name"]))
+
+    @cached_property
+    def atc3_prior(self) -> Counter:
+        """How often each ATC3 class appears in the GSN map: a prior for ambiguous name matches."""
+        return Counter(self.gsn_to_atc3.values())
+
+    def atc3_name(self, code: str) -> str:
+        return self.atc_names.get(code, code)
+
+    def map_prescription(self, gsn: str = "", ndc: str = "") -> tuple[str | None, str]:
+        """Map one prescription row to ATC3. Returns ``(atc3 or None, route)`` with route one of
+        ``gsn``, ``ndc``, ``ndc-rxnorm``, ``unmapped``."""
+        for g in str(gsn).split():
+            if g.lower() in PLACEHOLDERS:
+                continue
+            if a := self.gsn_to_atc3.get(g.zfill(6)):
+                return a, "gsn"
+        n = normalise_ndc(ndc)
+        if n:
+            if a := self.ndc_to_atc3.get(n):
+                return a, "ndc"
+            cui = self.ndc_to_rxcui.get(n)
+            if cui and (a := self.rxcui_to_atc3.get(cui)):
+                return a, "ndc-rxnorm"
+        return None, "unmapped"
+
+    def map_prescriptions(self, gsn: pd.Series, ndc: pd.Series) -> pd.DataFrame:
+        """Vectorised-by-uniques :meth:`map_prescription`: columns ``atc3``, ``route``."""
+        pairs = pd.DataFrame({"gsn": gsn.fillna("").astype(str), "ndc": ndc.fillna("").astype(str)})
+        uniq = pairs.drop_duplicates()
+        res = [self.map_prescription(g, n) for g, n in zip(uniq["gsn"], uniq["ndc"])]
+        uniq = uniq.assign(atc3=[r[0] for r in res], route=[r[1] for r in res])
+        return pairs.merge(uniq, on=["gsn", "ndc"], how="left")[["atc3", "route"]].set_index(gsn.index)
+
