@@ -1,0 +1,67 @@
+"""Node and edge tables: the hand-over between the graph builder and the stores.
+
+``nodes[label]`` is a DataFrame with one column per schema property (key ``id`` unique);
+``edges[type]`` has ``src`` and ``dst`` (ids of the from/to labels) plus the schema properties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from kgrec.graph.schema import Schema
+
+_DTYPES = {"STRING": "string", "INT64": "Int64", "DOUBLE": "float64", "BOOL": "boolean"}
+
+
+@dataclass
+class GraphTables:
+    nodes: dict[str, pd.DataFrame] = field(default_factory=dict)
+    edges: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            "nodes": {k: int(len(v)) for k, v in self.nodes.items()},
+            "edges": {k: int(len(v)) for k, v in self.edges.items()},
+        }
+
+    def conform(self, schema: Schema) -> GraphTables:
+        """Columns in schema order with schema dtypes; unknown labels/types/columns are an error;
+        duplicate node ids and edges whose ends are missing are an error naming the table."""
+        nodes, edges = {}, {}
+        for label, df in self.nodes.items():
+            if label not in schema.nodes:
+                raise ValueError(f"node table {label!r} is not in the schema")
+            props = schema.nodes[label].properties
+            extra = set(df.columns) - set(props)
+            if extra:
+                raise ValueError(f"node table {label}: columns not in the schema: {sorted(extra)}")
+            out = pd.DataFrame({p: df[p] if p in df else pd.NA for p in props}, index=df.index)
+            out = out.astype({p: _DTYPES[t] for p, t in props.items()}).reset_index(drop=True)
+            if out["id"].isna().any():
+                raise ValueError(f"node table {label}: empty id")
+            if out["id"].duplicated().any():
+                raise ValueError(f"node table {label}: duplicate id {out.loc[out['id'].duplicated(), 'id'].iloc[0]!r}")
+            nodes[label] = out
+        for name, df in self.edges.items():
+            if name not in schema.relationships:
+                raise ValueError(f"edge table {name!r} is not in the schema")
+            rel = schema.relationships[name]
+            extra = set(df.columns) - set(rel.properties) - {"src", "dst"}
+            if extra:
+                raise ValueError(f"edge table {name}: columns not in the schema: {sorted(extra)}")
+            cols = {"src": df["src"], "dst": df["dst"], **{p: df[p] if p in df else pd.NA for p in rel.properties}}
+            out = pd.DataFrame(cols, index=df.index)
+            out = out.astype({"src": "string", "dst": "string", **{p: _DTYPES[t] for p, t in rel.properties.items()}})
+            out = out.reset_index(drop=True)
+            for end, label in (("src", rel.src), ("dst", rel.dst)):
+                known = set(nodes[label]["id"]) if label in nodes else set()
+                missing = ~out[end].isin(known)
+                if missing.any():
+                    raise ValueError(
+                        f"edge table {name}: {int(missing.sum())} {end} ids are not {label} nodes "
+                        f"(first: {out.loc[missing, end].iloc[0]!r})"
+                    )
+            edges[name] = out
+        return GraphTables(nodes, edges)
