@@ -1,2 +1,10 @@
-"""kgrec: explainable, knowledge-graph-driven medication recommendation."""
+"""kgrec: explainable, knowledge-graph-driven medication recommendation.
+
+Stages follow the data flow: cohort -> graph -> embed -> teacher -> student -> explain.
+"""
+
 __version__ = "0.1.0"
+
+from kgrec.api import evaluate, load_cohort, prepare  # noqa: E402
+
+__all__ = ["__version__", "evaluate", "load_cohort", "prepare"]

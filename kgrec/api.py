@@ -1,0 +1,91 @@
+"""The Python API: one function per stage, each returning a result object. The CLI calls only these.
+
+>>> import kgrec
+>>> prep = kgrec.prepare("mimic3", workspace="ws", data_dir="../shared/data")
+>>> res = kgrec.evaluate("ws", models=["frequency", "logreg"], folds=5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgrec.cohort import Cohort, Mappings, get_loader
+from kgrec.cohort.ddi import load_ddi
+from kgrec.cohort.split import split_patients
+from kgrec.errors import InputError
+from kgrec.evaluation import EvaluationResult, evaluate_models
+
+
+def cohort_dir(workspace: Path | str) -> Path:
+    return Path(workspace) / "cohort"
+
+
+def reports_dir(workspace: Path | str) -> Path:
+    return Path(workspace) / "reports"
+
+
+@dataclass
+class PrepareResult:
+    cohort: Cohort
+    path: Path
+
+    @property
+    def stats(self) -> dict:
+        return self.cohort.stats()
+
+
+def prepare(
+    source: str,
+    workspace: Path | str = "kgrec-workspace",
+    data_dir: Path | str | None = None,
+    source_dir: Path | str | None = None,
+    protocol: str = "all",
+    seed: int = 42,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    ddi_sources: Sequence[str] = ("safedrug",),
+) -> PrepareResult:
+    """Read an EHR source into ``<workspace>/cohort``: visits, code names, split, DDI pairs.
+
+    Args:
+        source: ``mimic3``, ``mimic4``, ``eicu`` or ``synthea``.
+        data_dir: open-data root (mappings, DDI); also where the EHR folder is looked for by default.
+        source_dir: the EHR tables' folder (default ``<data_dir>/<source's default folder>``).
+        protocol: ``all`` (every visit) or ``safedrug`` (GAMENet/SafeDrug: patients with ≥2 full visits).
+        ratios: train/val/test shares of patients for the saved split.
+        ddi_sources: ``safedrug`` and/or ``drugbank`` (non-commercial).
+    """
+    loader_cls = get_loader(source)
+    if data_dir is None:
+        raise InputError("no data folder: pass data_dir (CLI: --data-dir or KGREC_DATA)")
+    data_dir = Path(data_dir)
+    src = Path(source_dir) if source_dir else data_dir / loader_cls.default_folder
+    mappings = Mappings(data_dir)
+    cohort = loader_cls(src, mappings).load(protocol=protocol)
+    if cohort.visits.empty:
+        raise InputError(f"no visits left after reading {src} with protocol {protocol!r}", path=src)
+    cohort.split = {"seed": seed, "ratios": list(ratios), **split_patients(cohort.visits["patient_id"].unique(), ratios, seed)}
+    cohort.ddi = load_ddi(mappings, ddi_sources)
+    path = cohort.save(cohort_dir(workspace))
+    return PrepareResult(cohort, path)
+
+
+def load_cohort(workspace: Path | str) -> Cohort:
+    return Cohort.load(cohort_dir(workspace))
+
+
+def evaluate(
+    workspace: Path | str = "kgrec-workspace",
+    models: Sequence[str] = ("frequency", "logreg"),
+    folds: int | None = None,
+    seed: int = 42,
+    n_boot: int = 1000,
+    reference: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate models on the workspace cohort and save the report under ``<workspace>/reports``."""
+    cohort = load_cohort(workspace)
+    res = evaluate_models(cohort, models, folds=folds, seed=seed, n_boot=n_boot, reference=reference, progress=progress)
+    res.save(reports_dir(workspace))
+    return res

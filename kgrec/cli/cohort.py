@@ -1,0 +1,126 @@
+"""`kgrec prepare` and `kgrec evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from kgrec import api
+from kgrec.cli.app import app
+from kgrec.cli.common import (
+    DEFAULT_WORKSPACE,
+    DataDir,
+    JsonOut,
+    Workspace,
+    console,
+    emit_json,
+    handle_errors,
+    resolve_data_dir,
+)
+from kgrec.cohort import LOADERS
+from kgrec.evaluation import format_cells
+from kgrec.metrics import METRICS
+
+
+@app.command()
+@handle_errors
+def prepare(
+    source: Annotated[
+        str,
+        typer.Option("--source", "-s", help=f"EHR source: {', '.join(sorted(LOADERS))}.", show_default=False),
+    ],
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    data_dir: DataDir = None,
+    source_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the EHR tables (e.g. your full MIMIC-III download). "
+            "Default: the source's demo folder inside --data-dir (mimic-iii-demo, eicu-demo, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(help="'all': every visit, first visits included. 'safedrug': GAMENet/SafeDrug protocol "
+                     "(patients with ≥2 visits that each have diagnoses, procedures and drugs)."),
+    ] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of the 8:1:1 patient-level split.")] = 42,
+    ddi: Annotated[
+        list[str] | None,
+        typer.Option("--ddi", help="DDI source(s): 'safedrug' (ATC3 pairs, default) and/or 'drugbank' (NC licence)."),
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Read an EHR extract into the workspace cohort and print its statistics.
+
+    Visits become diagnoses + procedures (ICD, version kept in the id) + drugs (ATC level 3). The cohort,
+    its patient-level split and the DDI pairs are written to WORKSPACE/cohort, replacing any earlier one
+    only once everything was read without error.
+    """
+    if source not in LOADERS:
+        raise typer.BadParameter(f"choose from {', '.join(sorted(LOADERS))}", param_hint="--source")
+    with console.status(f"reading {source} ..."):
+        res = api.prepare(
+            source, workspace, resolve_data_dir(data_dir), source_dir, protocol=protocol, seed=seed,
+            ddi_sources=tuple(ddi) if ddi else ("safedrug",),
+        )
+    stats, report = res.stats, res.cohort.report
+    if json_out:
+        emit_json({**stats, "cohort_dir": str(res.path), "mapping": {k: v for k, v in report.items() if k != "tables"}})
+        return
+    table = Table(title=f"cohort: {source} ({res.path})")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for k, v in stats.items():
+        table.add_row(k, str(v))
+    console.print(table)
+    unmapped = report.get("top_unmapped_drugs") or []
+    if unmapped:
+        console.print("most frequent unmapped drug names: " + ", ".join(f"{n} ({c})" for n, c in unmapped[:8]))
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model(s) to evaluate: frequency, logreg (repeat the option). Default: both."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(help="Patient-level K-fold cross-validation (recommended for small cohorts); "
+                     "default: the saved 8:1:1 split."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and the bootstrap.")] = 42,
+    n_boot: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the 95% intervals (single split).")] = 1000,
+    json_out: JsonOut = False,
+) -> None:
+    """Train and test recommenders on the workspace cohort; print and save the metrics table.
+
+    Thresholds and hyper-parameters are chosen on validation patients only. With --folds K the table
+    shows mean ± std over folds and paired per-fold differences against logistic regression.
+    """
+    models = model or ["frequency", "logreg"]
+    with console.status("evaluating ...") as status:
+        res = api.evaluate(workspace, models, folds=folds, seed=seed, n_boot=n_boot, progress=lambda m: status.update(m))
+    if json_out:
+        emit_json(res.to_json())
+        return
+    table = Table(title=f"{res.dataset}: " + (f"{folds}-fold CV, mean ± std" if folds else "test split, [95% CI]"))
+    table.add_column("metric")
+    for name in res.models:
+        table.add_column(name, justify="right")
+    columns = [format_cells(ev.summary) for ev in res.models.values()]
+    for i, m in enumerate(METRICS):
+        table.add_row(m, *(col[i] for col in columns))
+    console.print(table)
+    if res.paired:
+        console.print(f"paired per-fold differences vs {res.reference}:")
+        for name, per in res.paired.items():
+            for m, d in per.items():
+                console.print(f"  {name} {m}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+    console.print(f"saved under {api.reports_dir(workspace)}")

@@ -1,0 +1,80 @@
+"""Baselines every kgrec model is compared with."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.samples import Samples, multi_hot
+from kgrec.metrics import per_visit
+from kgrec.models.base import Recommender
+
+
+class FrequencyRecommender(Recommender):
+    """Most-frequent drugs: every visit gets each drug's share of training visits as its probability."""
+
+    name = "frequency"
+
+    def fit(self, cohort: Cohort, train: Samples, val: Samples) -> FrequencyRecommender:
+        y = self.targets(train)
+        self.prior = y.mean(0) if len(y) else np.zeros(len(self.drug_vocab))
+        return self
+
+    def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        return np.tile(self.prior, (len(samples), 1))
+
+
+class LogRegRecommender(Recommender):
+    """One-vs-rest logistic regression on the visit's diagnosis + procedure multi-hot.
+
+    The inverse regularisation ``C`` is chosen from ``grid`` by mean PRAUC on the validation visits.
+    Drugs with a single class in training get that class's constant probability.
+    """
+
+    name = "logreg"
+
+    def __init__(self, drug_vocab: list[str], grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0), seed: int = 0):
+        super().__init__(drug_vocab)
+        self.grid, self.seed = grid, seed
+
+    def _x(self, samples: Samples):
+        return multi_hot([d + p for d, p in zip(samples.diagnoses, samples.procedures)], self.features)
+
+    def _fit_c(self, x, y, c: float) -> list:
+        models = []
+        for j in range(y.shape[1]):
+            col = y[:, j]
+            if col.all() or not col.any():
+                models.append(float(col.mean()) if len(col) else 0.0)
+                continue
+            m = LogisticRegression(C=c, solver="liblinear", random_state=self.seed, max_iter=200)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                m.fit(x, col)
+            models.append(m)
+        return models
+
+    def _proba(self, models: list, x) -> np.ndarray:
+        out = np.zeros((x.shape[0], len(models)))
+        for j, m in enumerate(models):
+            out[:, j] = m if isinstance(m, float) else m.predict_proba(x)[:, 1]
+        return out
+
+    def fit(self, cohort: Cohort, train: Samples, val: Samples) -> LogRegRecommender:
+        self.features = sorted({c for d, p in zip(train.diagnoses, train.procedures) for c in d + p})
+        x, y = self._x(train), self.targets(train)
+        best, best_c, best_models = -1.0, self.grid[0], None
+        for c in self.grid if len(val) else self.grid[-1:]:
+            models = self._fit_c(x, y, c)
+            score = per_visit(self.targets(val), self._proba(models, self._x(val)), np.zeros((len(val), y.shape[1]), bool))["prauc"].mean() if len(val) else 0.0
+            if score > best:
+                best, best_c, best_models = score, c, models
+        self.models, self.chosen["C"] = best_models, best_c
+        return self
+
+    def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        return self._proba(self.models, self._x(samples))
