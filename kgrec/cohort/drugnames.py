@@ -95,6 +95,16 @@ QUALIFIERS = frozenset(
     """.split()
 )
 
+# Vehicles: a mention of these is dropped when the name holds another ingredient ("heparin ... in sodium
+# chloride 0.9%"); alone they are the drug (saline, dextrose 50%).
+VEHICLES = frozenset(
+    ["sodium chloride", "nacl", "dextrose", "glucose", "water", "sterile water", "ringer", "lactated ringer",
+     "ringer lactate", "d5w", "ns"]
+)
+
+# Class words in WHO combination names ("lisinopril and diuretics") and the ATC prefix they stand for.
+CLASS_PARTS = {"diuretics": "C03", "thiazides": "C03A", "potassium-sparing agents": "C03D", "estrogen": "G03C"}
+
 _DOSE = re.compile(r"^[\d.,/%:+\-]*\d[\d.,/%:+\-]*[a-z%]*$")
 _SPLIT = re.compile(r"[^a-z0-9.%]+")
 _COMBO_SPLIT = re.compile(r"\s*,\s*|\s+and\s+")
@@ -120,6 +130,24 @@ def name_key(text: str) -> tuple[str, ...]:
     """Normalised words of a dictionary name (no noise removal beyond punctuation)."""
     s = str(text).lower().replace("-", " ")
     return tuple(t for t in (w.strip(".") for w in _SPLIT.split(s)) if t)
+
+
+# Short DrugBank synonyms (< 5 letters, one word) are mostly ambiguous acronyms ("air", "met", "inh" for
+# isoniazid, "dex"); only these common clinical abbreviations are kept.
+SHORT_OK = frozenset("apap asa kcl nacl hctz mtx 5fu tpa rtpa epo nac isdn ismn txa urea iron dhea gaba acth hcg".split())
+
+
+def _usable(key: tuple[str, ...]) -> bool:
+    """A DrugBank name worth matching: not a lone short acronym, not a noise/qualifier word."""
+    if not key or not any(len(w) >= 3 for w in key):
+        return False
+    if len(key) == 1:
+        w = key[0]
+        if w in NOISE or w in QUALIFIERS or w in SALTS:
+            return False
+        if len(w) < 5 and w not in SHORT_OK:
+            return False
+    return True
 
 
 def _core(words: Iterable[str]) -> frozenset[str]:
@@ -198,12 +226,14 @@ class DrugNameMatcher:
         who_names = self.who_names
         out: dict[tuple[str, ...], set[str]] = {}
         in_who = {c for c, _ in self._who_rows}
+        all_keys: set[tuple[str, ...]] = set()
         stats = {"drugbank_codes": 0, "drugbank_codes_dropped": 0, "dropped_examples": []}
         for dbid, common, syn in zip(vocab["drugbank id"], vocab["common name"], vocab["synonyms"]):
             names = [common] + [s for s in syn.split(" | ") if s]
-            keys = [k for k in dict.fromkeys(name_key(n) for n in names) if k and any(len(w) >= 3 for w in k)]
+            keys = [k for k in dict.fromkeys(name_key(n) for n in names) if _usable(k)]
             if not keys:
                 continue
+            all_keys.update(keys)
             codes: set[str] = set()
             for k in keys:  # (a) WHO codes reached through any of the drug's names
                 codes |= who.get(k, frozenset())
@@ -226,6 +256,7 @@ class DrugNameMatcher:
                 continue
             for k in keys:
                 out.setdefault(k, set()).update(codes)
+        stats["all_keys"] = frozenset(all_keys)
         return {k: frozenset(v) for k, v in out.items()}, stats
 
     @staticmethod
@@ -239,7 +270,7 @@ class DrugNameMatcher:
     @property
     def crosscheck_report(self) -> dict:
         """How many DrugBank ATC codes the WHO-name cross-check dropped (with examples)."""
-        return self._drugbank[1]
+        return {k: v for k, v in self._drugbank[1].items() if k != "all_keys"}
 
     @cached_property
     def combinations(self) -> list[tuple[list[frozenset[str]], str]]:
@@ -281,7 +312,7 @@ class DrugNameMatcher:
                 continue
             for p in parts:
                 k = name_key(p)
-                if k and k not in self.who_dict and not _COMBINATION_WORDS.search(p) and p not in CLASS_PARTS:
+                if k in self._drugbank[1]["all_keys"] and k not in self.who_dict:
                     keys.add(k)
         return frozenset(keys)
 
@@ -291,8 +322,17 @@ class DrugNameMatcher:
         return min(MAX_NGRAM, max(lens, default=1))
 
     # ---- matching ----
+    def _lookup(self, key: tuple[str, ...]) -> tuple[frozenset[str] | None, str]:
+        if codes := self.who_dict.get(key):
+            return codes, "who"
+        if codes := self.drugbank_dict.get(key):
+            return codes, "drugbank"
+        if key in self._combo_only:
+            return frozenset({"name:" + " ".join(key)}), "who-part"
+        return None, ""
+
     def _mentions(self, words: tuple[str, ...]) -> list[tuple[int, tuple[str, ...], frozenset[str], str]]:
-        """Greedy longest-first, left-to-right non-overlapping dictionary mentions."""
+        """Greedy longest-first, left-to-right non-overlapping dictionary mentions, in text order."""
         found = []
         taken = [False] * len(words)
         for n in range(min(self._max_len, len(words)), 0, -1):
@@ -300,9 +340,7 @@ class DrugNameMatcher:
                 if any(taken[i : i + n]):
                     continue
                 key = words[i : i + n]
-                codes, src = self.who_dict.get(key), "who"
-                if not codes:
-                    codes, src = self.drugbank_dict.get(key), "drugbank"
+                codes, src = self._lookup(key)
                 if codes:
                     found.append((i, key, codes, src))
                     for j in range(i, i + n):
@@ -312,20 +350,28 @@ class DrugNameMatcher:
         return real if real else found
 
     def _pick(self, codes: Iterable[str]) -> str | None:
-        classes = {a for c in codes if (a := atc3(c))}
+        """The ATC3 class of a set of codes; several classes: the most frequent in the GSN map, then A-Z."""
+        classes = {a for c in codes if not c.startswith(("name:", "class:")) and (a := atc3(c))}
         if not classes:
             return None
         prior = self.mappings.atc3_prior
         return sorted(classes, key=lambda a: (-prior.get(a, 0), a))[0]
 
-    def _combination(self, sets: list[frozenset[str]]) -> str | None:
+    @staticmethod
+    def _part_matches(part: frozenset[str], ingredient: frozenset[str]) -> bool:
+        if part & ingredient:
+            return True
+        prefixes = [p[6:] for p in part if p.startswith("class:")]
+        return any(c.startswith(pre) for pre in prefixes for c in ingredient if not c.startswith("name:"))
+
+    def _combination(self, sets: list[frozenset[str]]) -> tuple[str | None, tuple[str, ...]] | None:
         hits = []
         for parts, code in self.combinations:
             if len(parts) != len(sets):
                 continue
-            if any(all(p & q for p, q in zip(parts, perm)) for perm in permutations(sets)):
+            if any(all(self._part_matches(p, q) for p, q in zip(parts, perm)) for perm in permutations(sets)):
                 hits.append(code)
-        return self._pick(hits) if hits else None
+        return (self._pick(hits), tuple(sorted(set(hits)))) if hits else None
 
     def explain(self, name: str) -> Match:
         """The full decision for one name (cached)."""
@@ -335,20 +381,24 @@ class DrugNameMatcher:
             return hit
         words = tokens(key)
         mentions = self._mentions(words) if words else []
-        # distinct ingredients: mentions whose code sets differ
         distinct: list[tuple[int, tuple[str, ...], frozenset[str], str]] = []
-        for m in mentions:
+        for m in mentions:  # one entry per ingredient (same identity = same ingredient)
             if not any(m[2] == d[2] for d in distinct):
                 distinct.append(m)
-        if not distinct:
-            res = Match(None, (), (), "none")
-        elif len(distinct) >= 2 and (combo := self._combination([d[2] for d in distinct[:4]])):
-            res = Match(combo, tuple(" ".join(d[1]) for d in distinct), (combo,), "who-combination")
-        else:
-            first = distinct[0]
-            res = Match(self._pick(first[2]), tuple(" ".join(d[1]) for d in distinct), tuple(sorted(first[2])), first[3])
-            if res.atc3 is None:
-                res = Match(None, res.ingredients, res.codes, "none")
+        active = [d for d in distinct if " ".join(d[1]) not in VEHICLES] or distinct
+        names = tuple(" ".join(d[1]) for d in distinct)
+        res = Match(None, names, (), "none")
+        if len(active) >= 2 and len(active) <= 4 and (combo := self._combination([d[2] for d in active])):
+            res = Match(combo[0], names, combo[1], "who-combination")
+        elif active:
+            # one ingredient, or a combination WHO has no code for: the union of the active ingredients'
+            # codes, resolved by the prior (order-independent: HYDROCODONE-ACETAMINOPHEN and
+            # Acetaminophen / Hydrocodone get the same class)
+            codes = sorted({c for d in active for c in d[2] if not c.startswith(("name:", "class:"))})
+            a = self._pick(codes)
+            if a is not None:
+                src = {d[3] for d in active if any(atc3(c) == a for c in d[2] if not c.startswith("name:"))}
+                res = Match(a, names, tuple(codes), "who" if "who" in src else sorted(src)[0])
         self._cache[key] = res
         return res
 
