@@ -89,3 +89,34 @@ def evaluate(
     res = evaluate_models(cohort, models, folds=folds, seed=seed, n_boot=n_boot, reference=reference, progress=progress)
     res.save(reports_dir(workspace))
     return res
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced, stage by stage."""
+
+    prepare: PrepareResult
+    evaluation: EvaluationResult
+    seconds: dict
+
+
+def run(
+    source: str = "mimic3",
+    workspace: Path | str = "kgrec-workspace",
+    data_dir: Path | str | None = None,
+    source_dir: Path | str | None = None,
+    folds: int | None = 5,
+    seed: int = 42,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """The main job, end to end: prepare the cohort, then evaluate the baselines (K-fold CV by default)."""
+    import time
+
+    t0 = time.perf_counter()
+    if progress:
+        progress(f"prepare: reading {source}")
+    prep = prepare(source, workspace, data_dir, source_dir, seed=seed)
+    t1 = time.perf_counter()
+    ev = evaluate(workspace, ("frequency", "logreg"), folds=folds, seed=seed, progress=progress)
+    t2 = time.perf_counter()
+    return RunResult(prep, ev, {"prepare": round(t1 - t0, 2), "evaluate": round(t2 - t1, 2), "total": round(t2 - t0, 2)})

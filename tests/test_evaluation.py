@@ -122,3 +122,14 @@ def test_real_mimic3_baselines_cv(tmp_path):
     # the independent reference run measured PRAUC 0.641 (frequency) and 0.664 (logreg)
     assert 0.58 < fr["prauc"]["mean"] < 0.70 and 0.60 < lr["prauc"]["mean"] < 0.72
     assert lr["prauc"]["mean"] > fr["prauc"]["mean"]
+
+
+def test_cli_run_chains_prepare_and_evaluate(tmp_path, mini_data):
+    ws = tmp_path / "ws"
+    r = runner.invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(mini_data), "--folds", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["stats"]["n_visits"] == 4
+    assert set(out["evaluation"]["models"]) == {"frequency", "logreg"}
+    assert len(out["evaluation"]["models"]["logreg"]["metrics"]["jaccard"]["folds"]) == 2
+    assert (ws / "cohort" / "visits.parquet").exists()

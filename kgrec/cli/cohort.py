@@ -25,6 +25,18 @@ from kgrec.evaluation import format_cells
 from kgrec.metrics import METRICS
 
 
+def metrics_table(res, title: str) -> Table:
+    """Rows = metrics, columns = models (reads well in an 80-column terminal)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in res.models:
+        table.add_column(name, justify="right")
+    columns = [format_cells(ev.summary, sep="\n") for ev in res.models.values()]
+    for i, m in enumerate(METRICS):
+        table.add_row(m, *(col[i] for col in columns))
+    return table
+
+
 @app.command()
 @handle_errors
 def prepare(
@@ -110,13 +122,7 @@ def evaluate(
     if json_out:
         emit_json(res.to_json())
         return
-    table = Table(title=f"{res.dataset}: " + (f"{folds}-fold CV, mean ± std" if folds else "test split, [95% CI]"))
-    table.add_column("metric")
-    for name in res.models:
-        table.add_column(name, justify="right")
-    columns = [format_cells(ev.summary) for ev in res.models.values()]
-    for i, m in enumerate(METRICS):
-        table.add_row(m, *(col[i] for col in columns))
+    table = metrics_table(res, f"{res.dataset}: " + (f"{folds}-fold CV, mean ± std" if folds else "test split, [95% CI]"))
     console.print(table)
     if res.paired:
         console.print(f"paired per-fold differences vs {res.reference}:")
