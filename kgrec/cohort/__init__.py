@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from kgrec.cohort.base import Cohort, CohortLoader
 from kgrec.cohort.codes import Mappings
+from kgrec.cohort.eicu import EicuLoader
 from kgrec.cohort.mimic import Mimic3Loader, Mimic4Loader
 
-LOADERS: dict[str, type[CohortLoader]] = {cls.name: cls for cls in (Mimic3Loader, Mimic4Loader)}
+LOADERS: dict[str, type[CohortLoader]] = {cls.name: cls for cls in (Mimic3Loader, Mimic4Loader, EicuLoader)}
 
 
 def get_loader(name: str) -> type[CohortLoader]:

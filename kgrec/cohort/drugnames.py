@@ -24,13 +24,20 @@ Matching a name:
    At a given n-gram the WHO dictionary wins over DrugBank. Salt words (``sodium``, ``hcl``, ``sulfate``...)
    stay in the text so that ``sodium chloride`` and ``magnesium sulfate`` match as drugs, but a mention made
    of salt words alone is dropped when the name has any other mention (``warfarin sodium`` -> warfarin).
-3. One ingredient: its ATC codes. Several distinct ingredients (``Acetaminophen 325 MG / Oxycodone
+3. Vehicles (``sodium chloride``, ``dextrose``, ``water``...) are dropped when the name holds another
+   ingredient (``HEPARIN 25000 UNITS IN SODIUM CHLORIDE 0.45%`` -> heparin); alone they are the drug.
+4. One ingredient: its ATC codes. Several distinct ingredients (``Acetaminophen 325 MG / Oxycodone
    Hydrochloride 5 MG``, ``HYDROCODONE-ACETAMINOPHEN``): the WHO combination code whose parts are exactly
-   these ingredients if one exists (``oxycodone and paracetamol`` -> ``N02AJ17`` -> ``N02A``), else the
-   first ingredient in the text.
-4. Several ATC3 classes for one ingredient (aspirin: ``A01A``, ``B01A``, ``N02B``) are resolved
-   deterministically by :attr:`Mappings.atc3_prior` (how often the class occurs in the GSN map, i.e. in
-   real prescribing), ties broken alphabetically.
+   these ingredients when WHO has one (``oxycodone and paracetamol`` -> ``N02AJ17`` -> ``N02A``; parts may
+   be combination-only ingredients such as ``norelgestromin`` or class words such as ``diuretics``), else
+   the codes of all the ingredients together, resolved as in 5. This is order-independent: eICU's
+   ``HYDROCODONE-ACETAMINOPHEN`` and Synthea's ``Acetaminophen / Hydrocodone`` both give ``N02B``.
+5. Several ATC3 classes (aspirin: ``A01A``, ``B01A``, ``N02B``) are resolved deterministically by the GSN
+   map, so a name gets the class a GSN-mapped MIMIC prescription of the same ingredient gets: first the
+   class whose member codes the GSN map uses most (per ATC-5 code), then the class's overall frequency in
+   the GSN map (:attr:`Mappings.atc3_prior`), then alphabetical order. This inherits the GSN map's choices
+   (aspirin ``A01A``, diltiazem ``C05A``, prednisone ``A07E``, ibuprofen ``C01E``) and keeps the ATC3
+   vocabularies of the sources aligned.
 
 Results are cached per distinct name; :meth:`DrugNameMatcher.match_series` maps a column by its uniques.
 """
@@ -38,6 +45,8 @@ Results are cached per distinct name; :meth:`DrugNameMatcher.match_series` maps 
 from __future__ import annotations
 
 import re
+import weakref
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -349,13 +358,26 @@ class DrugNameMatcher:
         real = [m for m in found if not all(w in SALTS for w in m[1])]
         return real if real else found
 
+    @cached_property
+    def gsn_code_counts(self) -> Counter:
+        """How many GSNs the GSN map sends to each ATC code (level 5 where given)."""
+        df = read_table(self.mappings.data_dir / "mappings/gsn_atc_ndc_mapping.csv.gz", ["gsn", "atc"])
+        df = df[(df["gsn"] != "") & (df["atc"] != "")].drop_duplicates(["gsn", "atc"])
+        return Counter(df["atc"].str.upper())
+
     def _pick(self, codes: Iterable[str]) -> str | None:
-        """The ATC3 class of a set of codes; several classes: the most frequent in the GSN map, then A-Z."""
-        classes = {a for c in codes if not c.startswith(("name:", "class:")) and (a := atc3(c))}
-        if not classes:
+        """The ATC3 class of a set of codes. Several classes: the class whose member codes the GSN map uses
+        most (what a GSN-mapped MIMIC prescription of this ingredient would get), then the class's overall
+        frequency in the GSN map (:attr:`Mappings.atc3_prior`), then alphabetical order."""
+        real = [c for c in codes if not c.startswith(("name:", "class:")) and atc3(c)]
+        if not real:
             return None
+        used: Counter = Counter()
+        for c in set(real):
+            used[atc3(c)] += self.gsn_code_counts.get(c, 0)
         prior = self.mappings.atc3_prior
-        return sorted(classes, key=lambda a: (-prior.get(a, 0), a))[0]
+        classes = {atc3(c) for c in real}
+        return sorted(classes, key=lambda a: (-used[a], -prior.get(a, 0), a))[0]
 
     @staticmethod
     def _part_matches(part: frozenset[str], ingredient: frozenset[str]) -> bool:
@@ -412,3 +434,14 @@ class DrugNameMatcher:
         uniq = pd.unique(s)
         table = {u: self.match(u) for u in uniq}
         return s.map(table).astype(object).where(s.map(table).notna(), None)
+
+
+_MATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def matcher_for(mappings: Mappings) -> DrugNameMatcher:
+    """One shared :class:`DrugNameMatcher` per :class:`Mappings` (the dictionary takes ~0.5 s to build)."""
+    m = _MATCHERS.get(mappings)
+    if m is None:
+        m = _MATCHERS[mappings] = DrugNameMatcher(mappings)
+    return m
