@@ -6,8 +6,9 @@ from kgrec.cohort.base import Cohort, CohortLoader
 from kgrec.cohort.codes import Mappings
 from kgrec.cohort.eicu import EicuLoader
 from kgrec.cohort.mimic import Mimic3Loader, Mimic4Loader
+from kgrec.cohort.synthea import SyntheaLoader
 
-LOADERS: dict[str, type[CohortLoader]] = {cls.name: cls for cls in (Mimic3Loader, Mimic4Loader, EicuLoader)}
+LOADERS: dict[str, type[CohortLoader]] = {cls.name: cls for cls in (Mimic3Loader, Mimic4Loader, EicuLoader, SyntheaLoader)}
 
 
 def get_loader(name: str) -> type[CohortLoader]:
