@@ -604,10 +604,10 @@ def _download(src: Source, target: Path, *, opener, bar, timeout: float) -> tupl
         if src.sha256 is not None and actual != src.sha256:
             raise KgrecError(
                 f"checksum mismatch for {target.name} from {src.url}: expected sha256 {src.sha256}, "
-                f"got {actual}. The partial file was deleted. The upstream file may have changed, or the "
+                f"got {actual}. The downloaded file was deleted. The upstream file may have changed, or the "
                 "download was tampered with; check the source before updating the manifest."
             )
-        os.replace(tmp, target)
+        _finish(tmp, target)
         return actual, n
     finally:
         if fd != -1:
@@ -645,6 +645,18 @@ class _NullCtx:
 
     def __exit__(self, *exc):
         return False
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _finish(tmp: Path, target: Path) -> None:
+    """Give the temp file ordinary permissions (mkstemp makes it 0600) and move it into place atomically."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, target)
 
 
 def _sha256_file(path: Path) -> str:
@@ -724,24 +736,13 @@ def _unpack(src: Source, arch: Path, dest: Path, plan: list[tuple[str | None, st
         return hashes
     with zipfile.ZipFile(arch) as zf:
         for member, rel in plan:
-            target = dest / rel
-            # belt and braces: the resolved target must stay inside the cache folder
-            if not _inside(target, dest):
-                raise KgrecError(f"{arch.name}: member {member!r} would be written outside {dest}")
+            target = dest / rel  # rel was checked lexically: relative, no '..' (symlink members are refused)
             try:
                 with zf.open(member) as fin:
                     hashes[rel] = _write_atomic(target, fin)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise KgrecError(f"{arch.name} from {src.url}: cannot unpack {member!r} ({exc})") from None
     return hashes
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _write_atomic(target: Path, fin) -> str:
@@ -754,7 +755,7 @@ def _write_atomic(target: Path, fin) -> str:
             for chunk in iter(lambda: fin.read(CHUNK), b""):
                 out.write(chunk)
                 h.update(chunk)
-        os.replace(tmp, target)
+        _finish(tmp, target)
         return h.hexdigest()
     finally:
         if tmp.exists():
@@ -823,7 +824,7 @@ class _Log:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self.data, f, indent=2, sort_keys=True)
                 f.write("\n")
-            os.replace(tmp, self.path)
+            _finish(Path(tmp), self.path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
