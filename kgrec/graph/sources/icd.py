@@ -1,0 +1,67 @@
+"""ICD-9-CM / ICD-10-CM diagnosis codes: a DiagnosisCode node for every ICD code any other source
+references (MAPS_TO, GEM, INDICATION_ICD, HAS_DIAGNOSIS...), its three-character category, and
+CODE_PARENT (code -> category). Runs after the other sources (``derived``).
+
+Category: the first three characters (``ICD9CM:4019`` -> ``ICD9CM:401``, ``ICD10CM:E889`` ->
+``ICD10CM:E88``); ICD-9 E codes have four (``ICD9CM:E8791`` -> ``ICD9CM:E879``). Names come from the
+workspace cohort's code table where known. The code systems are US government works: public domain.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kgrec.graph.schema import load_schema
+from kgrec.graph.sources._base import LIC_PUBLIC_DOMAIN, Context, Source, SourceTables, edges_frame
+
+SYSTEMS = ("ICD9CM", "ICD10CM")
+
+
+def icd_category(code_id: str) -> str | None:
+    """``ICD9CM:4019`` -> ``ICD9CM:401``; ``ICD9CM:E8791`` -> ``ICD9CM:E879``; other systems -> None."""
+    system, _, code = code_id.partition(":")
+    if system not in SYSTEMS or not code:
+        return None
+    n = 4 if system == "ICD9CM" and code.startswith("E") else 3
+    return f"{system}:{code[:n]}"
+
+
+class IcdSource(Source):
+    name = "icd"
+    licence = LIC_PUBLIC_DOMAIN
+    derived = True
+    description = "ICD-9-CM/ICD-10-CM DiagnosisCode nodes for every referenced code + CODE_PARENT to the category"
+
+    def build(self, ctx: Context, previous: list[SourceTables] | None = None) -> SourceTables:
+        schema = load_schema()
+        ends = [(rel, end) for rel, spec in schema.relationships.items() for end, lab in (("src", spec.src), ("dst", spec.dst)) if lab == "DiagnosisCode"]
+        seen: set[str] = set()
+        for st in previous or []:
+            if "DiagnosisCode" in st.nodes:
+                seen.update(st.nodes["DiagnosisCode"]["id"])
+            for rel, end in ends:
+                if rel in st.edges:
+                    seen.update(st.edges[rel][end])
+        codes = {c for c in seen if c.partition(":")[0] in SYSTEMS}
+        cats = {c: icd_category(c) for c in codes}
+        all_ids = sorted(codes | {c for c in cats.values() if c})
+        names = {}
+        cohort = ctx.cohort
+        if cohort is not None:
+            names = {str(c): n for c, n in cohort.names().items() if n and str(n) != str(c)}
+        out = SourceTables()
+        out.add_nodes(
+            "DiagnosisCode",
+            pd.DataFrame(
+                {
+                    "id": all_ids,
+                    "name": [names.get(c) for c in all_ids],
+                    "system": [c.partition(":")[0] for c in all_ids],
+                    "source": self.name,
+                }
+            ),
+        )
+        child = sorted(c for c, p in cats.items() if p and p != c)
+        out.add_edges("CODE_PARENT", edges_frame(child, [cats[c] for c in child], self.name, self.licence))
+        out.report = {"referenced_codes": len(codes), "categories_added": len(all_ids) - len(codes)}
+        return out
