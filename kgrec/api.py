@@ -120,3 +120,17 @@ def run(
     ev = evaluate(workspace, ("frequency", "logreg"), folds=folds, seed=seed, progress=progress)
     t2 = time.perf_counter()
     return RunResult(prep, ev, {"prepare": round(t1 - t0, 2), "evaluate": round(t2 - t1, 2), "total": round(t2 - t0, 2)})
+
+
+def train_kge(workspace: Path | str = "kgrec-workspace", **kwargs):
+    """PyKEEN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_kge`)."""
+    from kgrec.embed.train import run_kge
+
+    return run_kge(workspace, **kwargs)
+
+
+def train_gnn(workspace: Path | str = "kgrec-workspace", **kwargs):
+    """R-GCN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_gnn`)."""
+    from kgrec.embed.train import run_gnn
+
+    return run_gnn(workspace, **kwargs)

@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
+
+from kgrec.errors import WorkspaceError
 
 from kgrec.graph.schema import Schema
 
@@ -65,3 +70,28 @@ class GraphTables:
                     )
             edges[name] = out
         return GraphTables(nodes, edges)
+
+    def save(self, folder) -> None:
+        """Write one Parquet file per table under ``folder/nodes`` and ``folder/edges`` (replacing it)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            for kind, tables in (("nodes", self.nodes), ("edges", self.edges)):
+                (tmp / kind).mkdir()
+                for name, df in tables.items():
+                    df.to_parquet(tmp / kind / f"{name}.parquet", index=False)
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, folder) -> GraphTables:
+        folder = Path(folder)
+        if not (folder / "nodes").is_dir():
+            raise WorkspaceError(f"no graph tables in {folder}: run `kgrec load-graph` first")
+        read = lambda sub: {p.stem: pd.read_parquet(p) for p in sorted((folder / sub).glob("*.parquet"))}  # noqa: E731
+        return cls(read("nodes"), read("edges"))
