@@ -116,6 +116,7 @@ CLASS_PARTS = {"diuretics": "C03", "thiazides": "C03A", "potassium-sparing agent
 
 _DOSE = re.compile(r"^[\d.,/%:+\-]*\d[\d.,/%:+\-]*[a-z%]*$")
 _SPLIT = re.compile(r"[^a-z0-9.%]+")
+_WORD = re.compile(r"[a-z0-9.%]+")
 _COMBO_SPLIT = re.compile(r"\s*,\s*|\s+and\s+")
 _COMBINATION_WORDS = re.compile(r"\b(and|combinations?|with|excl|incl|various|other)\b|,")
 
@@ -137,8 +138,7 @@ def tokens(text: str) -> tuple[str, ...]:
 
 def name_key(text: str) -> tuple[str, ...]:
     """Normalised words of a dictionary name (no noise removal beyond punctuation)."""
-    s = str(text).lower().replace("-", " ")
-    return tuple(t for t in (w.strip(".") for w in _SPLIT.split(s)) if t)
+    return tuple(t for w in _WORD.findall(str(text).lower()) if (t := w.strip(".")))
 
 
 # Short DrugBank synonyms (< 5 letters, one word) are mostly ambiguous acronyms ("air", "met", "inh" for
@@ -388,8 +388,11 @@ class DrugNameMatcher:
 
     def _combination(self, sets: list[frozenset[str]]) -> tuple[str | None, tuple[str, ...]] | None:
         hits = []
+        union = frozenset().union(*sets)
         for parts, code in self.combinations:
             if len(parts) != len(sets):
+                continue
+            if not all(p & union or any(i.startswith("class:") for i in p) for p in parts):
                 continue
             if any(all(self._part_matches(p, q) for p, q in zip(parts, perm)) for perm in permutations(sets)):
                 hits.append(code)

@@ -143,8 +143,9 @@ class EicuLoader(CohortLoader):
             ["patientunitstayid", "diagnosisstring", "icd9code"],
             ["diagnosisoffset", "diagnosispriority"],
         )
-        codes = dx["icd9code"].map(diagnosis_codes)
-        nine = dx["icd9code"].map(lambda c: bool(split_icd(c)[0]))
+        cells = pd.unique(dx["icd9code"])
+        codes = dx["icd9code"].map({c: diagnosis_codes(c) for c in cells})
+        nine = dx["icd9code"].map({c: bool(split_icd(c)[0]) for c in cells}).astype(bool)
         has_cell = dx["icd9code"] != ""
         fallback = codes.map(len) == 0
         report["diagnosis_rows"] = int(len(dx))
