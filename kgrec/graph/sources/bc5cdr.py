@@ -6,8 +6,10 @@
 * ``MENTIONS_DISEASE``: disease MeSH ids reach DOIDs through the ``MESH:`` xrefs of the Disease Ontology
   (``allXREFinDO.tsv``); mentions whose MeSH id has no DOID are counted and skipped.
 * ``INDUCES`` (chemical -> disease, with the PMID of the evidence) from the ``CID`` relation lines.
-* ``SAME_AS`` (chemical -> DrugBank ingredient): a mention text equal (normalised) to the name or a
-  synonym of exactly one drug of the open DrugBank vocabulary.
+* ``SAME_AS`` (chemical -> DrugBank ingredient): mention texts equal (normalised) to the name or a
+  synonym of exactly one drug of the open DrugBank vocabulary vote with their mention counts; the
+  drug with the most votes wins (a tie is skipped and counted). Abbreviation-like texts (fewer than
+  four characters, or upper case up to eight) do not vote: "DEX", "CC" hit other drugs' synonyms.
 
 Mentions with id ``-1`` (not normalised) are skipped and counted; composite ids (``D001|D002``, the
 seventh column naming the parts) count for each part. The corpus files repeat abstracts (the
@@ -191,19 +193,27 @@ class Bc5cdrSource(Source):
         out.add_edges("MENTIONS_DISEASE", edges_frame([k[0] for k in dk], [k[1] for k in dk], self.name, LIC_DO_XREF, count=[dis_counts[k] for k in dk]))
         ik = sorted(induces)
         out.add_edges("INDUCES", edges_frame([k[0] for k in ik], [k[1] for k in ik], self.name, LIC_DO_XREF, pmid=[k[2] for k in ik]))
-        # SAME_AS by name
+        # SAME_AS by name: mention texts weighted by frequency; abbreviations (short or upper-case
+        # texts: "DEX", "CC", "PRO") are not names and would hit DrugBank synonyms of other drugs.
         by_name = ctx.name_to_ingredients
         same: set[tuple[str, str]] = set()
         ambiguous = 0
         for c in chems:
-            hits = set()
-            for t in texts[c]:
-                ids = by_name.get(norm_name(t), set())
+            votes: Counter = Counter()
+            for t, n in texts[c].items():
+                key = norm_name(t)
+                if len(key) < 4 or (t.upper() == t and len(t) <= 8):
+                    continue
+                ids = by_name.get(key, set())
                 if len(ids) == 1:
-                    hits |= ids
-            if len(hits) > 1:
+                    votes[next(iter(ids))] += n
+            if not votes:
+                continue
+            top = votes.most_common()
+            if len(top) > 1 and top[1][1] == top[0][1]:
                 ambiguous += 1
-            same.update((c, h) for h in hits)
+                continue
+            same.add((c, top[0][0]))
         sk = sorted(same)
         out.add_edges("SAME_AS", edges_frame([k[0] for k in sk], [k[1] for k in sk], self.name, LIC_SAME_AS))
         out.report = {
@@ -213,7 +223,7 @@ class Bc5cdrSource(Source):
             "conflicting_duplicate_abstracts_skipped": dup_diff,
             "chemicals": len(chems),
             "chemicals_matched_to_drugbank": len({c for c, _ in same}),
-            "chemicals_matched_to_several_drugs": ambiguous,
+            "chemicals_with_tied_drug_matches": ambiguous,
             **dict(stats),
         }
         return out
