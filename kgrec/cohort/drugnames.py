@@ -76,7 +76,7 @@ NOISE = frozenset(
     nasal intranasal nebulizer neb nebu inhaler inh inhal inhalation inhalant aerosol aer hfa mdi dpi metered dry
     ophthalmic ophth opht otic eye ear rectal rect supp suppository suppositories vaginal vag mucosal buccal
     sublingual sl implant intrauterine enema irrigation irrig
-    in with w wo and or of for to the a an as at by
+    in with w wo and or of for to the an as at by
     nda anda usp nf bq tr pf preservative free
     """.split()
 )
@@ -91,7 +91,7 @@ SALTS = frozenset(
     chloride bromide iodide fluoride fumarate hemifumarate gluconate carbonate bicarbonate lactate oxide hydroxide
     nitrate malate mandelate napsylate pamoate palmitate propionate dipropionate furoate valerate butyrate
     monohydrate dihydrate trihydrate hemihydrate sesquihydrate anhydrous hyclate hydrate salt base free
-    methylbromide bromide estolate ethylsuccinate stearate sodium-free trometamol tromethamine meglumine
+    methylbromide estolate ethylsuccinate stearate trometamol tromethamine meglumine
     benzoate decanoate enanthate cypionate pivalate
     """.split()
 )
@@ -239,6 +239,7 @@ class DrugNameMatcher:
         stats = {"drugbank_codes": 0, "drugbank_codes_dropped": 0, "dropped_examples": []}
         for dbid, common, syn in zip(vocab["drugbank id"], vocab["common name"], vocab["synonyms"]):
             names = [common] + [s for s in syn.split(" | ") if s]
+            names = [n[:-4] if n.endswith(" NOS") else n for n in names]  # "Vitamin B12 NOS"
             keys = [k for k in dict.fromkeys(name_key(n) for n in names) if _usable(k)]
             if not keys:
                 continue
