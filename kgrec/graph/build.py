@@ -88,6 +88,22 @@ def select_sources(
     return chosen, notes
 
 
+def _conform(tables: GraphTables, schema: Schema) -> GraphTables:
+    """``tables.conform(schema)``, run with Python-backed strings: its end checks (``isin`` on Arrow
+    strings builds a pyarrow scalar per known id) take ~4 s on the full graph that way instead of
+    ~0.3 s. The result is cast back to the default (Arrow) string dtype, as ``conform`` returns it."""
+    with pd.option_context("mode.string_storage", "python"):
+        out = tables.conform(schema)
+
+    def arrow(df: pd.DataFrame) -> pd.DataFrame:
+        cols = {c: "string" for c, t in df.dtypes.items() if isinstance(t, pd.StringDtype)}
+        df = df.astype(cols) if cols else df.copy()
+        df.columns = pd.Index([str(c) for c in df.columns])
+        return df
+
+    return GraphTables({k: arrow(v) for k, v in out.nodes.items()}, {k: arrow(v) for k, v in out.edges.items()})
+
+
 def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -235,7 +251,7 @@ def build_graph(
         ordered = [(n, outputs[n]) for n in REGISTRY if n in outputs]  # merge priority = registry order
         nodes = merge_nodes(ordered, schema)
         edges = merge_edges(ordered, schema, nodes, report)
-        tables = GraphTables(nodes, edges).conform(schema)
+        tables = _conform(GraphTables(nodes, edges), schema)
         bar.update(merge_task, completed=1, info=f"{sum(len(v) for v in tables.nodes.values()):,} nodes, {sum(len(v) for v in tables.edges.values()):,} edges")
     report["counts"] = tables.counts()
     report["by_source"] = {

@@ -145,7 +145,7 @@ def read_rows(
             cols[j].append(row[i].strip())
         lines.append(start)
         start = reader.line_num + 1
-    df = pd.DataFrame(dict(zip(wanted, cols)), columns=wanted)
+    df = pd.DataFrame({c: pd.Series(v, dtype="str") for c, v in zip(wanted, cols)}, columns=wanted)
     df["_line"] = lines
     df.attrs["path"] = str(path)
     return df
