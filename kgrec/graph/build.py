@@ -234,10 +234,9 @@ def build_graph(
     }
     outputs: dict[str, SourceTables] = {}
     with _progress(progress) as bar:
-        tasks = {n: bar.add_task(n, total=1, info="") for n in chosen}
-        merge_task = bar.add_task("merge + check", total=1, info="")
         for name in chosen:
             spec = REGISTRY[name]
+            task = bar.add_task(name, total=1, info="")
             t = time.perf_counter()
             prev = [outputs[n] for n in outputs] if spec.derived else None
             out = spec.create().build(ctx, prev)
@@ -247,7 +246,8 @@ def build_graph(
             secs = round(time.perf_counter() - t, 3)
             report["sources"][name] = {**c, "seconds": secs, "notes": out.report}
             n_nodes, n_edges = sum(c["nodes"].values()), sum(c["edges"].values())
-            bar.update(tasks[name], completed=1, info=f"{n_nodes:,} nodes, {n_edges:,} edges")
+            bar.update(task, completed=1, info=f"{n_nodes:,} nodes, {n_edges:,} edges")
+        merge_task = bar.add_task("merge + check", total=1, info="")
         ordered = [(n, outputs[n]) for n in REGISTRY if n in outputs]  # merge priority = registry order
         nodes = merge_nodes(ordered, schema)
         edges = merge_edges(ordered, schema, nodes, report)
