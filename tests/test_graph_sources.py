@@ -359,6 +359,17 @@ def test_select_sources():
         select_sources(["ehr"], None, False)
 
 
+def test_workspace_without_cohort(tmp_path, data):
+    empty = tmp_path / "ws"
+    empty.mkdir()
+    run_, notes = select_sources(None, empty, False)
+    assert "ehr" not in run_ and "no cohort" in notes["skipped"]["ehr"]
+    with pytest.raises(WorkspaceError, match="kgrec prepare"):
+        select_sources(["ehr"], empty, False)
+    r = build_graph(data, workspace=empty, sources=["gems"], progress=False)  # icd does without names
+    assert "Patient" not in r.tables.nodes and len(r.tables.edges["GEM"]) == 3
+
+
 def test_subset_build(data):
     r = build_graph(data, sources=["trials"], progress=False)
     assert set(r.tables.edges) >= {"STUDIES", "TARGETS"}

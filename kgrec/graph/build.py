@@ -3,7 +3,7 @@
 :func:`build_graph` runs each selected source (``kgrec.graph.sources.REGISTRY``), merges what they
 return and checks the result against ``graph_schema/schema.yaml``:
 
-* Selection: all sources by default (``ehr`` only with a workspace); a source's ``requires`` (the
+* Selection: all sources by default (``ehr`` only with a workspace that holds a cohort); a source's ``requires`` (the
   sources defining the nodes its edges point at) are added to a selection; ``exclude_nc`` skips the
   non-commercial sources (MEDI) and the non-commercial parts of mixed ones (DrugBank slim ATC codes,
   ChCh-Miner pairs). Derived sources (``icd``) run last.
@@ -59,19 +59,24 @@ def select_sources(
 ) -> tuple[list[str], dict]:
     """The sources to run, in run order (derived last), and notes for the report."""
     notes: dict = {"requested": list(sources) if sources else "all", "added_as_dependency": [], "skipped": {}}
+    has_cohort = workspace is not None and (Path(workspace) / "cohort" / "visits.parquet").exists()
     if sources is None:
-        chosen = [n for n in REGISTRY if n not in WORKSPACE_SOURCES or workspace is not None]
-        if workspace is None:
+        chosen = [n for n in REGISTRY if n not in WORKSPACE_SOURCES or has_cohort]
+        if not has_cohort:
             for n in WORKSPACE_SOURCES:
-                notes["skipped"][n] = "no workspace given"
+                notes["skipped"][n] = "no workspace given" if workspace is None else f"no cohort in {workspace} (run `kgrec prepare`)"
     else:
         unknown = [s for s in sources if s not in REGISTRY]
         if unknown:
             raise KgrecError(f"unknown graph source(s) {', '.join(map(repr, unknown))}; choose from {', '.join(REGISTRY)}")
         chosen = list(dict.fromkeys(sources))
         for n in chosen:
-            if n in WORKSPACE_SOURCES and workspace is None:
-                raise WorkspaceError(f"source {n!r} reads the cohort: pass a workspace (--workspace)")
+            if n in WORKSPACE_SOURCES and not has_cohort:
+                raise WorkspaceError(
+                    f"source {n!r} reads the cohort: pass a workspace (--workspace)"
+                    if workspace is None
+                    else f"source {n!r} reads the cohort, and {workspace} has none: run `kgrec prepare` first"
+                )
         todo = list(chosen)
         while todo:
             for dep in REGISTRY[todo.pop()].requires:

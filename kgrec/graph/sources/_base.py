@@ -321,8 +321,8 @@ class Context:
     def cohort(self):
         from kgrec.cohort.base import Cohort
 
-        if self.workspace is None:
-            return None
+        if self.workspace is None or not (self.workspace / "cohort" / "visits.parquet").exists():
+            return None  # the ehr source says so; others (icd names) do without
         return Cohort.load(self.workspace / "cohort")
 
 
