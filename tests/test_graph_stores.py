@@ -405,3 +405,86 @@ if not IN_NS:
             get_store("neo4j", constraints="maybe")
         with pytest.raises(KgrecError, match="unknown graph store"):
             get_store("sqlite")
+
+
+# ---------------------------------------------------------------- the commands (embedded store)
+if not IN_NS:
+
+    def _cli(*args: str):
+        from typer.testing import CliRunner
+
+        from kgrec.cli import app
+
+        return CliRunner().invoke(app, list(args))
+
+    def test_cli_load_graph_and_query(tmp_path, monkeypatch):
+        """`kgrec load-graph` with the real builder on the fixture sources, twice; then `kgrec query`."""
+        from tests.graph_fixtures import write_sources, write_workspace
+
+        data, ws = write_sources(tmp_path / "data"), write_workspace(tmp_path / "ws")
+        monkeypatch.delenv("KGREC_DATA", raising=False)
+        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+        assert r.exit_code == 0, r.output
+        first = json.loads(r.stdout)
+        assert first["store"] == "embedded" and first["counts"]["nodes"]["Visit"] == 3
+        assert first["counts"]["n_edges"] == sum(first["counts"]["edges"].values()) > 0
+        assert first["by_source"]["edges"]["HAS_DIAGNOSIS"] == {"mimic3": 4}
+        assert first["build"]["counts"]["edges"]["INDICATION"] == first["counts"]["edges"]["INDICATION"]
+        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+        again = json.loads(r.stdout)
+        assert (again["counts"], again["by_source"]) == (first["counts"], first["by_source"])
+
+        r = _cli("query", "rationale_indication", "-w", str(ws), "--param", "visit_id=mimic3:10", "--param", "drug=C09A", "--json")
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["params"] == {"visit_id": "mimic3:10", "drug": "C09A"} and out["rows"]
+        for row in out["rows"]:
+            path = row["path"]
+            assert path["nodes"][0]["id"] == "mimic3:10" and path["nodes"][-1]["id"] == "C09A"
+            assert all(rel["source"] and rel["licence"] for rel in path["relationships"])
+        assert any(row["ingredient"] == "DB00722" and row["evidence_source"] == "pharmacotherapydb" for row in out["rows"])
+
+        r = _cli("query", "ddi_check", "-w", str(ws), "-p", "drugs=C09A,N02B")
+        assert r.exit_code == 0, r.output
+        from kgrec.cli.common import console
+
+        monkeypatch.setattr(console, "_width", 300)
+        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10", "-p", "drug=C09A")
+        assert r.exit_code == 0 and "HAS_DIAGNOSIS" in r.output and "(Drug C09A)" in r.output, r.output
+        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10")
+        assert r.exit_code == 2 and "needs parameter drug" in r.output
+        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id")
+        assert r.exit_code != 0 and "name=value" in r.output
+
+        # a corrupt source row: a clear error naming the file and line, the previous graph intact
+        bad = (data / "kg/pharmacotherapydb/indications.tsv").read_text() + "DOID:10763\tDBX\thypertension\tBad\tDM\t1\t1\n"
+        (data / "kg/pharmacotherapydb/indications.tsv").write_text(bad)
+        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+        assert r.exit_code == 2, r.output
+        assert "indications.tsv" in r.output and "line" in r.output, r.output
+        r = _cli("query", "graph_stats", "-w", str(ws), "--json")
+        rows = json.loads(r.stdout)["rows"]
+        assert sum(x["count"] for x in rows if x["kind"] == "relationship") == first["counts"]["n_edges"]
+
+    def test_cli_load_graph_human_output_and_store_errors(tmp_path, monkeypatch):
+        """Human output (summary table); a store-side failure (a dangling edge) names table, row and source."""
+        import kgrec.graph.load as gl
+        from kgrec.graph.build import BuildResult
+
+        tables = tiny_tables()
+        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {"counts": tables.counts()}))
+        ws = tmp_path / "ws"
+        (ws / "cohort").mkdir(parents=True)
+        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path))
+        assert r.exit_code == 0, r.output
+        assert "-[INDICATION]->" in r.output and "pharmacotherapydb 2" in r.output and "edges/s" in r.output
+        bad = tiny_tables()
+        bad.edges["HAS_DIAGNOSIS"].loc[2, "dst"] = "ICD9CM:0000"
+        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(bad, {}))
+        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path), "--json")
+        assert r.exit_code == 2
+        assert "HAS_DIAGNOSIS: row 2 (source 'mimic3'): dst 'ICD9CM:0000' is not a DiagnosisCode" in r.output
+        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json")
+        assert len(json.loads(r.stdout)["rows"]) == 3  # the previous graph
+        r = _cli("load-graph", "-w", str(ws), "--store", "sqlite")
+        assert r.exit_code != 0

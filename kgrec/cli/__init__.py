@@ -5,6 +5,7 @@ from kgrec.cli.app import app
 # Each import registers its commands on ``app``.
 from kgrec.cli import cohort as _cohort  # noqa: F401,E402
 from kgrec.cli import fetch as _fetch  # noqa: F401,E402
+from kgrec.cli import graph as _graph  # noqa: F401,E402
 from kgrec.cli import run as _run  # noqa: F401,E402
 from kgrec.cli import train as _train  # noqa: F401,E402
 

@@ -61,6 +61,15 @@ class Query:
         """The statements of the file (comments removed), split at top-level ``;``."""
         return split_statements(self.text)
 
+    def run(self, store: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Bind ``params`` and run every statement on ``store`` (each gets the parameters it uses)."""
+        bound = self.bind(params)
+        rows: list[dict[str, Any]] = []
+        for stmt in self.statements:
+            used = set(_USED.findall(stmt))
+            rows.extend(store.query(stmt, {k: v for k, v in bound.items() if k in used}))
+        return rows
+
     def bind(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The parameter dict for this query: defaults filled in, declared types checked/converted
         (strings from the command line are parsed), missing required parameters an error."""
@@ -222,13 +231,7 @@ def load_query(name_or_path: str | Path, dialect: str | None = None) -> Query:
 
 def run_query(store: Any, name_or_path: str | Path, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Load a query for ``store``'s dialect, bind ``params`` (as parameters) and run it."""
-    q = load_query(name_or_path, getattr(store, "dialect", None))
-    bound = q.bind(params)
-    rows: list[dict[str, Any]] = []
-    for stmt in q.statements:
-        used = set(_USED.findall(stmt))
-        rows.extend(store.query(stmt, {k: v for k, v in bound.items() if k in used}))
-    return rows
+    return load_query(name_or_path, getattr(store, "dialect", None)).run(store, params)
 
 
 __all__ = ["CYPHER_DIR", "Param", "Query", "coerce", "list_queries", "split_statements", "load_query", "parse_query", "run_query"]

@@ -23,7 +23,6 @@ def get_store(name: str, **kw: Any) -> GraphStore:
     if name == "embedded":
         from kgrec.graph.stores.embedded import EmbeddedStore
 
-        kw = {k: v for k, v in kw.items() if k not in ("batch_size",)}
         return EmbeddedStore(**kw)
     if name == "neo4j":
         from kgrec.graph.stores.neo4j import Neo4jStore

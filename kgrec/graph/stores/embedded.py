@@ -53,12 +53,13 @@ def rel_ddl(rel: RelType) -> str:
 
 
 def _arrow(df: pd.DataFrame, types: dict[str, str]) -> pa.Table:
-    """An Arrow table with the schema's types (pandas extension dtypes are not scanned by Ladybug)."""
-    arrays = []
-    for col in df.columns:
-        t = _PA_TYPES[types.get(col, "STRING")]
-        arrays.append(pa.array(df[col].to_numpy(dtype=object, na_value=None), type=t))
-    return pa.Table.from_arrays(arrays, names=list(df.columns))
+    """An Arrow table with the schema's types (Ladybug scans Arrow, not pandas extension dtypes)."""
+    target = pa.schema([(c, _PA_TYPES[types.get(c, "STRING")]) for c in df.columns])
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        arrays = [pa.array(df[c].to_numpy(dtype=object, na_value=None), type=target.field(c).type) for c in df.columns]
+        return pa.Table.from_arrays(arrays, schema=target)
 
 
 class EmbeddedStore(GraphStore):
@@ -141,10 +142,8 @@ class EmbeddedStore(GraphStore):
             raise GraphStoreError(f"{self.path} is open read-only")
         conn = self._target(create=True)
         self._tables = None
-        for node in schema.nodes.values():
-            conn.execute(node_ddl(node))
-        for rel in schema.relationships.values():
-            conn.execute(rel_ddl(rel))
+        ddl = [node_ddl(n) for n in schema.nodes.values()] + [rel_ddl(r) for r in schema.relationships.values()]
+        conn.execute(";\n".join(ddl))
 
     def _begin_load(self, schema: Schema) -> None:
         if self.read_only:
@@ -274,11 +273,13 @@ def _norm(v: Any, ids: dict[tuple, Any]) -> Any:
             "nodes": [_norm(n, ids) for n in v["_NODES"]],
             "relationships": [_norm(r, ids) for r in v["_RELS"]],
         }
+    # Entities: properties as Neo4j has them (a null property does not exist; Ladybug also fills in
+    # the other labels' properties of a multi-label variable with nulls).
     if _is_rel(v):
-        props = {k: x for k, x in v.items() if not k.startswith("_")}
+        props = {k: _norm(x, ids) for k, x in v.items() if not k.startswith("_") and x is not None}
         return {"_type": v["_LABEL"], "_start": ids.get(_iid(v["_SRC"])), "_end": ids.get(_iid(v["_DST"])), **props}
     if _is_node(v):
-        props = {k: x for k, x in v.items() if not k.startswith("_")}
+        props = {k: _norm(x, ids) for k, x in v.items() if not k.startswith("_") and x is not None}
         return {"_label": v["_LABEL"], **props}
     if isinstance(v, dict):
         return {k: _norm(x, ids) for k, x in v.items()}

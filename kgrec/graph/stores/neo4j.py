@@ -262,7 +262,7 @@ def _row_ids(values: Any) -> dict[str, Any]:
 
 
 def _props(entity: Any) -> dict[str, Any]:
-    return {k: _norm(v, {}) for k, v in entity.items() if not k.startswith("_kgrec_")}
+    return {k: _norm(v, {}) for k, v in entity.items() if not k.startswith("_kgrec_") and v is not None}
 
 
 def _end_id(node: Any, ids: dict[str, Any]) -> Any:

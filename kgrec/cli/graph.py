@@ -1,0 +1,253 @@
+"""`kgrec load-graph` and `kgrec query`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kgrec.cli.app import app
+from kgrec.cli.common import (
+    DEFAULT_WORKSPACE,
+    DataDir,
+    JsonOut,
+    Workspace,
+    console,
+    emit_json,
+    handle_errors,
+    resolve_data_dir,
+)
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Graph store: 'embedded' (Ladybug in the workspace) or 'neo4j'.")]
+UriOpt = Annotated[
+    str | None, typer.Option("--uri", help="Neo4j Bolt URI (default: $NEO4J_URI).", show_default=False)
+]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Neo4j user (default: $NEO4J_USER, else neo4j).", show_default=False)
+]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        help="Neo4j password (default: $NEO4J_PASSWORD; prompted for, hidden, on a terminal). Prefer the "
+        "environment variable: options are visible in the process list.",
+        show_default=False,
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option("--database", help="Neo4j database (default: the server's home database).", show_default=False),
+]
+
+
+def _store_kw(
+    store: str,
+    uri: str | None,
+    user: str | None,
+    password: str | None,
+    database: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    if store == "embedded":
+        return {}
+    if store != "neo4j":
+        raise typer.BadParameter("choose 'embedded' or 'neo4j'", param_hint="--store")
+    if password is None and "NEO4J_PASSWORD" not in os.environ and sys.stdin.isatty():
+        password = typer.prompt("Neo4j password", hide_input=True, default="", show_default=False, err=True)
+    return {"uri": uri, "user": user, "password": password, "database": database, **extra}
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+
+
+def _by_source(by: dict[str, int]) -> str:
+    return ", ".join(f"{s or '?'} {n:,}" for s, n in sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+@app.command("load-graph")
+@handle_errors
+def load_graph_cmd(
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    data_dir: DataDir = None,
+    store: StoreOpt = "embedded",
+    sources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sources",
+            help="Sources to load (comma-separated or repeated; default: all, plus the cohort when the "
+            "workspace has one). Sources the chosen ones depend on are added.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude_nc: Annotated[bool, typer.Option("--exclude-nc", help="Leave out the non-commercial sources (MEDI, DrugBank-derived parts).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction (neo4j store).")] = 1000,
+    constraints: Annotated[
+        str,
+        typer.Option(help="neo4j: 'unique' (uniqueness constraint on id per label), 'index', or 'skip' (servers that reject both)."),
+    ] = "unique",
+    uri: UriOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Build the knowledge graph from the open sources (and the workspace cohort) and load it.
+
+    The embedded store is WORKSPACE/graph/embedded.lbug, replaced atomically once the new graph is
+    complete (a failure leaves the previous one). The neo4j store merges in batches: running the same
+    load again gives the same counts, and completes a load that failed half-way.
+    """
+    from kgrec.graph.load import load_graph
+
+    kw = _store_kw(store, uri, user, password, database, batch_size=batch_size, constraints=constraints)
+    root = resolve_data_dir(data_dir)
+    progress = Progress(
+        TextColumn("[bold]{task.description:<28}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=json_out,
+    )
+    task = None
+    done_before: dict[str, int] = {}
+
+    def on_table(table: str, done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(f"{store}: {table}", total=0)
+        if done == 0:
+            progress.update(task, total=(progress.tasks[0].total or 0) + total, description=f"{store}: {table}")
+            done_before[table] = 0
+        progress.advance(task, done - done_before.get(table, 0))
+        done_before[table] = done
+
+    try:
+        res = load_graph(
+            workspace, root, store=store, sources=_split(sources), exclude_nc=exclude_nc,
+            progress=not json_out, on_table=on_table, **kw,
+        )
+    finally:
+        progress.stop()
+    if json_out:
+        emit_json(res.to_dict())
+        return
+    for note in res.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    table = Table(title=f"graph in {res.location}")
+    table.add_column("label / type")
+    table.add_column("count", justify="right")
+    table.add_column("by source")
+    for label, n in res.stats["nodes"].items():
+        table.add_row(f"({label})", f"{n:,}", _by_source(res.stats["nodes_by_source"][label]))
+    table.add_section()
+    for name, n in res.stats["edges"].items():
+        table.add_row(f"-[{name}]->", f"{n:,}", _by_source(res.stats["edges_by_source"][name]))
+    table.add_section()
+    table.add_row("nodes", f"{res.stats['n_nodes']:,}", "")
+    table.add_row("relationships", f"{res.stats['n_edges']:,}", "")
+    console.print(table)
+    ld = res.load
+    rate = f", {ld.n_edges / ld.seconds:,.0f} edges/s" if ld.seconds > 0 else ""
+    console.print(f"built in {res.seconds['build']:.1f} s, loaded in {ld.seconds:.1f} s{rate}")
+    dropped = {k: v for k, v in (res.build_report.get("dropped_edges") or {}).items() if v}
+    if dropped:
+        console.print(f"edges dropped by the builder (ends not in the graph): {dropped}")
+
+
+def _parse_params(values: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, value = v.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{v!r}: use name=value", param_hint="--param")
+        out[name.strip()] = value
+    return out
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, dict) and "nodes" in value and "relationships" in value
+
+
+def render(value: Any) -> str:
+    """A cell for the terminal: paths as (Label id) -[TYPE source; licence]-> ..., nodes as (Label id)."""
+    if _is_path(value):
+        nodes, rels = value["nodes"], value["relationships"]
+        parts = [render(nodes[0])] if nodes else []
+        for i, r in enumerate(rels):
+            label = f"{r.get('_type')} {r.get('source', '')}; {r.get('licence', '')}".strip()
+            forward = i + 1 < len(nodes) and r.get("_end") == nodes[i + 1].get("id")
+            parts.append(f"-[{label}]->" if forward else f"<-[{label}]-")
+            if i + 1 < len(nodes):
+                parts.append(render(nodes[i + 1]))
+        return " ".join(parts)
+    if isinstance(value, dict) and "_label" in value:
+        return f"({value['_label']} {value.get('id', '')})"
+    if isinstance(value, dict) and "_type" in value:
+        return f"-[{value['_type']} {value.get('source', '')}]->"
+    if isinstance(value, list):
+        return ", ".join(render(v) for v in value)
+    return "" if value is None else str(value)
+
+
+@app.command("query")
+@handle_errors
+def query_cmd(
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="A query of cypher/ by name (rationale_indication, rationale_trial, rationale_literature, "
+            "rationale_similar_patients, ddi_check, drug_neighbourhood, graph_stats) or a .cypher file.",
+            show_default=False,
+        ),
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="name=value (repeat). Lists: a,b,c or JSON. Passed as query parameters.", show_default=False),
+    ] = None,
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    store: StoreOpt = "embedded",
+    uri: UriOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Run a Cypher query on the graph; print the rows as a table, or --json."""
+    from kgrec.graph.queries import load_query
+    from kgrec.graph.stores import get_store
+
+    params = _parse_params(param)
+    kw = _store_kw(store, uri, user, password, database)
+    if store == "embedded":
+        kw = {"workspace": workspace, "read_only": True}
+    with get_store(store, **kw) as st:
+        q = load_query(query, st.dialect)
+        bound = q.bind(params)
+        rows = q.run(st, bound)
+    if json_out:
+        emit_json({"query": q.name, "file": str(q.path), "params": bound, "rows": rows})
+        return
+    if not rows:
+        console.print(f"{q.name}: no rows")
+        return
+    table = Table(title=f"{q.name} ({len(rows)} rows)", show_lines=any(_is_path(v) for v in rows[0].values()))
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    cols = [c for c in cols if not _is_path(rows[0].get(c))] + [c for c in cols if _is_path(rows[0].get(c))]
+    for c in cols:
+        wide = _is_path(rows[0].get(c))
+        table.add_column(c, overflow="fold", ratio=4 if wide else 1, min_width=30 if wide else None)
+    for r in rows:
+        table.add_row(*(render(r.get(c)) for c in cols))
+    console.print(table)
+
+
+__all__ = ["load_graph_cmd", "query_cmd", "render"]

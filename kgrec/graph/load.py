@@ -1,0 +1,110 @@
+"""``load_graph``: build the graph tables from the open sources (and the workspace cohort) and load
+them into a store. ``kgrec load-graph`` calls this.
+
+>>> res = load_graph("ws", "../shared/data")                      # embedded: ws/graph/embedded.lbug
+>>> res = load_graph("ws", "../shared/data", store="neo4j", uri="bolt://localhost:7687", batch_size=2000)
+>>> res.stats["edges_by_source"]["INDICATION"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgrec.graph.schema import Schema, load_schema
+from kgrec.graph.stores import get_store
+from kgrec.graph.stores.base import LoadStats, Progress
+
+
+@dataclass
+class LoadResult:
+    store: str  # "embedded" | "neo4j"
+    location: str  # where the graph lives (no credentials)
+    load: LoadStats  # what the load wrote, with timings
+    stats: dict  # counts in the store after the load: per label/type and per source
+    build_report: dict = field(default_factory=dict)  # the builder's report (selection, per-source counts, drops)
+    seconds: dict = field(default_factory=dict)  # build, load, total
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "store": self.store,
+            "location": self.location,
+            "counts": {
+                "nodes": self.stats["nodes"],
+                "edges": self.stats["edges"],
+                "n_nodes": self.stats["n_nodes"],
+                "n_edges": self.stats["n_edges"],
+            },
+            "by_source": {"nodes": self.stats["nodes_by_source"], "edges": self.stats["edges_by_source"]},
+            "load": self.load.to_dict(),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "notes": list(self.notes),
+            "build": self.build_report,
+        }
+
+
+def _build_graph(data_dir: Path, **kw: Any) -> Any:
+    """The builder (imported on use: ``kgrec.graph.build``)."""
+    from kgrec.graph.build import build_graph
+
+    return build_graph(data_dir, **kw)
+
+
+def load_graph(
+    workspace: Path | str | None,
+    data_dir: Path | str,
+    store: str = "embedded",
+    sources: list[str] | tuple[str, ...] | None = None,
+    exclude_nc: bool = False,
+    *,
+    progress: bool = False,
+    on_table: Progress | None = None,
+    schema: Schema | None = None,
+    **store_kw: Any,
+) -> LoadResult:
+    """Build the graph from ``data_dir`` (plus the cohort in ``workspace``) and load it into ``store``.
+
+    ``sources``: source names (default: all; the cohort source ``ehr`` when the workspace has a
+    cohort). ``exclude_nc``: leave out the non-commercial sources. ``progress``: the builder's
+    per-source progress on stderr; ``on_table(table, rows_done, rows_total)``: the store's progress.
+    ``store_kw`` go to the store (``uri``, ``user``, ``password``, ``batch_size``, ``constraints`` for
+    neo4j). The embedded store lives in ``<workspace>/graph/embedded.lbug``.
+    """
+    schema = schema or load_schema()
+    notes: list[str] = []
+    ws = Path(workspace) if workspace is not None else None
+    build_ws = ws
+    if ws is not None and sources is None and not (ws / "cohort").exists():
+        build_ws = None
+        notes.append(f"{ws} has no cohort (run `kgrec prepare`): Patient and Visit nodes are not loaded")
+    if store == "embedded" and ws is None:
+        from kgrec.errors import WorkspaceError
+
+        raise WorkspaceError("the embedded store lives in a workspace: pass --workspace")
+    t0 = time.perf_counter()
+    built = _build_graph(
+        Path(data_dir), workspace=build_ws, sources=list(sources) if sources else None, exclude_nc=exclude_nc, progress=progress
+    )
+    t_build = time.perf_counter() - t0
+    if store == "embedded":
+        store_kw = {"workspace": ws, **store_kw}
+    with get_store(store, **store_kw) as st:
+        loaded = st.load(built.tables, schema, progress=on_table)
+        stats = st.stats(schema)
+        location = st.describe()
+    total = time.perf_counter() - t0
+    report = built.report if isinstance(built.report, dict) else getattr(built.report, "to_dict", lambda: {})()
+    return LoadResult(
+        store=store,
+        location=location,
+        load=loaded,
+        stats=stats,
+        build_report=report,
+        seconds={"build": t_build, "load": loaded.seconds, "total": total},
+        notes=notes,
+    )
+
+__all__ = ["LoadResult", "load_graph"]
