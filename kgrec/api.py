@@ -134,3 +134,11 @@ def train_gnn(workspace: Path | str = "kgrec-workspace", **kwargs):
     from kgrec.embed.train import run_gnn
 
     return run_gnn(workspace, **kwargs)
+
+
+def train_teacher(workspace: Path | str = "kgrec-workspace", progress: bool = True, **config):
+    """LEADER-style teacher on the saved split, saved to ``<workspace>/teacher/`` (see
+    :func:`kgrec.teacher.train.train_on_split`; keyword arguments are :class:`~kgrec.teacher.TeacherConfig` fields)."""
+    from kgrec.teacher.train import TeacherConfig, train_on_split
+
+    return train_on_split(workspace, TeacherConfig(**config), progress=progress)

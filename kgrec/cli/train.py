@@ -16,6 +16,7 @@ from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emi
 class Stage(str, Enum):
     kge = "kge"
     gnn = "gnn"
+    teacher = "teacher"
 
 
 class PatientNodes(str, Enum):
@@ -27,16 +28,27 @@ class PatientNodes(str, Enum):
 @app.command()
 @handle_errors
 def train(
-    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present.")],
+    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present. teacher: LoRA-tuned language model with graph soft prompts (LEADER).")],
     workspace: Workspace = DEFAULT_WORKSPACE,
-    model: Annotated[str, typer.Option(help="PyKEEN model for --stage kge (RotatE, TransE, ComplEx, DistMult, ...).")] = "RotatE",
+    model: Annotated[str | None, typer.Option(help="kge: PyKEEN model (RotatE, TransE, ComplEx, DistMult, ...; default RotatE). teacher: backbone folder or Hugging Face id (default: the offline all-MiniLM-L6-v2; on a GPU e.g. a 7B causal LM).", show_default=False)] = None,
     dim: Annotated[int, typer.Option(help="Embedding dimension (complex models: complex dimension; vectors get 2·dim reals).")] = 64,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 50 for kge, 100 for gnn).", show_default=False)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.005 kge, 0.01 gnn).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(help="Triples per batch (kge).")] = 2048,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 50 for kge, 100 for gnn, 4 for teacher).", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.005 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 2048); visits per batch (teacher, default 16).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
     patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none', or 'all' (leaks test patients).")] = PatientNodes.train,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same numbers.")] = 42,
+    lora_r: Annotated[int, typer.Option(help="teacher: LoRA rank (0 freezes the backbone).", rich_help_panel="teacher")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="teacher: LoRA alpha.", rich_help_panel="teacher")] = 16.0,
+    lora_dropout: Annotated[float, typer.Option(help="teacher: LoRA dropout.", rich_help_panel="teacher")] = 0.1,
+    soft_tokens: Annotated[int, typer.Option(help="teacher: virtual tokens K made from the graph vectors.", rich_help_panel="teacher")] = 4,
+    graph_prompt: Annotated[bool, typer.Option("--graph-prompt/--no-graph-prompt", help="teacher: graph soft prompts (need `--stage kge` embeddings); --no-graph-prompt is the ablation.", rich_help_panel="teacher")] = True,
+    max_length: Annotated[int, typer.Option(help="teacher: prompt token budget (oldest history visits are dropped first).", rich_help_panel="teacher")] = 256,
+    history: Annotated[int, typer.Option(help="teacher: earlier visits shown in the prompt (the last N).", rich_help_panel="teacher")] = 3,
+    fuse_codes: Annotated[bool, typer.Option("--fuse-codes/--no-fuse-codes", help="teacher: add a linear term over the visit's code multi-hot (logistic-regression features) to the drug logits.", rich_help_panel="teacher")] = False,
+    fuse_graph: Annotated[bool, typer.Option("--fuse-graph/--no-fuse-graph", help="teacher: add a linear term over the pooled graph vectors to the drug logits (cheap; works with --lora-r 0).", rich_help_panel="teacher")] = False,
+    ddi_weight: Annotated[float, typer.Option(help="teacher: weight of the DDI penalty (0: off).", rich_help_panel="teacher")] = 0.0,
+    mixed_precision: Annotated[str, typer.Option(help="teacher: no, bf16 or fp16 (GPU).", rich_help_panel="teacher")] = "no",
     json_out: JsonOut = False,
 ) -> None:
     """Train graph embeddings on the workspace graph and rank held-out drug -> disease indications.
@@ -44,9 +56,15 @@ def train(
     Needs `kgrec prepare` and `kgrec load-graph` first. 10% of the indication edges are held out;
     MRR and Hits@10 (filtered, type-restricted, both directions) are compared with a popularity
     baseline on the same edges. Vectors are saved as safetensors with their entity index.
+
+    --stage teacher trains the LEADER-style teacher on the saved split (early stopping on validation
+    PRAUC), reports validation and test metrics, and saves it to WORKSPACE/teacher/.
     """
+    if stage is Stage.teacher:
+        _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out)
+        return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model, dim=dim, epochs=epochs or 50, lr=lr or 0.005, batch_size=batch_size, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_kge(workspace, model=model or "RotatE", dim=dim, epochs=epochs or 50, lr=lr or 0.005, batch_size=batch_size or 2048, seed=seed, patients=patients.value, progress=not json_out)
     else:
         res = api.train_gnn(workspace, dim=dim, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
     if json_out:
@@ -59,4 +77,33 @@ def train(
     for m in ("mrr", "hits_at_1", "hits_at_3", "hits_at_10", "auc"):
         table.add_row(m, f"{res.metrics[m]:.4f}", f"{res.baseline[m]:.4f}")
     console.print(table)
+    console.print(f"trained in {res.seconds:.1f} s; saved in {res.path}")
+
+
+def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out) -> None:
+    from kgrec.metrics import METRICS
+
+    cfg = dict(
+        model=model or "minilm", epochs=epochs or 4, lr=lr or 1e-3, batch_size=batch_size or 16, seed=seed, lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, soft_tokens=soft_tokens, graph_prompt=graph_prompt,
+        max_length=max_length, history=history, fuse_codes=fuse_codes, fuse_graph=fuse_graph, ddi_weight=ddi_weight, mixed_precision=mixed_precision,
+    )
+    res = api.train_teacher(workspace, progress=not json_out, **cfg)
+    if json_out:
+        emit_json(res.to_json())
+        return
+    table = Table(title=f"teacher: saved split ({res.test.get('n_visits', 0)} test visits)")
+    table.add_column("metric")
+    table.add_column("validation", justify="right")
+    table.add_column("test [95% CI]", justify="right")
+    for m in METRICS:
+        v, t = res.val.get("metrics", {}).get(m), res.test.get("metrics", {}).get(m)
+        ci = res.test.get("intervals", {}).get(m)
+        table.add_row(m, "–" if v is None else f"{v:.4f}", "–" if t is None else f"{t:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+    console.print(table)
+    c = res.chosen
+    console.print(
+        f"graph prompt: {'on' if c.get('graph_prompt') else 'off'}; LoRA on {', '.join(c.get('lora_targets') or []) or 'nothing (frozen)'}; "
+        f"{c.get('epochs_run')} epochs (best {c.get('best_epoch')}), {c.get('seconds_per_epoch', '–')} s/epoch; threshold {c.get('threshold')}"
+    )
     console.print(f"trained in {res.seconds:.1f} s; saved in {res.path}")

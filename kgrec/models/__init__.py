@@ -6,6 +6,9 @@ from kgrec.models.base import Recommender
 from kgrec.models.baselines import FrequencyRecommender, LogRegRecommender
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (FrequencyRecommender, LogRegRecommender)}
+from kgrec.teacher.train import TeacherRecommender  # noqa: E402  (imports torch lazily)
+
+MODELS[TeacherRecommender.name] = TeacherRecommender
 
 
 def get_model(name: str) -> type[Recommender]:

@@ -1,0 +1,155 @@
+"""LEADER-style prompts: every template in one place, rendering and token-budget truncation.
+
+A prompt reads (history visits oldest first, each with *its own* codes)::
+
+    The patient has 3 visits.
+    In visit 1 (2 visits ago), the patient had diagnoses: ...; procedures: ...; and was prescribed: ....
+    In visit 2 (previous visit), the patient had diagnoses: ...; procedures: ...; and was prescribed: ....
+    In this visit (visit 3), the patient has diagnoses: ...; procedures: ....
+    Which medications should the patient be prescribed in this visit?
+
+(The reference LEADER code filled every history visit with the current visit's diagnoses; here each
+earlier visit is rendered from its own row of the visit table.)
+
+Truncation to ``max_length`` tokens keeps the header, the current visit and the question whole and drops
+the oldest history visits first. Only when the current visit alone does not fit are its longest code
+lists cut from the end (source order keeps the primary diagnosis first); :class:`Prompt` records both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+TEMPLATES: dict[str, str] = {
+    "header": "The patient has {n_visits} {visits_word}.",
+    "history_visit": "In visit {number} ({ago}), the patient had diagnoses: {diagnoses}; procedures: {procedures}; and was prescribed: {drugs}.",
+    "current_visit": "In this visit (visit {number}), the patient has diagnoses: {diagnoses}; procedures: {procedures}.",
+    "question": "Which medications should the patient be prescribed in this visit?",
+    "none": "none",
+    "separator": "\n",
+    "code_joiner": ", ",
+}
+
+
+@dataclass
+class VisitCodes:
+    """One visit's code *names* (already looked up)."""
+
+    diagnoses: list[str]
+    procedures: list[str]
+    drugs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt and what truncation did to it."""
+
+    text: str
+    n_visits: int
+    history_shown: int  # earlier visits in the text
+    history_dropped: int  # earlier visits (of the last N) dropped to fit max_length
+    current_cut: int = 0  # current-visit codes cut because the visit alone did not fit
+
+
+def _join(names: Sequence[str]) -> str:
+    return TEMPLATES["code_joiner"].join(names) if names else TEMPLATES["none"]
+
+
+def _ago(k: int) -> str:
+    return "previous visit" if k == 1 else f"{k} visits ago"
+
+
+def render(history: Sequence[VisitCodes], current: VisitCodes, n_visits: int) -> list[str]:
+    """The prompt's segments: header, each history visit (oldest first), current visit, question."""
+    first_number = n_visits - len(history)  # 1-based number of the first shown history visit
+    segs = [TEMPLATES["header"].format(n_visits=n_visits, visits_word="visit" if n_visits == 1 else "visits")]
+    for i, v in enumerate(history):
+        number = first_number + i
+        segs.append(TEMPLATES["history_visit"].format(
+            number=number, ago=_ago(n_visits - number), diagnoses=_join(v.diagnoses),
+            procedures=_join(v.procedures), drugs=_join(v.drugs)))
+    segs.append(TEMPLATES["current_visit"].format(number=n_visits, diagnoses=_join(current.diagnoses), procedures=_join(current.procedures)))
+    segs.append(TEMPLATES["question"])
+    return segs
+
+
+def build_prompt(
+    history: Sequence[VisitCodes],
+    current: VisitCodes,
+    n_visits: int | None = None,
+    max_length: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> Prompt:
+    """Render a prompt within ``max_length`` tokens (as counted by ``count_tokens``, specials included).
+
+    Args:
+        history: the earlier visits to show, oldest first (already limited to the last N).
+        n_visits: visits of the patient up to and including this one (default ``len(history) + 1``).
+    """
+    n_visits = n_visits if n_visits is not None else len(history) + 1
+    sep = TEMPLATES["separator"]
+    hist = list(history)
+    fits = (lambda text: True) if max_length is None or count_tokens is None else (lambda text: count_tokens(text) <= max_length)
+    text = sep.join(render(hist, current, n_visits))
+    shown = len(hist)
+    while shown and not fits(text):
+        shown -= 1
+        text = sep.join(render(hist[len(hist) - shown:], current, n_visits))
+    cut = 0
+    if not fits(text):
+        dx, px = list(current.diagnoses), list(current.procedures)
+        while (dx or px) and not fits(text):
+            longer = dx if len(dx) >= len(px) else px
+            drop = max(1, len(longer) // 8)  # few re-tokenisations even for very long visits
+            del longer[len(longer) - drop:]
+            cut += drop
+            text = sep.join(render([], VisitCodes(dx, px), n_visits))
+    return Prompt(text, n_visits, shown, len(hist) - shown, cut)
+
+
+def short_name(name: str, levels: int = 2) -> str:
+    """Hierarchical names (eICU's ``"pulmonary|respiratory failure|acute respiratory failure"``) keep their
+    last ``levels`` parts (``"respiratory failure - acute respiratory failure"``): the specific end of the
+    path at a third of the tokens. Other names are unchanged."""
+    if "|" not in name:
+        return name
+    parts = [p.strip() for p in name.split("|") if p.strip()]
+    return " - ".join(parts[-levels:])
+
+
+class PromptBuilder:
+    """Prompts for cohort visits: looks up names, picks the last ``history`` earlier visits.
+
+    Args:
+        names: code -> readable name (``cohort.names()``); unknown codes show as the code.
+        history: how many earlier visits to show at most (LEADER: the last N).
+    """
+
+    def __init__(self, visits: pd.DataFrame, names: dict[str, str], history: int = 3):
+        self.visits = visits
+        self.names = names
+        self.history = max(0, int(history))
+        self._dx = visits["diagnoses"].tolist()
+        self._px = visits["procedures"].tolist()
+        self._drugs = visits["drugs"].tolist()
+
+    def _name(self, code: str) -> str:
+        return short_name(self.names.get(code) or code)
+
+    def visit_codes(self, row: int, with_drugs: bool) -> VisitCodes:
+        n = self._name
+        return VisitCodes([n(c) for c in self._dx[row]], [n(c) for c in self._px[row]], [n(c) for c in self._drugs[row]] if with_drugs else [])
+
+    def prompt(self, row: int, history_rows: Sequence[int], max_length: int | None = None, count_tokens: Callable[[str], int] | None = None) -> Prompt:
+        """The prompt of visit ``row`` given the rows of its earlier visits (oldest first)."""
+        shown = list(history_rows)[-self.history:] if self.history else []
+        hist = [self.visit_codes(r, with_drugs=True) for r in shown]
+        return build_prompt(hist, self.visit_codes(row, with_drugs=False), len(history_rows) + 1, max_length, count_tokens)
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """Counts tokens the way the model will see them (special tokens included)."""
+    return lambda text: len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
