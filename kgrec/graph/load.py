@@ -74,19 +74,14 @@ def load_graph(
     neo4j). The embedded store lives in ``<workspace>/graph/embedded.lbug``.
     """
     schema = schema or load_schema()
-    notes: list[str] = []
     ws = Path(workspace) if workspace is not None else None
-    build_ws = ws
-    if ws is not None and sources is None and not (ws / "cohort").exists():
-        build_ws = None
-        notes.append(f"{ws} has no cohort (run `kgrec prepare`): Patient and Visit nodes are not loaded")
     if store == "embedded" and ws is None:
         from kgrec.errors import WorkspaceError
 
         raise WorkspaceError("the embedded store lives in a workspace: pass --workspace")
     t0 = time.perf_counter()
     built = _build_graph(
-        Path(data_dir), workspace=build_ws, sources=list(sources) if sources else None, exclude_nc=exclude_nc, progress=progress
+        Path(data_dir), workspace=ws, sources=list(sources) if sources else None, exclude_nc=exclude_nc, progress=progress
     )
     t_build = time.perf_counter() - t0
     if store == "embedded":
@@ -97,6 +92,8 @@ def load_graph(
         location = st.describe()
     total = time.perf_counter() - t0
     report = built.report if isinstance(built.report, dict) else getattr(built.report, "to_dict", lambda: {})()
+    skipped = (report.get("selection") or {}).get("skipped") or {}
+    notes = [f"source {name} not loaded: {why}" for name, why in skipped.items()]
     return LoadResult(
         store=store,
         location=location,

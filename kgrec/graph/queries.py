@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class Query:
     params: dict[str, Param] = field(default_factory=dict)
     description: str = ""
 
-    @property
+    @cached_property
     def statements(self) -> list[str]:
         """The statements of the file (comments removed), split at top-level ``;``."""
         return split_statements(self.text)

@@ -267,21 +267,33 @@ def _row_ids(values: Any) -> dict[tuple, Any]:
     return ids
 
 
+def _node(v: dict) -> dict:
+    # properties as Neo4j has them: a null property does not exist (Ladybug also fills in the other
+    # labels' properties of a multi-label variable with nulls); schema properties are scalars
+    out = {"_label": v["_LABEL"]}
+    for k, x in v.items():
+        if x is not None and k[0] != "_":
+            out[k] = x
+    return out
+
+
+def _rel(v: dict, ids: dict[tuple, Any]) -> dict:
+    out = {"_type": v["_LABEL"], "_start": ids.get(_iid(v["_SRC"])), "_end": ids.get(_iid(v["_DST"]))}
+    for k, x in v.items():
+        if x is not None and k[0] != "_":
+            out[k] = x
+    return out
+
+
 def _norm(v: Any, ids: dict[tuple, Any]) -> Any:
-    if _is_path(v):
-        return {
-            "nodes": [_norm(n, ids) for n in v["_NODES"]],
-            "relationships": [_norm(r, ids) for r in v["_RELS"]],
-        }
-    # Entities: properties as Neo4j has them (a null property does not exist; Ladybug also fills in
-    # the other labels' properties of a multi-label variable with nulls).
-    if _is_rel(v):
-        props = {k: _norm(x, ids) for k, x in v.items() if not k.startswith("_") and x is not None}
-        return {"_type": v["_LABEL"], "_start": ids.get(_iid(v["_SRC"])), "_end": ids.get(_iid(v["_DST"])), **props}
-    if _is_node(v):
-        props = {k: _norm(x, ids) for k, x in v.items() if not k.startswith("_") and x is not None}
-        return {"_label": v["_LABEL"], **props}
     if isinstance(v, dict):
+        if "_NODES" in v and "_RELS" in v:
+            return {"nodes": [_node(n) for n in v["_NODES"]], "relationships": [_rel(r, ids) for r in v["_RELS"]]}
+        if "_LABEL" in v:
+            if "_SRC" in v and "_DST" in v:
+                return _rel(v, ids)
+            if "_ID" in v:
+                return _node(v)
         return {k: _norm(x, ids) for k, x in v.items()}
     if isinstance(v, list):
         return [_norm(x, ids) for x in v]
