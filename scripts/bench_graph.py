@@ -31,7 +31,6 @@ import os
 import pickle
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ def visit_drugs(tables, n: int) -> list[tuple[str, str]]:
     its first prescribed drug class."""
     pres = tables.edges["HAS_PRESCRIPTION"].sort_values(["src", "dst"])
     first = pres.drop_duplicates("src")
-    return list(zip(first["src"].astype(str), first["dst"].astype(str)))[:n]
+    return list(zip(first["src"].astype(str), first["dst"].astype(str), strict=True))[:n]
 
 
 def latency(store, pairs: list[tuple[str, str]], queries=RATIONALE) -> dict:
@@ -156,7 +155,7 @@ def falkordb_worker(args) -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("FalkorDB did not start")
+                    raise SystemExit("FalkorDB did not start") from None
                 time.sleep(0.05)
         st = get_store("neo4j", uri="bolt://127.0.0.1:7687", user="falkordb", password="", batch_size=args.falkordb_batch, constraints="skip")
         for label in tables.nodes:  # FalkorDB's index syntax (no IF NOT EXISTS, no names)

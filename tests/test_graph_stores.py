@@ -496,3 +496,35 @@ if not IN_NS:
         assert len(json.loads(r.stdout)["rows"]) == 3  # the previous graph
         r = _cli("load-graph", "-w", str(ws), "--store", "sqlite")
         assert r.exit_code != 0
+
+
+# ---------------------------------------------------------------- Bolt-only checks (inside the namespace)
+if IN_NS:
+
+    def test_rejected_constraint_is_an_error_unless_skipped(bolt_uri):
+        st = get_store("neo4j", uri=bolt_uri, user="falkordb", password="", batch_size=5)  # constraints="unique"
+        with pytest.raises(KgrecError, match="--constraints index or --constraints skip"):
+            st.create_schema()
+        get_store("neo4j", uri=bolt_uri, user="falkordb", password="", constraints="skip").create_schema()
+
+    def test_cli_on_the_neo4j_store(bolt_uri, tmp_path, monkeypatch):
+        from typer.testing import CliRunner
+
+        import kgrec.graph.load as gl
+        from kgrec.cli import app
+        from kgrec.graph.build import BuildResult
+
+        tables = tiny_tables()
+        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {}))
+        monkeypatch.setenv("NEO4J_URI", bolt_uri)
+        monkeypatch.setenv("NEO4J_USER", "falkordb")
+        monkeypatch.setenv("NEO4J_PASSWORD", "")
+        run = CliRunner().invoke
+        args = ["load-graph", "--store", "neo4j", "-w", str(tmp_path), "--data-dir", str(tmp_path), "--batch-size", "5", "--constraints", "skip", "--json"]
+        r = run(app, args)
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["store"] == "neo4j" and out["counts"]["n_edges"] == 41 and out["load"]["n_edges"] == 41
+        r = run(app, ["query", "rationale_similar_patients", "--store", "neo4j", "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json"])
+        assert r.exit_code == 0, r.output
+        assert [row["similar_visit"] for row in json.loads(r.stdout)["rows"]] == ["mimic3:200", "mimic3:200"]

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgrec.graph.stores.base import GraphLoadError, GraphStore, GraphStoreError, LoadStats
+from kgrec.graph.stores.base import (
+    GraphLoadError,
+    GraphStore,
+    GraphStoreError,
+    LoadStats,
+)
 
 STORES = ("embedded", "neo4j")
 

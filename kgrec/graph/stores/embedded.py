@@ -25,7 +25,12 @@ import pyarrow as pa
 
 from kgrec.errors import WorkspaceError
 from kgrec.graph.schema import NodeType, RelType, Schema
-from kgrec.graph.stores.base import GraphLoadError, GraphStore, GraphStoreError, Progress
+from kgrec.graph.stores.base import (
+    GraphLoadError,
+    GraphStore,
+    GraphStoreError,
+    Progress,
+)
 
 DB_NAME = "embedded.lbug"
 _LB_TYPES = {"STRING": "STRING", "INT64": "INT64", "DOUBLE": "DOUBLE", "BOOL": "BOOLEAN"}

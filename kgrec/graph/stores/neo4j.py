@@ -32,7 +32,13 @@ from typing import Any
 import pandas as pd
 
 from kgrec.graph.schema import NodeType, RelType, Schema
-from kgrec.graph.stores.base import GraphLoadError, GraphStore, GraphStoreError, Progress, records
+from kgrec.graph.stores.base import (
+    GraphLoadError,
+    GraphStore,
+    GraphStoreError,
+    Progress,
+    records,
+)
 
 CONSTRAINT_MODES = ("unique", "index", "skip")
 LOAD_PROP = "_kgrec_load"
