@@ -29,7 +29,7 @@ def structured_graph(n_groups: int = 6, per_group: int = 8, seed: int = 0) -> Gr
         "Ingredient": pd.DataFrame({"id": ing, "name": ing}),
         "Disease": pd.DataFrame({"id": dis + parents, "name": dis + parents}),
         "Drug": pd.DataFrame({"id": drugs, "name": drugs}),
-        "Patient": pd.DataFrame({"id": ["p1", "p2"]}),
+        "Patient": pd.DataFrame({"id": ["p1", "p2"], "split": ["train", "test"]}),
         "Visit": pd.DataFrame({"id": ["v1", "v2"]}),
     }
     edges = {
@@ -43,7 +43,7 @@ def structured_graph(n_groups: int = 6, per_group: int = 8, seed: int = 0) -> Gr
 
 
 def test_export_shared_index_and_no_test_patients(tmp_path):
-    ex = export_graph(structured_graph(), train_patients={"p1"}, seed=1)
+    ex = export_graph(structured_graph(), seed=1)
     assert "Patient:p1" in ex.entities and "Patient:p2" not in ex.entities and "Visit:v2" not in ex.entities
     assert set(ex.info["target_split"].values()) and sum(ex.info["target_split"].values()) == ex.info["relations_used"]["INDICATION"]
     # held-out pairs are not in training
@@ -64,19 +64,17 @@ def test_export_errors():
     del g.edges["INDICATION"]
     with pytest.raises(WorkspaceError, match="no INDICATION"):
         export_graph(g, patients="none")
-    with pytest.raises(WorkspaceError, match="saved split"):
-        export_graph(structured_graph(), train_patients=None, patients="train")
+    g = structured_graph()
+    g.nodes["Patient"] = g.nodes["Patient"].drop(columns="split")
+    with pytest.raises(WorkspaceError, match="split"):
+        export_graph(g, patients="train")
 
 
 @pytest.fixture
 def embed_ws(tmp_path):
-    """A workspace with graph tables and a saved patient split."""
-    import json
-
+    """A workspace with graph tables (patients carry their split)."""
     ws = tmp_path / "ws"
     structured_graph().save(ws / "graph" / "tables")
-    (ws / "cohort").mkdir(parents=True)
-    (ws / "cohort" / "split.json").write_text(json.dumps({"train": ["p1"], "val": [], "test": ["p2"]}))
     return ws
 
 

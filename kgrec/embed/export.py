@@ -7,9 +7,10 @@ split by kind: ``INDICATION`` (treats or palliates: the link-prediction target) 
 
 Held-out target edges: the unique (ingredient, disease) ``INDICATION`` pairs are split train/val/test
 (seeded, 80/10/10); val and test pairs are removed from the training triples. Patient and Visit nodes:
-``patients="train"`` keeps only those of the saved split's *training* patients (validation and test
-patients never enter the graph the embeddings see); ``"none"`` drops them all (use this when a later
-stage cross-validates over patients); ``"all"`` keeps everything (no held-out patients: leaks).
+``patients="train"`` keeps only Patient nodes whose ``split`` property is ``train`` (the cohort's saved
+split) and their visits: validation and test patients never enter the graph the embeddings see;
+``"none"`` drops them all (use this when a later stage cross-validates over patients); ``"all"`` keeps
+everything (no held-out patients: leaks).
 """
 
 from __future__ import annotations
@@ -128,7 +129,6 @@ class GraphExport:
 
 def export_graph(
     tables: GraphTables,
-    train_patients: set[str] | None = None,
     patients: str = "train",
     seed: int = 42,
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -136,8 +136,8 @@ def export_graph(
     """Build the shared-index triples from graph tables (see the module docstring for the rules)."""
     if patients not in PATIENT_MODES:
         raise ValueError(f"patients must be one of {PATIENT_MODES}, got {patients!r}")
-    if patients == "train" and train_patients is None:
-        raise WorkspaceError("patients='train' needs the cohort's saved split (run `kgrec prepare`)")
+    if patients == "train" and "Patient" in tables.nodes and ("split" not in tables.nodes["Patient"] or tables.nodes["Patient"]["split"].isna().all()):
+        raise WorkspaceError("patients='train' needs Patient nodes with the cohort's split: run `kgrec prepare` then `kgrec load-graph`, or use patients='none'")
     schema = load_schema()
     keep_nodes: dict[str, pd.Series] = {}
     dropped: dict[str, int] = {}
@@ -147,7 +147,7 @@ def export_graph(
             if patients == "none":
                 ids = ids.iloc[:0]
             elif label == "Patient":
-                ids = ids[ids.isin(train_patients)]
+                ids = ids[df["split"].astype(str).eq("train").to_numpy()]
         keep_nodes[label] = ids
     # Visits follow their patient.
     if patients == "train" and "HAS_VISIT" in tables.edges and "Visit" in keep_nodes:

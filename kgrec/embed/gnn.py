@@ -92,6 +92,7 @@ def train_gnn(
     init_vectors: np.ndarray | None = None,
     seed: int = 42,
     progress: bool = True,
+    evaluate: bool = True,
 ) -> GNNResult:
     """Train the R-GCN on the export's training triples; rank the held-out indications.
 
@@ -140,6 +141,6 @@ def train_gnn(
     def score(anchors: torch.Tensor, rel: int, side: str) -> torch.Tensor:
         return (z[anchors] * w) @ z.T
 
-    metrics = rank_evaluate(score, export, "test", seed=seed)
+    metrics = rank_evaluate(score, export, "test", seed=seed) if evaluate else {}
     config = {"dim": dim, "epochs": epochs, "lr": lr, "num_layers": num_layers, "num_bases": num_bases, "num_negs": num_negs, "init": "kge" if init is not None else "random", "seed": seed}
     return GNNResult(z.numpy().astype(np.float32), export.entities, w.numpy(), metrics, config, round(seconds, 2), losses)

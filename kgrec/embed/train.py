@@ -38,13 +38,7 @@ def prepare_export(workspace: Path | str, patients: str = "train", seed: int = 4
     if reuse and (folder / "export.json").exists():
         return GraphExport.load(folder)
     tables = GraphTables.load(graph_tables_dir(workspace))
-    train_patients = None
-    if patients == "train":
-        cohort_dir = Path(workspace) / "cohort"
-        if not (cohort_dir / "split.json").exists():
-            raise WorkspaceError(f"no saved split in {cohort_dir}: run `kgrec prepare` first, or use --patients none")
-        train_patients = set(json.loads((cohort_dir / "split.json").read_text())["train"])
-    ex = export_graph(tables, train_patients=train_patients, patients=patients, seed=seed)
+    ex = export_graph(tables, patients=patients, seed=seed)
     ex.save(folder)
     return ex
 

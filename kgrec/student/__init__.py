@@ -1,0 +1,1 @@
+"""Student stage: a small graph-aware recommender distilled from the teacher's features."""

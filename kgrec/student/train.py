@@ -1,0 +1,282 @@
+"""Training the student, with feature-level distillation from the teacher.
+
+loss = BCE(logits, labels) + α · MSE(P · student_feature, teacher_feature)
+       + β · T² · BCE(σ(logits / T), σ(teacher_logits / T))
+
+Teacher features and logits are computed once and cached in the workspace by the teacher stage
+(:func:`kgrec.teacher.teacher_features`), so distillation never holds the language model in memory.
+Early stopping on validation PRAUC; the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.samples import Samples
+from kgrec.metrics import per_visit
+from kgrec.models.base import Recommender
+from kgrec.student.model import StudentModel
+
+# (cohort, train, val) -> (features (len(train), d_teacher), logits (len(train), n_drugs) or None)
+TeacherProvider = Callable[[Cohort, Samples, Samples], tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclass
+class StudentConfig:
+    """Student settings. Defaults were chosen on validation folds of the MIMIC-III and eICU demos."""
+
+    dim: int = 64  # hidden size of the visit encoder
+    epochs: int = 200  # upper bound; early stopping usually ends sooner
+    patience: int = 20  # epochs without a better validation PRAUC before stopping
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    dropout: float = 0.2
+    max_history: int = 8  # earlier visits the encoder reads (most recent first)
+    alpha: float = 1.0  # weight of the feature-distillation MSE
+    beta: float = 0.0  # weight of the soft-label term on teacher logits
+    temperature: float = 2.0
+    graph: bool = True  # use fused graph vectors and the graph prior (False: ablation)
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.beta < 0:
+            raise ValueError("alpha and beta must be ≥ 0")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("dim, epochs and batch_size must be ≥ 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudentConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown student settings: {sorted(unknown)}")
+        return cls(**d)
+
+
+class Featurizer:
+    """Turns samples into padded index tensors; owns the code/drug vocabularies and graph inputs."""
+
+    def __init__(self, cohort: Cohort, train: Samples, drug_vocab: list[str], workspace: Path | None, config: StudentConfig):
+        known = sorted({c for d, p in zip(train.diagnoses, train.procedures) for c in d + p} | {c for i in _hist_rows(train) for c in _codes_of(cohort, i)})
+        rest = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs} - set(known))
+        self.codes = known + rest
+        self.n_known = len(known)
+        self.drugs = list(drug_vocab)
+        self.code_index = {c: i + 1 for i, c in enumerate(self.codes)}
+        self.drug_index = {d: i + 1 for i, d in enumerate(self.drugs)}
+        self.max_history = config.max_history
+        self.code_vectors, self.drug_vectors, self.prior = self._graph_inputs(cohort, workspace, config.graph)
+
+    def _graph_inputs(self, cohort: Cohort, workspace: Path | None, use_graph: bool):
+        from scipy import sparse
+
+        g = 1
+        code_vec = np.zeros((len(self.codes) + 1, g), np.float32)
+        drug_vec = np.zeros((len(self.drugs) + 1, g), np.float32)
+        prior = sparse.csr_matrix((len(self.codes) + 1, len(self.drugs)), dtype=np.float32)
+        self.graph_parts: tuple[str, ...] = ()
+        if not use_graph or workspace is None:
+            return code_vec, drug_vec, prior
+        from kgrec.embed.vectors import load_entity_vectors
+        from kgrec.graph.neighbourhood import code_drug_evidence, prior_matrix
+        from kgrec.graph.tables import GraphTables
+
+        ev = load_entity_vectors(workspace)
+        keys = [("ProcedureCode:" if _is_procedure(c) else "DiagnosisCode:") + c for c in self.codes]
+        cv, _ = ev.get(keys)
+        dv, _ = ev.get(["Drug:" + d for d in self.drugs])
+        code_vec = np.vstack([np.zeros((1, ev.dim), np.float32), cv])
+        drug_vec = np.vstack([np.zeros((1, ev.dim), np.float32), dv])
+        tables = GraphTables.load(Path(workspace) / "graph" / "tables")
+        evidence = code_drug_evidence(tables)
+        prior = prior_matrix(evidence, [""] + self.codes, self.drugs)
+        self.graph_parts = ev.parts + ("prior",)
+        return code_vec, drug_vec, prior
+
+    def batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+        n = len(samples)
+        cur = [[self.code_index[c] for c in d + p if c in self.code_index] for d, p in zip(samples.diagnoses, samples.procedures)]
+        lc = max([len(x) for x in cur] + [1])
+        codes = torch.zeros(n, lc, dtype=torch.long)
+        for i, x in enumerate(cur):
+            codes[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+        hists = [h[-self.max_history:] for h in samples.history]
+        hmax = max([len(h) for h in hists] + [0])
+        hc_lists = [[[self.code_index[c] for c in _codes_of(cohort, j) if c in self.code_index] for j in h] for h in hists]
+        hd_lists = [[[self.drug_index[d] for d in cohort.visits["drugs"].iat[j] if d in self.drug_index] for j in h] for h in hists]
+        lhc = max([len(v) for h in hc_lists for v in h] + [1])
+        lhd = max([len(v) for h in hd_lists for v in h] + [1])
+        hist_codes = torch.zeros(n, hmax, lhc, dtype=torch.long)
+        hist_drugs = torch.zeros(n, hmax, lhd, dtype=torch.long)
+        hist_mask = torch.zeros(n, hmax, dtype=torch.bool)
+        hist_age = torch.zeros(n, hmax, dtype=torch.long)
+        for i, (hc, hd) in enumerate(zip(hc_lists, hd_lists)):
+            for k, (c, d) in enumerate(zip(hc, hd)):
+                hist_codes[i, k, : len(c)] = torch.as_tensor(c, dtype=torch.long)
+                hist_drugs[i, k, : len(d)] = torch.as_tensor(d, dtype=torch.long)
+                hist_mask[i, k] = True
+                hist_age[i, k] = len(hc) - k
+        rows = np.zeros((n, len(self.codes) + 1), np.float32)
+        for i, x in enumerate(cur):
+            rows[i, x] = 1.0
+        prior = torch.as_tensor(np.asarray(self.prior.T.dot(rows.T).T if self.prior.nnz else np.zeros((n, len(self.drugs))), dtype=np.float32))
+        return {"codes": codes, "hist_codes": hist_codes, "hist_drugs": hist_drugs, "hist_mask": hist_mask, "hist_age": hist_age, "prior": prior}
+
+    def state(self) -> dict:
+        return {"codes": self.codes, "n_known": self.n_known, "drugs": self.drugs, "max_history": self.max_history, "graph_parts": list(self.graph_parts)}
+
+
+def _is_procedure(code: str) -> bool:
+    return code.split(":", 1)[0] in {"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC"}
+
+
+def _codes_of(cohort: Cohort, row: int) -> list[str]:
+    return list(cohort.visits["diagnoses"].iat[row]) + list(cohort.visits["procedures"].iat[row])
+
+
+def _hist_rows(samples: Samples) -> set[int]:
+    return {j for h in samples.history for j in h}
+
+
+def _slice(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in batch.items()}
+
+
+class StudentRecommender(Recommender):
+    """The distilled student behind the :class:`Recommender` interface.
+
+    Args:
+        workspace: where the fused graph vectors and graph tables are read (None: no graph inputs).
+        config: :class:`StudentConfig`.
+        teacher: provider of teacher features/logits for the training samples; required when
+            ``config.alpha`` or ``config.beta`` > 0.
+    """
+
+    name = "student"
+
+    def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, config: StudentConfig | None = None, teacher: TeacherProvider | None = None, progress: bool = False):
+        super().__init__(drug_vocab)
+        self.progress = progress
+        self.workspace = Path(workspace) if workspace is not None else None
+        self.config = config or StudentConfig()
+        self.teacher = teacher
+        self.history: list[dict] = []
+
+    def fit(self, cohort: Cohort, train: Samples, val: Samples) -> StudentRecommender:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        self.featurizer = Featurizer(cohort, train, self.drug_vocab, self.workspace, cfg)
+        fz = self.featurizer
+        self.model = StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab), cfg.dim, cfg.max_history, cfg.dropout)
+        xb = fz.batch(cohort, train)
+        y = torch.as_tensor(self.targets(train), dtype=torch.float)
+        t_feat = t_logit = proj = None
+        distil = cfg.alpha > 0 or cfg.beta > 0
+        if distil:
+            if self.teacher is None:
+                raise ValueError("distillation (alpha or beta > 0) needs teacher features: train the teacher first, or set alpha = beta = 0")
+            f, lg = self.teacher(cohort, train, val)
+            t_feat = torch.as_tensor(f, dtype=torch.float)
+            t_logit = torch.as_tensor(lg, dtype=torch.float) if lg is not None else None
+            proj = nn.Linear(cfg.dim, t_feat.shape[1])
+        params = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        xv = fz.batch(cohort, val) if len(val) else None
+        yv = self.targets(val) if len(val) else None
+        best, best_state, bad = -1.0, None, 0
+        with Progress(transient=True, disable=not self.progress) as bar:
+            task = bar.add_task("student", total=cfg.epochs)
+            for epoch in range(cfg.epochs):
+                self.model.train()
+                order = torch.as_tensor(rng.permutation(len(train)))
+                total = 0.0
+                for s in range(0, len(order), cfg.batch_size):
+                    idx = order[s:s + cfg.batch_size]
+                    logits, feat = self.model(_slice(xb, idx))
+                    loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
+                    if cfg.alpha > 0:
+                        loss = loss + cfg.alpha * nn.functional.mse_loss(proj(feat), t_feat[idx])
+                    if cfg.beta > 0 and t_logit is not None:
+                        T = cfg.temperature
+                        loss = loss + cfg.beta * T * T * nn.functional.binary_cross_entropy_with_logits(logits / T, torch.sigmoid(t_logit[idx] / T))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                score = self._val_prauc(xv, yv)
+                self.history.append({"epoch": epoch, "loss": total / max(len(train), 1), "val_prauc": score})
+                bar.advance(task)
+                if score > best + 1e-5:
+                    best, bad = score, 0
+                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= cfg.patience:
+                        break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.chosen.update(best_epoch=int(np.argmax([h["val_prauc"] for h in self.history])), val_prauc=round(best, 4), graph=list(fz.graph_parts))
+        self.model.eval()
+        return self
+
+    def _val_prauc(self, xv, yv) -> float:
+        if xv is None:
+            return 0.0
+        self.model.eval()
+        with torch.no_grad():
+            p = torch.sigmoid(self.model(xv)[0]).numpy()
+        return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
+
+    def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(self.model(self.featurizer.batch(cohort, samples))[0]).numpy()
+
+    # ---- persistence: safetensors + JSON ----
+    def save(self, folder: Path | str) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / "student.safetensors"))
+        p = self.featurizer.prior.tocoo()
+        save_file({"row": torch.as_tensor(p.row, dtype=torch.long), "col": torch.as_tensor(p.col, dtype=torch.long), "val": torch.as_tensor(p.data, dtype=torch.float)}, str(folder / "prior.safetensors"))
+        (folder / "student.json").write_text(json.dumps({
+            "config": asdict(self.config), "drug_vocab": self.drug_vocab, "threshold": self.threshold,
+            "featurizer": self.featurizer.state(), "chosen": self.chosen, "prior_shape": list(self.featurizer.prior.shape),
+        }, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str) -> StudentRecommender:
+        from scipy import sparse
+
+        folder = Path(folder)
+        meta = json.loads((folder / "student.json").read_text())
+        obj = cls(meta["drug_vocab"], None, StudentConfig.from_dict(meta["config"]))
+        obj.threshold, obj.chosen = meta["threshold"], meta["chosen"]
+        state = load_file(str(folder / "student.safetensors"))
+        fz = Featurizer.__new__(Featurizer)
+        st = meta["featurizer"]
+        fz.codes, fz.n_known, fz.drugs, fz.max_history, fz.graph_parts = st["codes"], st["n_known"], st["drugs"], st["max_history"], tuple(st["graph_parts"])
+        fz.code_index = {c: i + 1 for i, c in enumerate(fz.codes)}
+        fz.drug_index = {d: i + 1 for i, d in enumerate(fz.drugs)}
+        fz.code_vectors, fz.drug_vectors = state["code_vectors"].numpy(), state["drug_vectors"].numpy()
+        pr = load_file(str(folder / "prior.safetensors"))
+        fz.prior = sparse.csr_matrix((pr["val"].numpy(), (pr["row"].numpy(), pr["col"].numpy())), shape=tuple(meta["prior_shape"]))
+        obj.featurizer = fz
+        obj.model = StudentModel(state["code_vectors"], state["drug_vectors"], fz.n_known, len(fz.drugs), len(obj.drug_vocab), obj.config.dim, obj.config.max_history, obj.config.dropout)
+        obj.model.load_state_dict(state)
+        obj.model.eval()
+        return obj
