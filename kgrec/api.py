@@ -86,7 +86,7 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate models on the workspace cohort and save the report under ``<workspace>/reports``."""
     cohort = load_cohort(workspace)
-    res = evaluate_models(cohort, models, folds=folds, seed=seed, n_boot=n_boot, reference=reference, progress=progress)
+    res = evaluate_models(cohort, models, folds=folds, seed=seed, n_boot=n_boot, reference=reference, progress=progress, workspace=workspace)
     res.save(reports_dir(workspace))
     return res
 

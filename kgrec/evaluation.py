@@ -148,6 +148,7 @@ def evaluate_models(
     n_boot: int = 1000,
     reference: str | None = None,
     progress: Callable[[str], None] | None = None,
+    workspace: Path | str | None = None,
 ) -> EvaluationResult:
     """Evaluate models on the saved split (``folds=None``) or by patient-level K-fold CV.
 
@@ -156,6 +157,7 @@ def evaluate_models(
             returns a :class:`Recommender` (how later stages plug in).
         reference: model the paired per-fold differences are taken against (default: ``logreg`` if
             evaluated, else the first model).
+        workspace: passed to models that read it (``Recommender.uses_workspace``: teacher, student).
     """
     vocab = cohort.vocab("drug")
     if not vocab:
@@ -166,7 +168,8 @@ def evaluate_models(
         if isinstance(m, tuple):
             factories[m[0]] = m[1]
         else:
-            factories[m] = get_model(m)
+            cls = get_model(m)
+            factories[m] = (lambda v, cls=cls: cls(v, workspace=workspace)) if cls.uses_workspace else cls
     if folds:
         splits = list(kfold_patients(cohort.visits["patient_id"].unique(), folds, seed))
     else:

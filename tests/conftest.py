@@ -10,6 +10,13 @@ import gzip
 import os
 from pathlib import Path
 
+# Tests train tiny models: one intra-op thread is as fast on an idle machine and far faster on a
+# busy one (two spinning OpenMP threads per process on 2 cores slowed them 10x here).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

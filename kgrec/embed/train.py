@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kgrec.cohort.base import Cohort
 from kgrec.embed.export import GraphExport, export_graph
 from kgrec.embed.vectors import embed_dir
 from kgrec.errors import WorkspaceError

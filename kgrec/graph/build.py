@@ -26,23 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from kgrec.errors import KgrecError, WorkspaceError
 from kgrec.graph.schema import Schema, load_schema
 from kgrec.graph.sources import REGISTRY, WORKSPACE_SOURCES, Context, SourceTables, is_nc
-from kgrec.graph.tables import GraphTables
+from kgrec.graph.tables import GraphTables, isin
 
 _NOT_KIND = {"source", "licence"}
-
-
-def _isin(values: pd.Series, ids: pd.Series | list) -> pd.Series:
-    """``values.isin(ids)`` through ``pyarrow.compute.is_in`` (pandas' Arrow-string ``isin`` builds a
-    pyarrow scalar per id: ~10x slower on the graph's 40k-id tables)."""
-    value_set = pa.array(list(ids) if not isinstance(ids, pd.Series) else ids.to_numpy(dtype=object), type=pa.string())
-    hit = pc.is_in(pa.array(values.to_numpy(dtype=object), type=pa.string()), value_set=value_set)
-    return pd.Series(hit.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
 
 
 @dataclass
@@ -91,22 +81,6 @@ def select_sources(
     order = list(REGISTRY)
     chosen.sort(key=lambda n: (REGISTRY[n].derived, order.index(n)))
     return chosen, notes
-
-
-def _conform(tables: GraphTables, schema: Schema) -> GraphTables:
-    """``tables.conform(schema)``, run with Python-backed strings: its end checks (``isin`` on Arrow
-    strings builds a pyarrow scalar per known id) take ~4 s on the full graph that way instead of
-    ~0.3 s. The result is cast back to the default (Arrow) string dtype, as ``conform`` returns it."""
-    with pd.option_context("mode.string_storage", "python"):
-        out = tables.conform(schema)
-
-    def arrow(df: pd.DataFrame) -> pd.DataFrame:
-        cols = {c: "string" for c, t in df.dtypes.items() if isinstance(t, pd.StringDtype)}
-        df = df.astype(cols) if cols else df.copy()
-        df.columns = pd.Index([str(c) for c in df.columns])
-        return df
-
-    return GraphTables({k: arrow(v) for k, v in out.nodes.items()}, {k: arrow(v) for k, v in out.edges.items()})
 
 
 def _progress(enabled: bool):
@@ -179,19 +153,19 @@ def merge_edges(
         df = df.drop_duplicates(key)
         if before != len(df):
             report["duplicate_edges_removed"][rel] = before - len(df)
-        miss_src = ~_isin(df["src"], ids.get(spec.src, []))
-        miss_dst = ~_isin(df["dst"], ids.get(spec.dst, []))
+        miss_src = ~isin(df["src"], ids.get(spec.src, []))
+        miss_dst = ~isin(df["dst"], ids.get(spec.dst, []))
         bad = miss_src | miss_dst
         if bad.any():
             for module, part in df[bad].groupby("_module"):
                 if rel not in droppable[module]:
-                    end, label = ("src", spec.src) if (~_isin(part["src"], ids.get(spec.src, []))).any() else ("dst", spec.dst)
-                    first = part.loc[~_isin(part[end], ids.get(label, [])), end].iloc[0]
+                    end, label = ("src", spec.src) if (~isin(part["src"], ids.get(spec.src, []))).any() else ("dst", spec.dst)
+                    first = part.loc[~isin(part[end], ids.get(label, [])), end].iloc[0]
                     raise ValueError(f"source {module}: {len(part)} {rel} edges point at no {label} node (first {end}: {first!r})")
                 for src_name, p in part.groupby("source"):
                     report["dropped_edges"].setdefault(rel, {})[src_name] = {
-                        f"no_{spec.src}_src": int((~_isin(p["src"], ids.get(spec.src, []))).sum()),
-                        f"no_{spec.dst}_dst": int((~_isin(p["dst"], ids.get(spec.dst, []))).sum()),
+                        f"no_{spec.src}_src": int((~isin(p["src"], ids.get(spec.src, []))).sum()),
+                        f"no_{spec.dst}_dst": int((~isin(p["dst"], ids.get(spec.dst, []))).sum()),
                         "dropped": int(len(p)),
                         "examples": sorted({f"{a}->{b}" for a, b in zip(p["src"].head(3), p["dst"].head(3))}),
                     }
@@ -256,7 +230,7 @@ def build_graph(
         ordered = [(n, outputs[n]) for n in REGISTRY if n in outputs]  # merge priority = registry order
         nodes = merge_nodes(ordered, schema)
         edges = merge_edges(ordered, schema, nodes, report)
-        tables = _conform(GraphTables(nodes, edges), schema)
+        tables = GraphTables(nodes, edges).conform(schema)
         bar.update(merge_task, completed=1, info=f"{sum(len(v) for v in tables.nodes.values()):,} nodes, {sum(len(v) for v in tables.edges.values()):,} edges")
     report["counts"] = tables.counts()
     report["by_source"] = {

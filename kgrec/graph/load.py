@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgrec.errors import WorkspaceError
 from kgrec.graph.schema import Schema, load_schema
 from kgrec.graph.stores import get_store
 from kgrec.graph.stores.base import LoadStats, Progress
@@ -71,13 +72,12 @@ def load_graph(
     cohort). ``exclude_nc``: leave out the non-commercial sources. ``progress``: the builder's
     per-source progress on stderr; ``on_table(table, rows_done, rows_total)``: the store's progress.
     ``store_kw`` go to the store (``uri``, ``user``, ``password``, ``batch_size``, ``constraints`` for
-    neo4j). The embedded store lives in ``<workspace>/graph/embedded.lbug``.
+    neo4j). The embedded store lives in ``<workspace>/graph/embedded.lbug``; the loaded tables are also
+    saved as Parquet in ``<workspace>/graph/tables`` for the embedding stage.
     """
     schema = schema or load_schema()
     ws = Path(workspace) if workspace is not None else None
     if store == "embedded" and ws is None:
-        from kgrec.errors import WorkspaceError
-
         raise WorkspaceError("the embedded store lives in a workspace: pass --workspace")
     t0 = time.perf_counter()
     built = _build_graph(
@@ -90,6 +90,9 @@ def load_graph(
         loaded = st.load(built.tables, schema, progress=on_table)
         stats = st.stats(schema)
         location = st.describe()
+    if ws is not None:
+        # the exact tables just loaded: the embedding stage exports from them (same graph, no store round trip)
+        built.tables.save(ws / "graph" / "tables")
     total = time.perf_counter() - t0
     report = built.report if isinstance(built.report, dict) else getattr(built.report, "to_dict", lambda: {})()
     skipped = (report.get("selection") or {}).get("skipped") or {}
@@ -103,5 +106,6 @@ def load_graph(
         seconds={"build": t_build, "load": loaded.seconds, "total": total},
         notes=notes,
     )
+
 
 __all__ = ["LoadResult", "load_graph"]

@@ -11,13 +11,30 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kgrec.errors import WorkspaceError
 
 from kgrec.graph.schema import Schema
 
 _DTYPES = {"STRING": "string", "INT64": "Int64", "DOUBLE": "float64", "BOOL": "boolean"}
+
+
+def _strings(values) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values.cast(pa.string())
+    if not isinstance(values, pd.Series):
+        values = pd.Series(list(values), dtype=object)
+    return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
+
+
+def isin(values: pd.Series, ids) -> np.ndarray:
+    """``values.isin(ids)`` as a bool array, through ``pyarrow.compute.is_in``: pandas' Arrow-string
+    ``isin`` builds a pyarrow scalar per id and is 10-30x slower on the graph's 40k-id tables."""
+    return pc.is_in(_strings(values), value_set=_strings(ids)).fill_null(False).to_numpy(zero_copy_only=False)
 
 
 @dataclass
@@ -61,8 +78,8 @@ class GraphTables:
             out = out.astype({"src": "string", "dst": "string", **{p: _DTYPES[t] for p, t in rel.properties.items()}})
             out = out.reset_index(drop=True)
             for end, label in (("src", rel.src), ("dst", rel.dst)):
-                known = set(nodes[label]["id"]) if label in nodes else set()
-                missing = ~out[end].isin(known)
+                known = nodes[label]["id"] if label in nodes else pd.Series([], dtype="string")
+                missing = ~isin(out[end], known)
                 if missing.any():
                     raise ValueError(
                         f"edge table {name}: {int(missing.sum())} {end} ids are not {label} nodes "

@@ -27,7 +27,6 @@ def rank_evaluate(score_fn: ScoreFn, export, which: str = "test", batch_size: in
     if len(triples) == 0:
         raise ValueError(f"no {which} triples to evaluate")
     labels = np.asarray(export.labels)
-    n = len(labels)
     all_true = np.concatenate([export.train, export.valid, export.test])
     evaluator = RankBasedEvaluator(filtered=True)
     rel = int(triples[0, 1])

@@ -9,6 +9,9 @@ MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (FrequencyRecom
 from kgrec.teacher.train import TeacherRecommender  # noqa: E402  (imports torch lazily)
 
 MODELS[TeacherRecommender.name] = TeacherRecommender
+from kgrec.student.train import StudentRecommender  # noqa: E402
+
+MODELS[StudentRecommender.name] = StudentRecommender
 
 
 def get_model(name: str) -> type[Recommender]:

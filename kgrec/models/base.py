@@ -21,6 +21,9 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    # True for models that read the workspace (graph vectors, cached teacher features): the evaluation
+    # runner then constructs them as ``cls(vocab, workspace=...)``.
+    uses_workspace: ClassVar[bool] = False
 
     def __init__(self, drug_vocab: list[str]):
         if not drug_vocab:

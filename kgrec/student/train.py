@@ -138,6 +138,21 @@ class Featurizer:
         return {"codes": self.codes, "n_known": self.n_known, "drugs": self.drugs, "max_history": self.max_history, "graph_parts": list(self.graph_parts)}
 
 
+def workspace_teacher(workspace: Path | str, teacher_config=None) -> TeacherProvider:
+    """Teacher features for the training samples from the workspace cache (trained there if absent:
+    one teacher per set of training patients, so K-fold CV trains K teachers, never on test patients)."""
+
+    def provide(cohort: Cohort, train: Samples, val: Samples):
+        from kgrec.teacher import teacher_features
+
+        feats, logits, visit_ids = teacher_features(workspace, cohort, train, val, teacher_config)
+        pos = {str(v): i for i, v in enumerate(visit_ids)}
+        rows = [pos[str(cohort.visits["visit_id"].iat[i])] for i in train.visit_idx]
+        return np.asarray(feats)[rows], (np.asarray(logits)[rows] if logits is not None else None)
+
+    return provide
+
+
 def _is_procedure(code: str) -> bool:
     return code.split(":", 1)[0] in {"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC"}
 
@@ -165,12 +180,15 @@ class StudentRecommender(Recommender):
     """
 
     name = "student"
+    uses_workspace = True
 
     def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, config: StudentConfig | None = None, teacher: TeacherProvider | None = None, progress: bool = False):
         super().__init__(drug_vocab)
         self.progress = progress
         self.workspace = Path(workspace) if workspace is not None else None
         self.config = config or StudentConfig()
+        if teacher is None and self.workspace is not None and (self.config.alpha > 0 or self.config.beta > 0):
+            teacher = workspace_teacher(self.workspace)
         self.teacher = teacher
         self.history: list[dict] = []
 

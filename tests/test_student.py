@@ -1,0 +1,113 @@
+"""The student: learning, distillation plumbing, graph inputs, save/load, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kgrec.cohort.samples import build_samples
+from kgrec.embed.kge import KGEResult
+from kgrec.evaluation import evaluate_models
+from kgrec.graph.tables import GraphTables
+from kgrec.student.train import StudentConfig, StudentRecommender
+from tests.test_evaluation import synthetic_cohort
+
+FAST = dict(dim=16, epochs=40, patience=10, batch_size=64)
+
+
+def test_student_learns_code_drug_structure():
+    c = synthetic_cohort(90)
+    cfg = StudentConfig(alpha=0, graph=False, dim=16, epochs=60, patience=15, batch_size=64)
+    res = evaluate_models(c, ["frequency", ("student", lambda v: StudentRecommender(v, None, cfg))], folds=3, seed=0)
+    st, fr = res.models["student"].summary["metrics"], res.models["frequency"].summary["metrics"]
+    assert st["prauc"]["mean"] > fr["prauc"]["mean"] + 0.15
+    assert st["jaccard"]["mean"] > fr["jaccard"]["mean"] + 0.2
+
+
+def test_distillation_needs_a_teacher_and_uses_it():
+    c = synthetic_cohort(60)
+    train, val = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
+    vocab = c.vocab("drug")
+    with pytest.raises(ValueError, match="needs teacher features"):
+        StudentRecommender(vocab, None, StudentConfig(alpha=1.0, graph=False, **FAST)).fit(c, train, val)
+    calls = []
+
+    def teacher(cohort, tr, va):
+        # an oracle teacher: its features encode the targets, its logits are confident
+        calls.append(len(tr))
+        y = StudentRecommender(vocab).targets(tr).astype(np.float32)
+        rng = np.random.default_rng(0)
+        return y @ rng.normal(size=(len(vocab), 12)).astype(np.float32), (y * 8 - 4)
+
+    m = StudentRecommender(vocab, None, StudentConfig(alpha=1.0, beta=0.5, graph=False, **FAST), teacher=teacher).fit(c, train, val)
+    assert calls == [len(train)]
+    assert m.predict_proba(c, val).shape == (len(val), len(vocab))
+    assert len(m.history) >= 1 and m.history[0]["loss"] > m.history[-1]["loss"]
+
+
+def graph_workspace(tmp_path, cohort):
+    """Graph tables linking ICD9CM:k -> Disease k <- ingredient k -> drug A0kA, and random vectors."""
+    ws = tmp_path / "ws"
+    codes = [f"ICD9CM:{k}" for k in range(6)] + ["ICD9CM:9"]  # code 9 never occurs in visits
+    drugs = sorted({d for ds in cohort.visits["drugs"] for d in ds})
+    nodes = {
+        "DiagnosisCode": pd.DataFrame({"id": codes}),
+        "Disease": pd.DataFrame({"id": [f"DOID:{k}" for k in range(6)] + ["DOID:9"]}),
+        "Ingredient": pd.DataFrame({"id": [f"DB{k}" for k in range(6)]}),
+        "Drug": pd.DataFrame({"id": drugs}),
+    }
+    e = lambda rows: pd.DataFrame(rows, columns=["src", "dst"]).assign(source="t", licence="CC0")  # noqa: E731
+    edges = {
+        "MAPS_TO": e([(f"ICD9CM:{k}", f"DOID:{k}") for k in range(6)] + [("ICD9CM:9", "DOID:9")]),
+        "INDICATION": e([(f"DB{k}", f"DOID:{k}") for k in range(6)] + [("DB1", "DOID:9")]).assign(kind="treats"),
+        "IN_CLASS": e([(f"DB{k}", f"A0{k}A") for k in range(6)]),
+    }
+    GraphTables(nodes, edges).save(ws / "graph" / "tables")
+    ents = [f"{label}:{i}" for label, df in nodes.items() for i in df["id"]]
+    rng = np.random.default_rng(0)
+    KGEResult(rng.normal(size=(len(ents), 8)).astype(np.float32), np.zeros((1, 8), np.float32), ents, ["r"], {}, {}).save(ws / "embed" / "kge")
+    return ws
+
+
+def test_graph_inputs_prior_and_unseen_codes(tmp_path):
+    c = synthetic_cohort(40)
+    ws = graph_workspace(tmp_path, c)
+    train, val = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
+    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, **FAST)).fit(c, train, val)
+    fz = m.featurizer
+    assert fz.graph_parts == ("kge", "prior")
+    b = fz.batch(c, val)
+    # the prior of a visit with ICD9CM:k holds drug A0kA
+    i = 0
+    for code in val.diagnoses[i]:
+        k = code.split(":")[1]
+        assert b["prior"][i, c.vocab("drug").index(f"A0{k}A")] > 0
+    assert np.abs(fz.code_vectors[1:]).sum(1).min() > 0  # every cohort code found its graph vector
+
+
+def test_save_load_identical_and_fast(tmp_path):
+    c = synthetic_cohort(40)
+    ws = graph_workspace(tmp_path, c)
+    train, val = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
+    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, **FAST)).fit(c, train, val)
+    m.threshold = 0.4
+    m.save(tmp_path / "student")
+    back = StudentRecommender.load(tmp_path / "student")
+    np.testing.assert_allclose(back.predict_proba(c, val), m.predict_proba(c, val), rtol=1e-6)
+    assert back.threshold == 0.4
+    one = val.subset([0])
+    back.predict_proba(c, one)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        back.predict_proba(c, one)
+    assert (time.perf_counter() - t0) / 20 < 0.05  # well under 50 ms per visit even on a busy CI core
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="alpha and beta"):
+        StudentConfig(alpha=-1)
+    with pytest.raises(ValueError, match="unknown student settings"):
+        StudentConfig.from_dict({"alpah": 1})
