@@ -142,3 +142,32 @@ def train_teacher(workspace: Path | str = "kgrec-workspace", progress: bool = Tr
     from kgrec.teacher.train import TeacherConfig, train_on_split
 
     return train_on_split(workspace, TeacherConfig(**config), progress=progress)
+
+
+def train_student(workspace: Path | str = "kgrec-workspace", progress: bool = True, teacher_config=None, **config):
+    """The distilled student on the saved split, saved to ``<workspace>/student/`` (keyword arguments are
+    :class:`~kgrec.student.train.StudentConfig` fields: ``alpha``, ``beta``, ``temperature``, ...)."""
+    from kgrec.student.stage import train_on_split
+    from kgrec.student.train import StudentConfig
+
+    return train_on_split(workspace, StudentConfig.from_dict(config), teacher_config=teacher_config, progress=progress)
+
+
+def load_model(workspace: Path | str, name: str = "student"):
+    """A trained recommender from the workspace: ``student`` (``<ws>/student``) or ``teacher`` (``<ws>/teacher``)."""
+    from kgrec.errors import WorkspaceError
+
+    folder = Path(workspace) / name
+    if name == "student":
+        from kgrec.student.train import StudentRecommender
+
+        if not (folder / "student.json").exists():
+            raise WorkspaceError(f"no trained student in {folder}: run `kgrec train --stage distill` (or --stage all)")
+        return StudentRecommender.load(folder)
+    if name == "teacher":
+        from kgrec.teacher.train import TeacherRecommender
+
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise WorkspaceError(f"no trained teacher in {folder}: run `kgrec train --stage teacher`")
+        return TeacherRecommender.load(folder)
+    raise ValueError(f"unknown model {name!r}: choose student or teacher")

@@ -200,3 +200,31 @@ def evaluate_models(
                     "folds": d.tolist(), "n_better": int((d > 0).sum()),
                 }
     return res
+
+
+def fit_on_split(model: Recommender, cohort: Cohort, n_boot: int = 200) -> dict:
+    """Fit on the saved split's train part, tune the threshold on val, measure val and test once.
+
+    Returns ``{"val": ..., "test": ..., "fit_seconds"}``; each part as :func:`evaluate_predictions`
+    gives it plus ``visits_per_second`` of prediction.
+    """
+    if not cohort.split:
+        raise WorkspaceError("the cohort has no saved split: re-run `kgrec prepare`")
+    vocab = model.drug_vocab
+    train, val, test = (build_samples(cohort, cohort.split[p]) for p in ("train", "val", "test"))
+    t0 = time.perf_counter()
+    model.fit(cohort, train, val)
+    model.tune_threshold(cohort, val)
+    out: dict = {"fit_seconds": round(time.perf_counter() - t0, 2)}
+    ddi = ddi_matrix(cohort.ddi, vocab) if cohort.ddi is not None else None
+    for name, s in (("val", val), ("test", test)):
+        if len(s) == 0:
+            out[name] = {"n_visits": 0, "metrics": {}}
+            continue
+        t1 = time.perf_counter()
+        proba = model.predict_proba(cohort, s)
+        dt = time.perf_counter() - t1
+        res = evaluate_predictions(model.targets(s), proba, model.predict(proba), ddi, patients=s.patient_id, single_visit=s.single_visit, n_boot=n_boot if name == "test" else 0)
+        res["visits_per_second"] = round(len(s) / dt, 2) if dt > 0 else None
+        out[name] = res
+    return out

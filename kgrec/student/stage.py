@@ -1,0 +1,47 @@
+"""`kgrec train --stage distill`: the student on the saved split, distilled from the cached teacher."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgrec.api import load_cohort
+from kgrec.errors import WorkspaceError
+from kgrec.evaluation import fit_on_split
+from kgrec.student.train import StudentConfig, StudentRecommender, workspace_teacher
+
+
+def student_dir(workspace: Path | str) -> Path:
+    return Path(workspace) / "student"
+
+
+@dataclass
+class StudentTrainResult:
+    path: Path
+    val: dict
+    test: dict
+    chosen: dict
+    fit_seconds: float
+    config: dict
+
+    def to_json(self) -> dict:
+        return {"stage": "distill", "path": str(self.path), "validation": self.val, "test": self.test,
+                "chosen": self.chosen, "train_seconds": self.fit_seconds, "config": self.config}
+
+
+def train_on_split(workspace: Path | str, config: StudentConfig | None = None, teacher_config=None, progress: bool = True) -> StudentTrainResult:
+    """Fit the student (teacher features from the workspace cache, trained there if absent), tune its
+    threshold on val, test once, and save it to ``<workspace>/student/``."""
+    config = config or StudentConfig()
+    cohort = load_cohort(workspace)
+    vocab = cohort.vocab("drug")
+    if not vocab:
+        raise WorkspaceError("the cohort has no mapped drugs: nothing to recommend")
+    teacher = workspace_teacher(workspace, teacher_config) if (config.alpha > 0 or config.beta > 0) else None
+    model = StudentRecommender(vocab, workspace if config.graph else None, config, teacher=teacher, progress=progress)
+    out = fit_on_split(model, cohort)
+    path = model.save(student_dir(workspace))
+    res = StudentTrainResult(path, out["val"], out["test"], model.chosen, out["fit_seconds"], json.loads(json.dumps(config.__dict__)))
+    (path / "metrics.json").write_text(json.dumps(res.to_json(), indent=1, default=str))
+    return res
