@@ -32,9 +32,9 @@ def train(
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: Annotated[str | None, typer.Option(help="kge: PyKEEN model (RotatE, TransE, ComplEx, DistMult, ...; default RotatE). teacher: backbone folder or Hugging Face id (default: the offline all-MiniLM-L6-v2; on a GPU e.g. a 7B causal LM).", show_default=False)] = None,
     dim: Annotated[int, typer.Option(help="Embedding dimension (complex models: complex dimension; vectors get 2·dim reals).")] = 64,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 50 for kge, 100 for gnn, 4 for teacher).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 50 for kge, 100 for gnn, 3 for teacher).", show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.005 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 2048); visits per batch (teacher, default 16).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 2048); visits per batch (teacher, default 8).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
     patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none', or 'all' (leaks test patients).")] = PatientNodes.train,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same numbers.")] = 42,
@@ -84,7 +84,7 @@ def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_
     from kgrec.metrics import METRICS
 
     cfg = dict(
-        model=model or "minilm", epochs=epochs or 4, lr=lr or 1e-3, batch_size=batch_size or 16, seed=seed, lora_r=lora_r,
+        model=model or "minilm", epochs=epochs or 3, lr=lr or 1e-3, batch_size=batch_size or 8, seed=seed, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, soft_tokens=soft_tokens, graph_prompt=graph_prompt,
         max_length=max_length, history=history, fuse_codes=fuse_codes, fuse_graph=fuse_graph, ddi_weight=ddi_weight, mixed_precision=mixed_precision,
     )

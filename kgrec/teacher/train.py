@@ -86,9 +86,9 @@ class TeacherConfig:
     """
 
     model: str = DEFAULT_MODEL
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 1e-3
-    head_lr: float = 3e-3
+    head_lr: float = 1e-2
     weight_decay: float = 0.01
     lora_r: int = 8
     lora_alpha: float = 16.0
@@ -98,7 +98,7 @@ class TeacherConfig:
     graph_prompt: bool | str = True
     history: int = 3
     max_length: int = 256
-    batch_size: int = 16
+    batch_size: int = 8
     eval_batch_size: int = 64
     patience: int = 2
     head_epochs: int = 200
