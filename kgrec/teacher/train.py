@@ -168,6 +168,7 @@ class TeacherRecommender(Recommender):
     """
 
     name = "teacher"
+    uses_workspace = True  # the evaluation runner passes the workspace (graph embeddings)
 
     def __init__(self, drug_vocab: list[str], config: TeacherConfig | None = None, workspace: Path | str | None = None, progress: bool = False, **overrides):
         if not drug_vocab:
@@ -625,12 +626,17 @@ def _json_default(o):
 
 
 # ---------------- the student's feature cache ----------------
-def features_key(cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig) -> str:
-    """Hash of the cohort, the sorted training (and validation) patient ids and the config."""
+def features_key(cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig, workspace: Path | str | None = None) -> str:
+    """Hash of the cohort, the sorted training (and validation) patient ids, the config and (when the
+    graph is used) the embedding files' sizes and times, so new embeddings give a new teacher."""
     payload = {
         "cohort": cohort_fingerprint(cohort), "train": sorted(set(map(str, train.patient_id))),
         "val": sorted(set(map(str, val.patient_id))), "config": config.to_json(), "format": FORMAT_VERSION,
     }
+    if workspace is not None and ((config.graph_prompt and config.soft_tokens) or config.fuse_graph):
+        from kgrec.embed.vectors import embed_dir
+
+        payload["embed"] = [(p.parent.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(embed_dir(workspace).glob("*/vectors.safetensors"))]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -649,14 +655,15 @@ def teacher_features(
     """Pooled teacher states for every target visit of ``cohort``: ``(features, logits, visit_ids)``.
 
     Trains a teacher on ``train`` (early stopping on ``val``), or reuses the one cached under
-    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`). Writes ``features.safetensors``
+    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`). The default config uses the graph prompt
+    when the workspace has embeddings (``graph_prompt="auto"``). Writes ``features.safetensors``
     (``features`` (n, H) float32, ``logits`` (n, |vocab|)) and ``features.json`` (visit ids, drug vocab,
     config, training patients count) there, plus the trained model in ``model/``.
     """
     from safetensors.numpy import load_file, save_file
 
-    config = config or TeacherConfig()
-    key = features_key(cohort, train, val, config)
+    config = config or TeacherConfig(graph_prompt="auto")
+    key = features_key(cohort, train, val, config, workspace)
     folder = teacher_dir(workspace) / key
     if (folder / "features.safetensors").exists() and (folder / "features.json").exists():
         meta = json.loads((folder / "features.json").read_text())
