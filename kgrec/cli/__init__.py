@@ -8,6 +8,7 @@ from kgrec.cli import fetch as _fetch  # noqa: F401,E402
 from kgrec.cli import graph as _graph  # noqa: F401,E402
 from kgrec.cli import run as _run  # noqa: F401,E402
 from kgrec.cli import train as _train  # noqa: F401,E402
+from kgrec.cli import explain as _explain  # noqa: F401,E402
 
 
 def main() -> None:

@@ -1,0 +1,273 @@
+"""`kgrec recommend`, `kgrec explain`, `kgrec build-rationales`, `kgrec train-rationales`, `kgrec serve`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from kgrec.cli.app import app
+from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors
+from kgrec.cli.graph import DatabaseOpt, PasswordOpt, UriOpt, UserOpt, _store_kw
+from kgrec.errors import KgrecError
+
+
+class ModelName(str, Enum):
+    student = "student"
+    teacher = "teacher"
+
+
+VisitOpt = Annotated[str | None, typer.Option("--visit", help="A visit of the workspace cohort (its visit id, e.g. 100375).", show_default=False)]
+PatientOpt = Annotated[Path | None, typer.Option("--patient", help="A new patient as JSON (schema: docs/explain.md).", show_default=False)]
+ModelOpt = Annotated[ModelName, typer.Option("--model", help="The trained model that scores the drugs.")]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Minimum probability (default: the model's tuned threshold; 0: plain top-k).", show_default=False)]
+PathsOpt = Annotated[int, typer.Option("--paths", min=0, max=20, help="Rationale paths shown per drug (0: none).")]
+CurrentOpt = Annotated[list[str] | None, typer.Option("--current-drugs", help="ATC codes the patient takes now (comma-separated or repeated): DDI screening.", show_default=False)]
+StoreOpt = Annotated[str, typer.Option("--store", help="Graph store for the paths: embedded, neo4j, or none.")]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [s.strip() for v in values or [] for s in v.split(",") if s.strip()]
+
+
+def _service_args(store: str, uri, user, password, database) -> tuple[str | None, dict]:
+    if store == "none":
+        return None, {}
+    return store, _store_kw(store, uri, user, password, database)
+
+
+def _patient(patient: Path | None):
+    if patient is None:
+        return None
+    from kgrec.explain.recommend import load_patient
+
+    return load_patient(patient)
+
+
+def _show(res, verbose_paths: bool = True) -> None:
+    v = res.visit
+    title = f"visit {v['visit_id']} (patient {v['patient_id']})" if v["kind"] == "workspace" else f"patient {v.get('label', '')}"
+    console.print(f"[bold]{escape(title)}[/]: {len(v['diagnoses'])} diagnoses, {len(v['procedures'])} procedures, {v['n_earlier_visits']} earlier visit(s); model {res.model}, threshold {res.threshold:.2f}")
+    for u in res.unknown_codes:
+        console.print(f"[yellow]unknown code[/] {escape(u['input'])} ({u['code']}): {u['reason']}", highlight=False)
+    for n in res.notes:
+        console.print(f"[yellow]note:[/] {escape(n)}", highlight=False)
+    table = Table(title=f"recommended drugs (top {res.top_k})")
+    table.add_column("#", justify="right")
+    table.add_column("ATC3")
+    table.add_column("drug class")
+    table.add_column("p", justify="right")
+    table.add_column("paths", justify="right")
+    table.add_column("evidence")
+    if v["kind"] == "workspace":
+        table.add_column("prescribed", justify="center")
+    for d in res.drugs:
+        row = [str(d.rank), d.drug, escape(d.name), f"{d.probability:.3f}" + ("" if d.above_threshold else " *"), str(d.n_paths),
+               ", ".join(f"{k} {n}" for k, n in d.evidence_counts.items()) or "–"]
+        if v["kind"] == "workspace":
+            row.append("✓" if d.drug in v.get("prescribed", []) else "")
+        table.add_row(*row)
+    console.print(table)
+    for w in res.ddi_warnings:
+        console.print(f"[bold red]DDI[/] {escape(w['message'])}", highlight=False)
+    if verbose_paths:
+        tree = Tree("[bold]rationale paths[/]")
+        for d in res.drugs:
+            if not d.paths and not d.cautions:
+                continue
+            br = tree.add(f"[bold]{d.drug}[/] {escape(d.name)} (p {d.probability:.2f})")
+            for p in d.paths + d.cautions:
+                node = br.add(f"[cyan]{p.kind}[/] score {p.score:.3f} (weight {p.weight:.2f} × specificity {p.specificity:.3f} × support {p.support})" if p.kind != "adverse" else f"[red]caution[/] ({p.support} report(s))")
+                cur = node.add(_node_label(p.nodes[0]))
+                for st, n in zip(p.steps, p.nodes[1:]):
+                    arrow = f"-{st.type}->" if st.forward else f"<-{st.type}-"
+                    srcs = "; ".join(f"{e.get('source')} [{e.get('licence')}]" for e in st.evidence)
+                    cur = cur.add(f"[dim]{arrow}[/] {_node_label(n)}  [dim]({escape(srcs)})[/]")
+                if p.examples:
+                    node.add(f"[dim]also: {', '.join(p.examples)}[/]")
+        if tree.children:
+            console.print(tree)
+
+
+def _node_label(n) -> str:
+    return f"{n.label} [bold]{escape(n.id)}[/]" + (f" {escape(n.name)}" if n.name else "")
+
+
+@app.command()
+@handle_errors
+def recommend(
+    visit: VisitOpt = None,
+    patient: PatientOpt = None,
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    model: ModelOpt = ModelName.student,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="At most this many drugs.")] = 10,
+    threshold: ThresholdOpt = None,
+    paths: PathsOpt = 3,
+    current_drugs: CurrentOpt = None,
+    store: StoreOpt = "embedded",
+    uri: UriOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Recommend drug classes (ATC3) for a workspace visit or a new patient, with DDI warnings and
+    rationale paths from the knowledge graph.
+
+    Exactly one of --visit and --patient. The terminal shows a table and a tree of paths (each step with
+    its source and licence); --json prints the full structure.
+    """
+    if (visit is None) == (patient is None):
+        raise KgrecError("give exactly one of --visit ID or --patient FILE.json")
+    from kgrec.explain.recommend import RecommendService
+
+    st, kw = _service_args(store, uri, user, password, database)
+    pat = _patient(patient)
+    with RecommendService(workspace, model.value, st, kw) as svc:
+        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs))
+    if json_out:
+        emit_json(res.to_dict())
+        return
+    _show(res)
+
+
+@app.command()
+@handle_errors
+def explain(
+    visit: VisitOpt = None,
+    patient: PatientOpt = None,
+    drug: Annotated[list[str] | None, typer.Option("--drug", help="Drug class(es) to explain (ATC3; comma-separated or repeated). Default: the recommended ones.", show_default=False)] = None,
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    model: ModelOpt = ModelName.student,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Without --drug: explain the top k recommendations.")] = 5,
+    threshold: ThresholdOpt = None,
+    paths: PathsOpt = 3,
+    generator: Annotated[Path | None, typer.Option("--generator", help="A rationale generator trained by `kgrec train-rationales` (folder): adds its generated text, checked against the evidence.", show_default=False)] = None,
+    store: StoreOpt = "embedded",
+    uri: UriOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Natural-language rationale for the recommended drugs of a visit or patient (or for --drug).
+
+    The text comes from the deterministic realiser: one sentence per rationale path, naming only the
+    nodes of that path; it never states an edge that is not in the graph.
+    """
+    if (visit is None) == (patient is None):
+        raise KgrecError("give exactly one of --visit ID or --patient FILE.json")
+    from kgrec.explain.recommend import RecommendService
+
+    st, kw = _service_args(store, uri, user, password, database)
+    pat = _patient(patient)
+    with RecommendService(workspace, model.value, st, kw) as svc:
+        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, drugs=_split(drug) or None)
+    generated = {}
+    if generator is not None:
+        from kgrec.explain.generate import RationaleGenerator, record_for
+
+        gen = RationaleGenerator.load(generator)
+        for d in res.drugs:
+            rec = record_for(res, d)
+            generated[d.drug] = gen.generate_checked(rec)
+    if json_out:
+        out = {"visit": res.visit, "model": res.model, "notes": res.notes, "unknown_codes": res.unknown_codes,
+               "rationales": [{"drug": d.drug, "name": d.name, "probability": round(d.probability, 4), "rationale": d.rationale,
+                               **({"generated": generated[d.drug]} if d.drug in generated else {}),
+                               "paths": [p.to_dict() for p in d.paths], "cautions": [p.to_dict() for p in d.cautions]} for d in res.drugs]}
+        emit_json(out)
+        return
+    for u in res.unknown_codes:
+        console.print(f"[yellow]unknown code[/] {escape(u['input'])} ({u['code']}): {u['reason']}", highlight=False)
+    for n in res.notes:
+        console.print(f"[yellow]note:[/] {escape(n)}", highlight=False)
+    for d in res.drugs:
+        console.print(f"\n[bold]{d.drug}[/] {escape(d.name)}", highlight=False)
+        console.print(escape(d.rationale), highlight=False, soft_wrap=True)
+        if d.drug in generated:
+            g = generated[d.drug]
+            flag = "" if not g["hallucinated"] else f" [red](names absent from the evidence: {escape(', '.join(g['hallucinated']))})[/]"
+            console.print(f"[dim]generated:[/] {escape(g['text'])}{flag}", highlight=False, soft_wrap=True)
+
+
+@app.command("build-rationales")
+@handle_errors
+def build_rationales(
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    out: Annotated[Path | None, typer.Option("--out", help="JSONL file (default: WORKSPACE/rationales/rationales.jsonl).", show_default=False)] = None,
+    drugs_per_visit: Annotated[int, typer.Option(min=1, max=50, help="At most this many prescribed drugs per visit (those with the best paths).")] = 5,
+    paths: PathsOpt = 3,
+    variants: Annotated[bool, typer.Option("--variants/--no-variants", help="Reference rationales in one of several template phrasings (deterministic per record) instead of always the default.")] = True,
+    json_out: JsonOut = False,
+) -> None:
+    """Write an expRxRec-like rationale dataset: one JSON line per (visit, prescribed drug) with paths.
+
+    Each record: the visit context (diagnoses, procedures, earlier drugs), the drug, its evidence
+    paths and a reference rationale realised from them; the split is the cohort's saved patient split.
+    """
+    from kgrec.explain.generate import build_rationales as build
+
+    res = build(workspace, out, drugs_per_visit=drugs_per_visit, paths_per_drug=paths, variants=variants)
+    if json_out:
+        emit_json(res)
+        return
+    console.print(f"{res['n_records']} rationales from {res['n_visits']} visits ({res['by_split']}); written to {res['path']}")
+
+
+@app.command("train-rationales")
+@handle_errors
+def train_rationales(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL from `kgrec build-rationales`.")],
+    model: Annotated[str, typer.Option("--model", help="Any Hugging Face causal or seq2seq LM: a local folder or a hub id (offline runs need a local folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the LoRA adapter, tokenizer and evaluation.")],
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 3,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning, e.g. for a model trained from scratch).")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_eval: Annotated[int, typer.Option(help="Held-out records generated for ROUGE (test split).")] = 200,
+    json_out: JsonOut = False,
+) -> None:
+    """Fine-tune a language model (LoRA) on the rationale dataset; ROUGE-1/2/L on held-out references
+    and the share of generated rationales naming drugs or diseases absent from their evidence."""
+    from kgrec.explain.generate import GeneratorConfig, train_generator
+
+    res = train_generator(dataset, model, out, GeneratorConfig(epochs=epochs, lr=lr, lora_r=lora_r, batch_size=batch_size, max_eval=max_eval), progress=not json_out)
+    if json_out:
+        emit_json(res)
+        return
+    ev = res["evaluation"]
+    console.print(f"ROUGE-1 {ev['rouge1']:.3f}  ROUGE-2 {ev['rouge2']:.3f}  ROUGE-L {ev['rougeL']:.3f} on {ev['n']} held-out rationales; "
+                  f"{ev['hallucination_rate']:.1%} name an entity absent from their evidence; saved in {res['path']}")
+
+
+@app.command()
+@handle_errors
+def serve(
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    host: Annotated[str, typer.Option(help="Interface to bind (default loopback only; another address exposes patient data to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    model: ModelOpt = ModelName.student,
+    store: StoreOpt = "embedded",
+    uri: UriOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """HTTP service: POST /recommend, POST /explain, GET /health (OpenAPI at /docs and /openapi.json).
+
+    The model and the graph store are loaded once at start-up.
+    """
+    import uvicorn
+
+    from kgrec.serve.app import create_app
+
+    st, kw = _service_args(store, uri, user, password, database)
+    application = create_app(workspace, model.value, st, kw)
+    console.print(f"kgrec serve: http://{host}:{port} (OpenAPI: /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,576 @@
+"""Recommend and explain: ranked ATC3 drugs, DDI warnings, rationale paths and rationales.
+
+Two kinds of input:
+
+* a visit of the workspace cohort (``visit_id``, e.g. ``100375`` or ``mimic3:100375``): its diagnoses,
+  procedures and the patient's earlier visits come from the cohort, its paths start at its Visit node;
+* a new patient (:class:`PatientIn`, the JSON schema below): diagnoses and procedures of the current
+  visit as ICD codes, optional earlier visits (codes and drugs) and the drugs the patient takes now.
+
+Patient JSON (validated; ``kgrec recommend --patient FILE.json``, ``POST /recommend``)::
+
+    {
+      "id": "optional label",
+      "icd_version": 9,                          # default version for plain codes (9 or 10)
+      "diagnoses": ["401.9", {"code": "I48.91", "version": 10}, "ICD9CM:4280"],
+      "procedures": [{"code": "36.05", "version": 9}],
+      "earlier_visits": [{"diagnoses": ["428.0"], "procedures": [], "drugs": ["C03C"]}],
+      "current_drugs": ["B01A", "N02BE01"]       # ATC codes, level 3 or deeper (cut to level 3)
+    }
+
+A code is a string (``"401.9"`` with ``icd_version``, or a prefixed id ``"ICD9CM:4019"``) or an object
+``{"code", "version"}``. Codes unknown to the model are reported in ``unknown_codes`` and ignored by it
+(the graph may still use them for paths); a current visit none of whose codes the model knows is an
+error. Limits: 200 codes per visit, 50 earlier visits, 100 drugs, 40 characters per code.
+
+The model scores the current visit with its history exactly as in evaluation (a temporary one-patient
+cohort goes through the model's own featurizer); ``current_drugs`` are used for DDI screening only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from kgrec.cohort.base import VISIT_COLUMNS, Cohort
+from kgrec.cohort.codes import atc3, icd_id
+from kgrec.cohort.samples import Samples
+from kgrec.errors import InputError, KgrecError
+from kgrec.explain.paths import FAMILIES, DrugEvidence, EvidencePath, Node, PathFinder, select
+from kgrec.explain.realise import realise_drug
+
+MAX_CODES = 200
+MAX_VISITS = 50
+MAX_DRUGS = 100
+MAX_CODE_LEN = 40
+MAX_TOP_K = 100
+MAX_PATHS_PER_DRUG = 20
+
+_CODE_CHARS = re.compile(r"^[A-Za-z0-9.\-:]+$")
+_PREFIXED = re.compile(r"^([A-Za-z][A-Za-z0-9]*):([A-Za-z0-9.\-]+)$")
+
+CodeText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CODE_LEN)]
+
+
+class CodeIn(BaseModel):
+    """One ICD code with its version: ``{"code": "401.9", "version": 9}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: CodeText
+    version: Literal[9, 10] | None = Field(None, description="ICD version (9 or 10); default: the patient's icd_version")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _int_version(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip() in ("9", "10"):
+            return int(v)
+        return v
+
+
+CodeEntry = CodeText | CodeIn
+
+
+def _check_atc(codes: list[str]) -> list[str]:
+    out = []
+    for c in codes:
+        a = atc3(c)
+        if a is None:
+            raise ValueError(f"{c!r} is not an ATC code of level 3 or deeper (e.g. B01A or B01AC06)")
+        if a not in out:
+            out.append(a)
+    return out
+
+
+class VisitIn(BaseModel):
+    """An earlier visit of a new patient."""
+
+    model_config = ConfigDict(extra="forbid")
+    diagnoses: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
+    procedures: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
+    drugs: list[CodeText] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes (level 3 or deeper)")
+
+    _atc = field_validator("drugs")(classmethod(lambda cls, v: _check_atc(v)))
+
+
+class PatientIn(BaseModel):
+    """A new patient: the current visit's codes, optional earlier visits, the drugs taken now."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, StringConstraints(max_length=100)] | None = None
+    icd_version: Literal[9, 10] | None = Field(None, description="version of plain codes such as '401.9'")
+    diagnoses: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
+    procedures: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
+    earlier_visits: list[VisitIn] = Field(default_factory=list, max_length=MAX_VISITS)
+    current_drugs: list[CodeText] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes the patient takes now (DDI screening)")
+
+    _atc = field_validator("current_drugs")(classmethod(lambda cls, v: _check_atc(v)))
+
+    @field_validator("icd_version", mode="before")
+    @classmethod
+    def _int_version(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip() in ("9", "10"):
+            return int(v)
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> PatientIn:
+        if not self.diagnoses and not self.procedures:
+            raise ValueError("empty patient: the current visit needs at least one diagnosis or procedure code")
+        return self
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as readable lines: ``diagnoses.2.code: String should have at most 40 characters``."""
+    lines = []
+    for e in exc.errors()[:20]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("str", "CodeIn", "constrained-str"))
+        msg = str(e.get("msg", "")).removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    more = len(exc.errors()) - 20
+    return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
+
+
+def parse_patient(data: Any) -> PatientIn:
+    """Validate a patient dict (or JSON text); errors as :class:`InputError` with readable messages."""
+    import json
+
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    if isinstance(data, PatientIn):
+        return data
+    if not isinstance(data, dict):
+        raise InputError("a patient must be a JSON object with diagnoses/procedures (see docs/explain.md)")
+    try:
+        return PatientIn.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"invalid patient: {validation_message(exc)}") from None
+
+
+def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("patient file not found", path=p)
+    if p.stat().st_size > max_bytes:
+        raise InputError(f"patient file larger than {max_bytes // 1024} KiB", path=p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError("not UTF-8 text", path=p) from exc
+    try:
+        return parse_patient(text)
+    except InputError as exc:
+        raise InputError(str(exc), path=p) from None
+
+
+def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None) -> str:
+    """``"401.9"`` (version 9) -> ``ICD9CM:4019``; ``"ICD10CM:I10"`` kept (dots dropped, upper case)."""
+    if isinstance(entry, CodeIn):
+        code, version = entry.code, entry.version or default_version
+    else:
+        code, version = entry, default_version
+    code = code.strip()
+    if not _CODE_CHARS.match(code):
+        raise InputError(f"{code!r}: a code has letters, digits, '.', '-' only")
+    m = _PREFIXED.match(code)
+    if m:
+        system, rest = m.group(1).upper(), m.group(2)
+        if isinstance(entry, CodeIn) and entry.version:
+            raise InputError(f"{code!r}: give either a prefixed id or a version, not both")
+        return f"{system}:{rest.replace('.', '').upper()}"
+    if version is None:
+        raise InputError(f"{code!r} needs an ICD version: write {{\"code\": \"{code}\", \"version\": 9}} or set \"icd_version\"")
+    return icd_id(code, version, kind)
+
+
+@dataclass
+class PatientCodes:
+    """A patient with normalised code ids (``inputs`` maps each id back to what the user wrote)."""
+
+    diagnoses: list[str]
+    procedures: list[str]
+    earlier: list[dict]
+    current_drugs: list[str]
+    inputs: dict[str, str] = field(default_factory=dict)
+    label: str = "patient"
+
+
+def normalise_patient(p: PatientIn) -> PatientCodes:
+    errors: list[str] = []
+    inputs: dict[str, str] = {}
+
+    def norm(entries: Sequence, kind: str, where: str) -> list[str]:
+        out = []
+        for i, e in enumerate(entries):
+            try:
+                c = normalise_code(e, kind, p.icd_version)
+            except (InputError, ValueError) as exc:
+                errors.append(f"{where}.{i}: {exc}")
+                continue
+            inputs.setdefault(c, e.code if isinstance(e, CodeIn) else e)
+            if c not in out:
+                out.append(c)
+        return out
+
+    dx = norm(p.diagnoses, "diagnosis", "diagnoses")
+    px = norm(p.procedures, "procedure", "procedures")
+    earlier = [
+        {"diagnoses": norm(v.diagnoses, "diagnosis", f"earlier_visits.{k}.diagnoses"),
+         "procedures": norm(v.procedures, "procedure", f"earlier_visits.{k}.procedures"), "drugs": list(v.drugs)}
+        for k, v in enumerate(p.earlier_visits)
+    ]
+    if errors:
+        raise InputError("invalid patient: " + "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else ""))
+    return PatientCodes(dx, px, earlier, list(p.current_drugs), inputs, p.id or "patient")
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class RecommendedDrug:
+    rank: int
+    drug: str
+    name: str
+    probability: float
+    above_threshold: bool
+    paths: list[EvidencePath] = field(default_factory=list)
+    cautions: list[EvidencePath] = field(default_factory=list)
+    n_paths: int = 0
+    evidence_counts: dict = field(default_factory=dict)
+    rationale: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank, "drug": self.drug, "name": self.name, "probability": round(float(self.probability), 4),
+            "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
+            "evidence_counts": self.evidence_counts, "paths": [p.to_dict() for p in self.paths],
+            "cautions": [p.to_dict() for p in self.cautions],
+        }
+
+
+@dataclass
+class Recommendation:
+    """What :func:`recommend` returns; :meth:`to_dict` is the ``--json`` / HTTP form."""
+
+    model: str
+    threshold: float
+    top_k: int
+    visit: dict
+    drugs: list[RecommendedDrug]
+    ddi_warnings: list[dict]
+    unknown_codes: list[dict]
+    notes: list[str] = field(default_factory=list)
+    timings_ms: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "threshold": self.threshold, "top_k": self.top_k, "visit": self.visit,
+            "drugs": [d.to_dict() for d in self.drugs], "ddi_warnings": self.ddi_warnings,
+            "unknown_codes": self.unknown_codes, "notes": self.notes, "timings_ms": self.timings_ms,
+        }
+
+
+# ---------------------------------------------------------------------------- the service
+def model_code_vocab(model: Any, cohort: Cohort) -> set[str] | None:
+    """Codes the model can read (None: unknown, every code is taken as known)."""
+    fz = getattr(model, "featurizer", None)
+    if fz is not None and getattr(fz, "codes", None) is not None:
+        return set(fz.codes)
+    if getattr(model, "code_vocab", None) is not None:  # the teacher reads names: every named cohort code
+        return set(model.code_vocab) | set(cohort.codes.loc[cohort.codes["kind"] != "drug", "code"])
+    return None
+
+
+class RecommendService:
+    """The model, the cohort and the graph store, loaded once; :meth:`recommend` per request.
+
+    Args:
+        workspace: the study folder (cohort, trained model, graph).
+        model: ``student`` or ``teacher``.
+        store: ``embedded`` (read-only, ``<workspace>/graph/embedded.lbug``) or ``neo4j`` (``store_kw``:
+            uri, user, password, database), or None: no graph, no paths (recommendations only).
+        families: path families to search (see :mod:`kgrec.explain.paths`).
+    """
+
+    def __init__(self, workspace: Path | str, model: str = "student", store: str | None = "embedded", store_kw: dict | None = None, families: Sequence[str] = FAMILIES):
+        from kgrec.api import load_cohort, load_model
+
+        t0 = time.perf_counter()
+        self.workspace = Path(workspace)
+        self.cohort = load_cohort(self.workspace)
+        self.model_name = model
+        self.model = load_model(self.workspace, model)
+        self.names = self.cohort.names()
+        self.drug_vocab = list(self.model.drug_vocab)
+        self.known_codes = model_code_vocab(self.model, self.cohort)
+        v = self.cohort.visits
+        self.visit_row = {str(x): i for i, x in enumerate(v["visit_id"])}
+        self.ddi_lookup: dict[tuple[str, str], list[dict]] = {}
+        if self.cohort.ddi is not None:
+            for a, b, s, lic in zip(self.cohort.ddi["atc3_a"], self.cohort.ddi["atc3_b"], self.cohort.ddi["source"], self.cohort.ddi["licence"]):
+                self.ddi_lookup.setdefault((a, b), []).append({"source": s, "licence": lic})
+        self.store = None
+        self.paths: PathFinder | None = None
+        self.store_name = store
+        if store:
+            from kgrec.graph.stores import get_store
+
+            kw = dict(store_kw or {})
+            if store == "embedded":
+                kw = {"workspace": self.workspace, "read_only": True, **kw}
+            self.store = get_store(store, **kw)
+            self.paths = PathFinder(self.store, self.workspace / "graph" / "tables", families)
+        self.load_seconds = time.perf_counter() - t0
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> RecommendService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------- inputs
+    def _graph_visit_id(self, visit_id: str) -> str:
+        return f"{self.cohort.source}:{visit_id}"
+
+    def resolve_visit(self, visit_id: str) -> int:
+        vid = str(visit_id).strip()
+        if ":" in vid and vid.split(":", 1)[0] == self.cohort.source:
+            vid = vid.split(":", 1)[1]
+        if vid not in self.visit_row:
+            raise KgrecError(f"visit {visit_id!r} is not in the workspace cohort ({len(self.visit_row)} visits of {self.cohort.source})")
+        return self.visit_row[vid]
+
+    def _samples(self, cohort: Cohort, row: int) -> Samples:
+        v = cohort.visits
+        pid, order = v["patient_id"].iat[row], int(v["visit_order"].iat[row])
+        same = np.flatnonzero((v["patient_id"] == pid).to_numpy())
+        hist = sorted((int(v["visit_order"].iat[j]), int(j)) for j in same if int(v["visit_order"].iat[j]) < order)
+        return Samples(
+            np.array([row]), np.array([pid], dtype=object), [list(v["diagnoses"].iat[row])], [list(v["procedures"].iat[row])],
+            [[j for _, j in hist]], [list(v["drugs"].iat[row])], np.array([len(same) == 1]),
+        )
+
+    def _patient_cohort(self, pc: PatientCodes) -> tuple[Cohort, int]:
+        rows = []
+        for k, ev in enumerate(pc.earlier):
+            rows.append({"patient_id": "new", "visit_id": f"new:{k}", "visit_order": k, "time": pd.NaT,
+                         "diagnoses": ev["diagnoses"], "procedures": ev["procedures"], "drugs": ev["drugs"]})
+        n = len(pc.earlier)
+        rows.append({"patient_id": "new", "visit_id": f"new:{n}", "visit_order": n, "time": pd.NaT,
+                     "diagnoses": pc.diagnoses, "procedures": pc.procedures, "drugs": []})
+        visits = pd.DataFrame(rows, columns=VISIT_COLUMNS)
+        used = {c for r in rows for k in ("diagnoses", "procedures", "drugs") for c in r[k]}
+        codes = self.cohort.codes[self.cohort.codes["code"].isin(used)].reset_index(drop=True)
+        return Cohort(visits, codes, self.cohort.source), n
+
+    def _code_info(self, codes: Sequence[str]) -> dict[str, dict]:
+        """Names and graph membership of codes (one query on the store)."""
+        info = {c: {"name": self.names.get(c, ""), "in_graph": False} for c in codes}
+        if self.store is not None and codes:
+            from kgrec.graph.queries import run_query
+
+            for r in run_query(self.store, "explain_code_names", {"codes": list(codes)}):
+                if r["id"] in info:
+                    info[r["id"]]["in_graph"] = True
+                    info[r["id"]]["name"] = info[r["id"]]["name"] or (r.get("name") or "")
+        return info
+
+    # ---------------- main entry
+    def recommend(
+        self,
+        visit_id: str | None = None,
+        patient: PatientIn | dict | str | None = None,
+        top_k: int = 10,
+        threshold: float | None = None,
+        paths_per_drug: int = 3,
+        current_drugs: Sequence[str] | None = None,
+        drugs: Sequence[str] | None = None,
+        explain: bool = True,
+    ) -> Recommendation:
+        """Rank drugs for a workspace visit or a new patient.
+
+        ``threshold``: minimum probability (default: the model's tuned threshold; 0 gives the plain
+        top-k). ``drugs``: explain these drug classes instead of the top-k (``kgrec explain``).
+        ``current_drugs``: ATC codes taken now (DDI screening; a patient's own list is used too).
+        ``explain=False``: no paths, no text (ranking and DDI only).
+        """
+        t0 = time.perf_counter()
+        if (visit_id is None) == (patient is None):
+            raise KgrecError("give exactly one of a visit id or a patient")
+        if not 1 <= int(top_k) <= MAX_TOP_K:
+            raise KgrecError(f"top_k must be between 1 and {MAX_TOP_K}")
+        if not 0 <= int(paths_per_drug) <= MAX_PATHS_PER_DRUG:
+            raise KgrecError(f"paths_per_drug must be between 0 and {MAX_PATHS_PER_DRUG}")
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise KgrecError("threshold must be between 0 and 1")
+        thr = float(self.model.threshold if threshold is None else threshold)
+        notes: list[str] = []
+        unknown: list[dict] = []
+        extra_current = _check_atc_list(current_drugs or [])
+        if visit_id is not None:
+            row = self.resolve_visit(visit_id)
+            cohort, samples = self.cohort, self._samples(self.cohort, row)
+            v = cohort.visits
+            vid = str(v["visit_id"].iat[row])
+            dx, px = list(v["diagnoses"].iat[row]), list(v["procedures"].iat[row])
+            visit_info = {"kind": "workspace", "visit_id": vid, "graph_id": self._graph_visit_id(vid), "patient_id": str(v["patient_id"].iat[row]),
+                          "n_earlier_visits": len(samples.history[0]), "prescribed": list(v["drugs"].iat[row])}
+            current = extra_current
+            inputs: dict[str, str] = {}
+        else:
+            pc = normalise_patient(parse_patient(patient))
+            dx, px, inputs = pc.diagnoses, pc.procedures, pc.inputs
+            cohort, row = self._patient_cohort(pc)
+            samples = self._samples(cohort, row)
+            visit_info = {"kind": "patient", "label": pc.label, "n_earlier_visits": len(pc.earlier)}
+            current = _merge(pc.current_drugs, extra_current)
+        info = self._code_info(dx + px)
+        if visit_id is None:
+            known = self.known_codes
+            for c, kind in [(c, "diagnosis") for c in dx] + [(c, "procedure") for c in px]:
+                if known is not None and c not in known:
+                    unknown.append({"input": inputs.get(c, c), "code": c, "kind": kind, "in_graph": info[c]["in_graph"],
+                                    "reason": "unknown to the model" + ("; used for graph paths only" if info[c]["in_graph"] else " and to the graph")})
+            if known is not None and not any(c in known for c in dx + px):
+                raise InputError("none of the patient's codes is known to the model: " + ", ".join(u["input"] for u in unknown[:10]))
+            earlier_unknown = sorted({c for e in pc.earlier for c in e["diagnoses"] + e["procedures"] if known is not None and c not in known})
+            if earlier_unknown:
+                notes.append(f"{len(earlier_unknown)} code(s) of earlier visits unknown to the model and ignored: {', '.join(earlier_unknown[:10])}")
+        visit_info["diagnoses"] = [{"code": c, "name": info[c]["name"]} for c in dx]
+        visit_info["procedures"] = [{"code": c, "name": info[c]["name"]} for c in px]
+        visit_info["current_drugs"] = [{"drug": d, "name": self._drug_name(d)} for d in current]
+        t1 = time.perf_counter()
+        proba = np.asarray(self.model.predict_proba(cohort, samples))[0]
+        t2 = time.perf_counter()
+        if drugs:
+            want = _check_atc_list(drugs)
+            missing = [d for d in want if d not in self.drug_vocab]
+            if missing:
+                raise KgrecError(f"drug class(es) not in the model's vocabulary: {', '.join(missing)}")
+            idx = sorted((self.drug_vocab.index(d) for d in want), key=lambda j: -proba[j])
+            chosen = [(j, proba[j] >= thr) for j in idx]
+        else:
+            order = np.argsort(-proba, kind="stable")[: int(top_k)]
+            chosen = [(int(j), True) for j in order if proba[j] >= thr]
+            if not chosen:
+                notes.append(f"no drug reaches the threshold {thr:.2f} (best {float(proba[order[0]]):.2f}); lower it with --threshold")
+        rec = [RecommendedDrug(k + 1, self.drug_vocab[j], self._drug_name(self.drug_vocab[j]), float(proba[j]), bool(ok)) for k, (j, ok) in enumerate(chosen)]
+        ddi = self._ddi([d.drug for d in rec], current)
+        t3 = time.perf_counter()
+        if explain and self.paths is not None and rec and paths_per_drug > 0:
+            ids = [d.drug for d in rec]
+            if visit_id is not None:
+                evidence = self.paths.for_visit(visit_info["graph_id"], ids, dx)
+                if not any(e.paths or e.cautions for e in evidence.values()) and not self._visit_in_graph(visit_info["graph_id"]):
+                    notes.append(f"visit {visit_info['graph_id']} is not in the graph: paths start at its diagnosis codes")
+                    evidence = self.paths.for_codes(dx, ids, f"{self.cohort.source}:{visit_info['patient_id']}")
+            else:
+                evidence = self.paths.for_codes(dx, ids)
+            for d in rec:
+                ev = evidence.get(d.drug, DrugEvidence(d.drug))
+                d.paths, d.cautions = select(ev.paths, paths_per_drug), ev.cautions[: max(1, paths_per_drug // 2)]
+                d.n_paths, d.evidence_counts = len(ev.paths), ev.counts()
+                d.rationale = realise_drug(Node(d.drug, "Drug", d.name), d.paths, d.cautions, d.probability).text
+        elif explain and self.paths is None:
+            notes.append("no graph store: recommendations without paths")
+        t4 = time.perf_counter()
+        return Recommendation(
+            model=self.model_name, threshold=thr, top_k=int(top_k), visit=visit_info, drugs=rec, ddi_warnings=ddi,
+            unknown_codes=unknown, notes=notes,
+            timings_ms={"input": _ms(t1 - t0), "predict": _ms(t2 - t1), "ddi": _ms(t3 - t2), "paths": _ms(t4 - t3), "total": _ms(t4 - t0)},
+        )
+
+    def _visit_in_graph(self, graph_id: str) -> bool:
+        from kgrec.graph.queries import run_query
+
+        return bool(run_query(self.store, "explain_visit_node", {"visit_id": graph_id}))
+
+    def _drug_name(self, d: str) -> str:
+        return self.names.get(d) or d
+
+    def _ddi(self, recommended: Sequence[str], current: Sequence[str]) -> list[dict]:
+        """Interacting pairs among the recommended drugs and between them and the current drugs."""
+        out = []
+        seen = set()
+        rec = list(dict.fromkeys(recommended))
+        pairs = [(a, b, "recommended") for i, a in enumerate(rec) for b in rec[i + 1:]]
+        pairs += [(a, b, "current") for a in rec for b in current if a != b]
+        lookup = self.ddi_lookup
+        if self.cohort.ddi is None and self.store is not None:
+            lookup = self._graph_ddi(set(rec) | set(current))
+        for a, b, between in pairs:
+            key = (a, b) if a < b else (b, a)
+            if (key, between) in seen or key not in lookup:
+                continue
+            seen.add((key, between))
+            out.append({
+                "drug_a": a, "drug_a_name": self._drug_name(a), "drug_b": b, "drug_b_name": self._drug_name(b),
+                "between": "recommended drugs" if between == "recommended" else "recommended and current drug",
+                "sources": lookup[key],
+                "message": f"{self._drug_name(a)} ({a}) interacts with {'the current drug ' if between == 'current' else ''}{self._drug_name(b)} ({b}) (source: {', '.join(s['source'] for s in lookup[key])})",
+            })
+        return out
+
+    def _graph_ddi(self, drugs: set[str]) -> dict[tuple[str, str], list[dict]]:
+        from kgrec.graph.queries import run_query
+
+        out: dict[tuple[str, str], list[dict]] = {}
+        for r in run_query(self.store, "ddi_check", {"drugs": sorted(drugs)}):
+            out.setdefault((r["drug_a"], r["drug_b"]), []).append({"source": r["source"], "licence": r["licence"]})
+        return out
+
+
+def _check_atc_list(codes: Sequence[str]) -> list[str]:
+    try:
+        return _check_atc([str(c).strip() for c in codes])
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _ms(s: float) -> float:
+    return round(s * 1000, 2)
+
+
+def recommend(
+    workspace: Path | str,
+    visit_id: str | None = None,
+    patient: PatientIn | dict | str | Path | None = None,
+    model: str = "student",
+    top_k: int = 10,
+    threshold: float | None = None,
+    store: str | None = "embedded",
+    paths_per_drug: int = 3,
+    current_drugs: Sequence[str] | None = None,
+    drugs: Sequence[str] | None = None,
+    store_kw: dict | None = None,
+) -> Recommendation:
+    """One-shot :class:`RecommendService` (loads the model and opens the store for one call; keep a
+    service for many calls). ``patient`` may be a dict, a :class:`PatientIn`, JSON text or a path."""
+    if isinstance(patient, Path) or (isinstance(patient, str) and patient.strip().endswith(".json") and not patient.strip().startswith("{")):
+        patient = load_patient(patient)
+    with RecommendService(workspace, model, store, store_kw) as svc:
+        return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs)
+
+
+__all__ = [
+    "MAX_CODES", "MAX_DRUGS", "MAX_VISITS", "CodeIn", "PatientIn", "Recommendation", "RecommendService", "RecommendedDrug",
+    "VisitIn", "load_patient", "normalise_patient", "parse_patient", "recommend", "validation_message",
+]

@@ -1,0 +1,1 @@
+"""The HTTP service: ``kgrec serve`` (FastAPI app in :mod:`kgrec.serve.app`)."""
