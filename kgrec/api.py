@@ -171,3 +171,27 @@ def load_model(workspace: Path | str, name: str = "student"):
             raise WorkspaceError(f"no trained teacher in {folder}: run `kgrec train --stage teacher`")
         return TeacherRecommender.load(folder)
     raise ValueError(f"unknown model {name!r}: choose student or teacher")
+
+
+def recommend(
+    workspace: Path | str = "kgrec-workspace",
+    visit_id: str | None = None,
+    patient=None,
+    model: str = "student",
+    top_k: int = 10,
+    threshold: float | None = None,
+    store: str | None = "embedded",
+    paths_per_drug: int = 3,
+    current_drugs: Sequence[str] | None = None,
+    drugs: Sequence[str] | None = None,
+    store_kw: dict | None = None,
+):
+    """Ranked ATC3 drugs for a workspace visit (``visit_id``) or a new patient (``patient``: a dict, JSON
+    text, a ``.json`` path or a :class:`~kgrec.explain.recommend.PatientIn`), with probabilities, DDI
+    warnings (among the recommended drugs and against ``current_drugs``), rationale paths and a
+    natural-language rationale per drug, and the codes the model does not know. Returns a
+    :class:`~kgrec.explain.recommend.Recommendation` (``.to_dict()`` for JSON). For many calls keep a
+    :class:`~kgrec.explain.recommend.RecommendService` (loads the model and opens the store once)."""
+    from kgrec.explain.recommend import recommend as _recommend
+
+    return _recommend(workspace, visit_id, patient, model, top_k, threshold, store, paths_per_drug, current_drugs, drugs, store_kw)

@@ -246,7 +246,7 @@ class PathFinder:
         has_icd10 = any(c.startswith("ICD10CM:") for c in codes)
         rows: list[dict] = []
         for fam, q in queries.items():
-            bound = q.bind(params)
+            bound = q.bind({k: v for k, v in params.items() if f"${k}" in q.text})
             for stmt in q.statements:
                 if "<-[:GEM]-" in stmt and not has_icd10:
                     continue  # the ICD-10 -> ICD-9 GEM route finds nothing for a visit without ICD-10 codes
