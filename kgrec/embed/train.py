@@ -50,7 +50,7 @@ def baseline_metrics(export: GraphExport, workspace: Path | str, seed: int = 42)
     return m
 
 
-def run_kge(workspace, model="RotatE", dim=64, epochs=50, batch_size=2048, lr=0.005, num_negs=16, seed=42, patients="train", progress=True) -> EmbedStageResult:
+def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.01, num_negs=4, seed=42, patients="train", progress=True) -> EmbedStageResult:
     from kgrec.embed.kge import train_kge
 
     ex = prepare_export(workspace, patients=patients, seed=seed)
