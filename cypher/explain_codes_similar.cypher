@@ -7,13 +7,12 @@
 // kgrec/explain/paths.py assembles the path.
 // @param codes LIST<STRING>  DiagnosisCode.id values
 // @param drugs LIST<STRING>  Drug.id values (ATC level 3)
-// @param patient STRING = -  Patient.id whose visits are left out ('-': none)
+// @param own LIST<STRING>  Visit.id values left out (a known patient's own visits; [] for a new one)
 // Returns: drug, drug_name, code, code_name, n_visits, n_patients, example, and for the two
 // relationships (other visit->code, other visit->drug) their sources and licences.
 MATCH (c:DiagnosisCode)<-[r1:HAS_DIAGNOSIS]-(o:Visit)-[r2:HAS_PRESCRIPTION]->(drug:Drug)
-WHERE c.id IN $codes AND drug.id IN $drugs
+WHERE c.id IN $codes AND drug.id IN $drugs AND NOT o.id IN $own
 MATCH (other:Patient)-[:HAS_VISIT]->(o)
-WHERE other.id <> $patient
 RETURN drug.id AS drug, drug.name AS drug_name, c.id AS code, c.name AS code_name,
        count(DISTINCT o) AS n_visits, count(DISTINCT other) AS n_patients, min(o.id) AS example,
        collect(DISTINCT r1.source) AS r1_source, collect(DISTINCT r1.licence) AS r1_licence,

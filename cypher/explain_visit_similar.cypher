@@ -6,12 +6,12 @@
 // sources and licences of the relationships involved; kgrec/explain/paths.py assembles the path.
 // @param visit_id STRING  Visit.id
 // @param drugs LIST<STRING>  Drug.id values (ATC level 3)
+// @param own LIST<STRING>  Visit.id values of this patient (left out: they would leak its own history)
 // Returns: drug, drug_name, visit, code, code_name, n_visits, n_patients, example, and for the three
 // relationships (visit->code, other visit->code, other visit->drug) their sources and licences.
-MATCH (pt:Patient)-[:HAS_VISIT]->(v:Visit {id: $visit_id})-[r0:HAS_DIAGNOSIS]->(c:DiagnosisCode)<-[r1:HAS_DIAGNOSIS]-(o:Visit)-[r2:HAS_PRESCRIPTION]->(drug:Drug)
-WHERE drug.id IN $drugs
+MATCH (v:Visit {id: $visit_id})-[r0:HAS_DIAGNOSIS]->(c:DiagnosisCode)<-[r1:HAS_DIAGNOSIS]-(o:Visit)-[r2:HAS_PRESCRIPTION]->(drug:Drug)
+WHERE drug.id IN $drugs AND NOT o.id IN $own
 MATCH (other:Patient)-[:HAS_VISIT]->(o)
-WHERE other.id <> pt.id
 RETURN drug.id AS drug, drug.name AS drug_name, v.id AS visit, c.id AS code, c.name AS code_name,
        count(DISTINCT o) AS n_visits, count(DISTINCT other) AS n_patients, min(o.id) AS example,
        collect(DISTINCT r0.source) AS r0_source, collect(DISTINCT r0.licence) AS r0_licence,

@@ -111,7 +111,8 @@ def build_rationales(workspace: Path | str, out: Path | str | None = None, drugs
             pid, vid = str(v["patient_id"].iat[i]), str(v["visit_id"].iat[i])
             drugs = list(dict.fromkeys(v["drugs"].iat[i]))
             dx = list(v["diagnoses"].iat[i])
-            ev = finder.for_visit(f"{cohort.source}:{vid}", drugs, dx)
+            own = [f"{cohort.source}:{x}" for x in v.loc[v["patient_id"] == v["patient_id"].iat[i], "visit_id"]]
+            ev = finder.for_visit(f"{cohort.source}:{vid}", drugs, dx, own)
             ranked = sorted((e for e in ev.values() if e.paths), key=lambda e: -e.paths[0].score)[:drugs_per_visit]
             if not ranked:
                 continue

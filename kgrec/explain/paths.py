@@ -256,21 +256,23 @@ class PathFinder:
                     rows.append(r)
         return rows
 
-    def for_visit(self, visit_id: str, drugs: Sequence[str], codes: Sequence[str] = ()) -> dict[str, DrugEvidence]:
+    def for_visit(self, visit_id: str, drugs: Sequence[str], codes: Sequence[str] = (), own_visits: Sequence[str] = ()) -> dict[str, DrugEvidence]:
         """Paths for a Visit node of the graph (``mimic3:100375``) to each of ``drugs``. ``codes``: the
-        visit's diagnosis codes (only used to skip statements that cannot match)."""
+        visit's diagnosis codes (only used to skip statements that cannot match); ``own_visits``: the
+        patient's Visit ids, left out of the similar patients (the visit itself always is)."""
         if not drugs:
             return {}
-        rows = self._run(self.visit_queries, {"visit_id": visit_id, "drugs": list(drugs)}, codes)
+        own = list(dict.fromkeys([visit_id, *own_visits]))
+        rows = self._run(self.visit_queries, {"visit_id": visit_id, "drugs": list(drugs), "own": own}, codes)
         return self._rank(rows, drugs, start_label="Visit")
 
-    def for_codes(self, codes: Sequence[str], drugs: Sequence[str], exclude_patient: str = "-") -> dict[str, DrugEvidence]:
-        """Paths from diagnosis codes (a new patient) to each of ``drugs``; visits of
-        ``exclude_patient`` (a Patient.id) are not counted as similar patients."""
+    def for_codes(self, codes: Sequence[str], drugs: Sequence[str], own_visits: Sequence[str] = ()) -> dict[str, DrugEvidence]:
+        """Paths from diagnosis codes (a new patient) to each of ``drugs``; ``own_visits`` (Visit ids
+        of a known patient) are not counted as similar patients."""
         dx = [c for c in codes if c]
         if not drugs or not dx:
             return {d: DrugEvidence(d) for d in drugs}
-        rows = self._run(self.code_queries, {"codes": dx, "drugs": list(drugs), "patient": exclude_patient or "-"}, dx)
+        rows = self._run(self.code_queries, {"codes": dx, "drugs": list(drugs), "own": list(own_visits)}, dx)
         return self._rank(rows, drugs, start_label="DiagnosisCode")
 
     # ------------------------------------------------------------------ assembling

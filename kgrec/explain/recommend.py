@@ -438,7 +438,7 @@ class RecommendService:
             samples = self._samples(cohort, row)
             visit_info = {"kind": "patient", "label": pc.label, "n_earlier_visits": len(pc.earlier)}
             current = _merge(pc.current_drugs, extra_current)
-        info = self._code_info(dx + px)
+        info = self._code_info(dx + px) if visit_id is None else {c: {"name": self.names.get(c, ""), "in_graph": True} for c in dx + px}
         if visit_id is None:
             known = self.known_codes
             for c, kind in [(c, "diagnosis") for c in dx] + [(c, "procedure") for c in px]:
@@ -474,10 +474,12 @@ class RecommendService:
         if explain and self.paths is not None and rec and paths_per_drug > 0:
             ids = [d.drug for d in rec]
             if visit_id is not None:
-                evidence = self.paths.for_visit(visit_info["graph_id"], ids, dx)
+                v = self.cohort.visits
+                own = [self._graph_visit_id(x) for x in v.loc[v["patient_id"] == visit_info["patient_id"], "visit_id"]]
+                evidence = self.paths.for_visit(visit_info["graph_id"], ids, dx, own)
                 if not any(e.paths or e.cautions for e in evidence.values()) and not self._visit_in_graph(visit_info["graph_id"]):
                     notes.append(f"visit {visit_info['graph_id']} is not in the graph: paths start at its diagnosis codes")
-                    evidence = self.paths.for_codes(dx, ids, f"{self.cohort.source}:{visit_info['patient_id']}")
+                    evidence = self.paths.for_codes(dx, ids, own)
             else:
                 evidence = self.paths.for_codes(dx, ids)
             for d in rec:
