@@ -176,7 +176,7 @@ def source_text(rec: dict, max_paths: int = 3, max_codes: int = 8) -> str:
             if n["label"] == "Visit":
                 label = f"visit {n['id']}"
             elif n["label"] in ("DiagnosisCode", "Drug"):
-                label = f"{_n(n)} ({n['id']})"
+                label = f"{_n(n)} ({n['id']})" if _n(n) != n["id"] else n["id"]
             elif n["label"] in ("Trial", "Publication"):
                 label = f"{n['label'].lower()} {n['id']}"
             else:
@@ -269,6 +269,7 @@ class RationaleGenerator:
     def __init__(self, model, tokenizer, causal: bool, config: GeneratorConfig, base: str, lexicon: EntityLexicon | None = None):
         self.model, self.tok, self.causal, self.config, self.base = model, tokenizer, causal, config, base
         self.eos, self.pad, self.sep = _special_ids(tokenizer)
+        self.tok.model_max_length = 1 << 30  # inputs are truncated here, by token count (no length warning)
         self.lexicon = lexicon
 
     # ---------------- encoding

@@ -9,7 +9,7 @@ then merges, groups and ranks what they return. Evidence kinds:
 kind                path                                                                        weight
 ==================  ==========================================================================  ======
 indication          code -MAPS_TO-> Disease <-INDICATION- Ingredient -IN_CLASS-> Drug           1.0 (treats), 0.9 (indication), 0.8 (palliates)
-code_indication     code <-INDICATION_ICD- Ingredient -IN_CLASS-> Drug (MEDI)                   0.6 (high precision), 0.5
+code_indication     code <-INDICATION_ICD- Ingredient -IN_CLASS-> Drug (MEDI)                   0.6 (high-precision subset), 0.3
 trial               code -MAPS_TO-> Disease <-TARGETS- Trial -STUDIES-> Ingredient -IN_CLASS->   0.3
 similar_patients    code <-HAS_DIAGNOSIS- Visit (other patient) -HAS_PRESCRIPTION-> Drug        0.15
 literature          code -MAPS_TO-> Disease <-MENTIONS_DISEASE- Publication -MENTIONS_CHEMICAL->  0.1
@@ -347,7 +347,7 @@ def _weight(p: EvidencePath) -> float:
         return factor * max((INDICATION_WEIGHT.get(k, 0.9) for k in kinds), default=0.9)
     if p.kind == "code_indication":
         hp = [e.get("high_precision") for st in p.steps if st.type == "INDICATION_ICD" for e in st.evidence]
-        return factor * (0.6 if any(hp) else 0.5)
+        return factor * (0.6 if any(hp) else 0.3)  # MEDI outside its high-precision subset is often wrong
     return factor * BASE_WEIGHT.get(p.kind, 0.3)
 
 
