@@ -11,13 +11,13 @@
 // @param drugs LIST<STRING>  Drug.id values (ATC level 3)
 // Returns one row per path: `path` (each relationship with source and licence), `drug`, `kind`.
 MATCH p = (c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE c.id IN $codes AND drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE c.id IN $codes AND drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (c0:DiagnosisCode)-[:CODE_PARENT|GEM]->(c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE c0.id IN $codes AND drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE c0.id IN $codes AND drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (c0:DiagnosisCode)<-[:GEM]-(c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE c0.id IN $codes AND drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE c0.id IN $codes AND drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (c:DiagnosisCode)<-[i:INDICATION_ICD]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
 WHERE c.id IN $codes AND drug.id IN $drugs

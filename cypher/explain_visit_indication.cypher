@@ -11,13 +11,13 @@
 // @param drugs LIST<STRING>  Drug.id values (ATC level 3)
 // Returns one row per path: `path` (each relationship with source and licence), `drug`, `kind`.
 MATCH p = (v:Visit {id: $visit_id})-[:HAS_DIAGNOSIS]->(c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (v:Visit {id: $visit_id})-[:HAS_DIAGNOSIS]->(c0:DiagnosisCode)-[:CODE_PARENT|GEM]->(c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (v:Visit {id: $visit_id})-[:HAS_DIAGNOSIS]->(c0:DiagnosisCode)<-[:GEM]-(c:DiagnosisCode)-[:MAPS_TO]->(d:Disease)<-[i:INDICATION]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
-WHERE drug.id IN $drugs AND i.kind <> 'non_indication'
+WHERE drug.id IN $drugs AND coalesce(i.kind, '') <> 'non_indication'
 RETURN p AS path, drug.id AS drug, 'indication' AS kind;
 MATCH p = (v:Visit {id: $visit_id})-[:HAS_DIAGNOSIS]->(c:DiagnosisCode)<-[i:INDICATION_ICD]-(g:Ingredient)-[:IN_CLASS]->(drug:Drug)
 WHERE drug.id IN $drugs

