@@ -231,3 +231,13 @@ def test_cli_train_stage_teacher(tmp_path, tiny_models):
     assert (ws / "teacher" / "config.json").exists() and (ws / "teacher" / "adapter").is_dir() and (ws / "teacher" / "metrics.json").exists()
     r = runner.invoke(app, ["train", "--stage", "teacher", "-w", str(ws), "--model", str(tmp_path / "nope"), "--no-graph-prompt"])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_fast_validation_prauc_matches_shared_metric():
+    from kgrec.metrics import per_visit
+    from kgrec.teacher.train import mean_average_precision
+
+    rng = np.random.default_rng(0)
+    y, s = rng.random((40, 25)) < 0.3, rng.random((40, 25))
+    y[3] = False  # a visit without positives counts 0 in both
+    assert mean_average_precision(y, s) == pytest.approx(per_visit(y, s, np.zeros_like(y))["prauc"].mean(), abs=1e-12)

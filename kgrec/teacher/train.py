@@ -393,10 +393,7 @@ class TeacherRecommender(Recommender):
         return {n: p.detach().clone() for n, p in self.net.named_parameters() if p.requires_grad}
 
     def _val_prauc(self, logits: torch.Tensor, y_val: np.ndarray) -> float:
-        from kgrec.metrics import per_visit
-
-        proba = torch.sigmoid(logits.float()).numpy()
-        return float(per_visit(y_val, proba, np.zeros_like(y_val))["prauc"].mean())
+        return mean_average_precision(y_val, logits.float().numpy())
 
     def _progress(self, total: int, what: str):
         from rich.console import Console
@@ -609,6 +606,22 @@ class TeacherRecommender(Recommender):
         return self
 
 
+def mean_average_precision(y: np.ndarray, scores: np.ndarray) -> float:
+    """Mean per-visit average precision (the PRAUC of :mod:`kgrec.metrics`), vectorised for early stopping:
+    it is evaluated every epoch. Equals scikit-learn's value when scores have no ties; visits without a
+    positive count 0, as in :func:`kgrec.metrics.per_visit`."""
+    y = np.asarray(y, dtype=bool)
+    if y.size == 0:
+        return 0.0
+    order = np.argsort(-scores, axis=1, kind="stable")
+    hits = np.take_along_axis(y, order, axis=1)
+    tp = np.cumsum(hits, axis=1)
+    prec = tp / np.arange(1, y.shape[1] + 1)
+    n_pos = y.sum(1)
+    ap = np.where(n_pos > 0, (prec * hits).sum(1) / np.maximum(n_pos, 1), 0.0)
+    return float(ap.mean())
+
+
 class _nullcontext:
     def __enter__(self):
         return None
@@ -745,7 +758,12 @@ def train_on_split(workspace: Path | str, config: TeacherConfig | None = None, p
         res = evaluate_predictions(rec.targets(s), proba, rec.predict(proba), ddi, patients=s.patient_id, single_visit=s.single_visit, n_boot=200 if name == "test" else 0)
         res["visits_per_second"] = round(len(s) / dt, 2) if dt > 0 else None
         out[name] = res
-    path = rec.save(teacher_dir(workspace))
+    path = teacher_dir(workspace)
     result = TeacherTrainResult(path, out["val"], out["test"], rec.chosen, rec.log, round(seconds, 2))
-    (path / "metrics.json").write_text(json.dumps(result.to_json(), indent=1, default=_json_default))
+    acc = getattr(rec, "accelerator", None)
+    if acc is not None:
+        acc.wait_for_everyone()
+    if acc is None or acc.is_main_process:  # `accelerate launch`: one writer
+        rec.save(path)
+        (path / "metrics.json").write_text(json.dumps(result.to_json(), indent=1, default=_json_default))
     return result
