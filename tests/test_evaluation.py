@@ -124,7 +124,12 @@ def test_real_mimic3_baselines_cv(tmp_path):
     assert lr["prauc"]["mean"] > fr["prauc"]["mean"]
 
 
-def test_cli_run_chains_prepare_and_evaluate(tmp_path, mini_data):
+def test_cli_run_chains_prepare_graph_and_evaluate(tmp_path, mini_data, monkeypatch):
+    from kgrec.graph import load as graph_load
+    from tests.graph_tiny import tiny_tables
+
+    # the mini data folder holds only the code maps: build the graph from the tiny hand-made tables
+    monkeypatch.setattr(graph_load, "_build_graph", lambda data_dir, **kw: type("B", (), {"tables": tiny_tables(), "report": {}})())
     ws = tmp_path / "ws"
     r = runner.invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(mini_data), "--folds", "2", "--json"])
     assert r.exit_code == 0, r.output
@@ -133,3 +138,4 @@ def test_cli_run_chains_prepare_and_evaluate(tmp_path, mini_data):
     assert set(out["evaluation"]["models"]) == {"frequency", "logreg"}
     assert len(out["evaluation"]["models"]["logreg"]["metrics"]["jaccard"]["folds"]) == 2
     assert (ws / "cohort" / "visits.parquet").exists()
+    assert out["graph"]["n_nodes"] > 0 and (ws / "graph" / "tables" / "nodes").is_dir()

@@ -24,21 +24,24 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the split and the folds.")] = 42,
     json_out: JsonOut = False,
 ) -> None:
-    """Run the main job end to end: prepare the cohort, then evaluate the baselines with K-fold CV.
+    """Run the main job end to end: prepare the cohort, build and load the knowledge graph into the
+    embedded store, then evaluate the baselines with K-fold CV.
 
-    Everything lands in the workspace (cohort/, reports/). Later stages (graph, embeddings, teacher,
-    student, explanations) join this chain as they are built.
+    Everything lands in the workspace (cohort/, graph/, reports/). The model stages follow with
+    `kgrec train --stage ...`.
     """
     with console.status("running ...") as status:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds, seed=seed, progress=lambda m: status.update(m))
     if json_out:
-        emit_json({"stats": res.prepare.stats, "evaluation": res.evaluation.to_json(), "seconds": res.seconds})
+        emit_json({"stats": res.prepare.stats, "graph": res.graph.to_dict()["counts"], "evaluation": res.evaluation.to_json(), "seconds": res.seconds})
         return
     stats = res.prepare.stats
     console.print(
         f"cohort {source}: {stats['n_patients']} patients, {stats['n_visits']} visits "
         f"({stats['n_eval_visits']} with a mapped drug), drug mapping coverage {stats['drug_mapping_coverage']:.1%}"
     )
+    g = res.graph.to_dict()["counts"]
+    console.print(f"knowledge graph (embedded store): {g['n_nodes']:,} nodes, {g['n_edges']:,} edges")
     table = metrics_table(res.evaluation, f"{source}: {folds}-fold patient-level CV, mean ± std")
     console.print(table)
     console.print(f"done in {res.seconds['total']:.1f} s; reports in {api.reports_dir(workspace)}")
