@@ -251,7 +251,7 @@ def test_cli_recommend_explain(ws, tmp_path):
 
 
 def test_api_recommend(ws):
-    import kgrec.api as api
+    from kgrec import api
 
     res = api.recommend(ws, visit_id="200", top_k=2, threshold=0.0)
     assert len(res.drugs) == 2 and res.model == "student"
@@ -295,7 +295,13 @@ def test_hallucination_check():
 
 # ------------------------------------------------------------------ generative rationales
 def _tiny_lm(folder, kind):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+    from transformers import (
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     from kgrec.teacher.model import resolve_model_path
 
@@ -312,7 +318,15 @@ def _tiny_lm(folder, kind):
 
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
 def test_build_rationales_and_generator(ws, tmp_path, kind):
-    from kgrec.explain.generate import GeneratorConfig, RationaleGenerator, build_rationales, read_records, realiser_baseline, source_text, train_generator
+    from kgrec.explain.generate import (
+        GeneratorConfig,
+        RationaleGenerator,
+        build_rationales,
+        read_records,
+        realiser_baseline,
+        source_text,
+        train_generator,
+    )
 
     path = tmp_path / "r.jsonl"
     summary = build_rationales(ws, path, drugs_per_visit=3)
@@ -399,7 +413,7 @@ def test_paths_identical_over_bolt():
         pytest.fail("`unshare` (util-linux) is needed to run the Bolt server in a private network namespace")
     repo = Path(__file__).resolve().parents[1]
     cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, _BOLT_SCRIPT]
-    proc = subprocess.run(cmd, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, check=False, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["neo4j"] == out["embedded"]

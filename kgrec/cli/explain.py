@@ -12,7 +12,14 @@ from rich.table import Table
 from rich.tree import Tree
 
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors
+from kgrec.cli.common import (
+    DEFAULT_WORKSPACE,
+    JsonOut,
+    Workspace,
+    console,
+    emit_json,
+    handle_errors,
+)
 from kgrec.cli.graph import DatabaseOpt, PasswordOpt, UriOpt, UserOpt, _store_kw
 from kgrec.errors import KgrecError
 

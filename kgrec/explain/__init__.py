@@ -9,6 +9,11 @@ rationales (deterministic realiser; optional generative LM), and the HTTP servic
 
 from kgrec.explain.paths import DrugEvidence, EvidencePath, PathFinder
 from kgrec.explain.realise import realise_drug, realise_path
-from kgrec.explain.recommend import PatientIn, Recommendation, RecommendService, recommend
+from kgrec.explain.recommend import (
+    PatientIn,
+    Recommendation,
+    RecommendService,
+    recommend,
+)
 
-__all__ = ["DrugEvidence", "EvidencePath", "PathFinder", "PatientIn", "Recommendation", "RecommendService", "realise_drug", "realise_path", "recommend"]
+__all__ = ["DrugEvidence", "EvidencePath", "PathFinder", "PatientIn", "RecommendService", "Recommendation", "realise_drug", "realise_path", "recommend"]

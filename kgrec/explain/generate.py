@@ -199,7 +199,7 @@ class EntityLexicon:
     """Drug and disease names of a set of records, for the hallucination check."""
 
     def __init__(self, records: Sequence[dict], extra_names: Sequence[str] = ()):
-        names = set(n.lower() for n in extra_names if len(n) >= MIN_NAME_LEN)
+        names = {n.lower() for n in extra_names if len(n) >= MIN_NAME_LEN}
         for rec in records:
             names |= record_names(rec)
         self.names = sorted(names, key=lambda s: (-len(s), s))

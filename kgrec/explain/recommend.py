@@ -38,13 +38,28 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kgrec.cohort.base import VISIT_COLUMNS, Cohort
 from kgrec.cohort.codes import atc3, icd_id
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
-from kgrec.explain.paths import FAMILIES, DrugEvidence, EvidencePath, Node, PathFinder, select
+from kgrec.explain.paths import (
+    FAMILIES,
+    DrugEvidence,
+    EvidencePath,
+    Node,
+    PathFinder,
+    select,
+)
 from kgrec.explain.realise import realise_drug
 
 MAX_CODES = 200
@@ -336,7 +351,7 @@ class RecommendService:
             self.store.close()
             self.store = None
 
-    def __enter__(self) -> RecommendService:
+    def __enter__(self) -> RecommendService:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -573,6 +588,18 @@ def recommend(
 
 
 __all__ = [
-    "MAX_CODES", "MAX_DRUGS", "MAX_VISITS", "CodeIn", "PatientIn", "Recommendation", "RecommendService", "RecommendedDrug",
-    "VisitIn", "load_patient", "normalise_patient", "parse_patient", "recommend", "validation_message",
+    "MAX_CODES",
+    "MAX_DRUGS",
+    "MAX_VISITS",
+    "CodeIn",
+    "PatientIn",
+    "RecommendService",
+    "Recommendation",
+    "RecommendedDrug",
+    "VisitIn",
+    "load_patient",
+    "normalise_patient",
+    "parse_patient",
+    "recommend",
+    "validation_message",
 ]

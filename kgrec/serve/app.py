@@ -27,7 +27,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kgrec.errors import KgrecError
-from kgrec.explain.recommend import MAX_DRUGS, MAX_PATHS_PER_DRUG, MAX_TOP_K, PatientIn, RecommendService
+from kgrec.explain.recommend import (
+    MAX_DRUGS,
+    MAX_PATHS_PER_DRUG,
+    MAX_TOP_K,
+    PatientIn,
+    RecommendService,
+)
 
 log = logging.getLogger("kgrec.serve")
 
@@ -219,4 +225,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["ExplainRequest", "MAX_BODY", "RecommendRequest", "create_app"]
+__all__ = ["MAX_BODY", "ExplainRequest", "RecommendRequest", "create_app"]
