@@ -59,7 +59,7 @@ def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.
     return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path)
 
 
-def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, num_bases=8, init_from_kge=True, seed=42, patients="train", progress=True) -> EmbedStageResult:
+def run_gnn(workspace, dim=64, epochs=50, lr=0.01, num_layers=2, init_from_kge=True, seed=42, patients="train", progress=True) -> EmbedStageResult:
     from kgrec.embed.gnn import train_gnn
     from kgrec.embed.kge import KGEResult
 
@@ -73,6 +73,6 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, num_bases=8, i
         init = kge.entity_vectors
     else:
         ex = prepare_export(workspace, patients=patients, seed=seed, reuse=(kge_dir / "vectors.safetensors").exists())
-    res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, num_bases=num_bases, init_vectors=init, seed=seed, progress=progress)
+    res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress)
     path = res.save(embed_dir(workspace) / "gnn")
     return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path)
