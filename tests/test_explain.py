@@ -291,6 +291,7 @@ def test_hallucination_check():
     assert lex.check("Lisinopril treats atrial fibrillation.", rec) == ["lisinopril"]
     assert lex.check("It lowers essential hypertension.", rec) == ["essential hypertension"]  # longest match only
     assert lex.find("Warfarinx and hypertensions") == []  # word boundaries
+    assert lex.check("Warfarin is in ace inhibitors (C09A), not B01A.", rec) == ["ace inhibitors", "c09a"]  # ids count too
 
 
 # ------------------------------------------------------------------ generative rationales

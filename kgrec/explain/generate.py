@@ -12,9 +12,10 @@
    records (the test split) and reports ROUGE-1/2/L (:mod:`kgrec.metrics.text`) and the hallucination
    check.
 3. Hallucination check (:class:`EntityLexicon`): the drug and disease names of the whole dataset
-   (nodes labelled Drug, Ingredient, Chemical, Disease, DiagnosisCode) are searched in a generated
-   text, longest first, on word boundaries; a name found in the text but absent from that record's
-   own evidence (its paths' nodes and its drug) is flagged. A rationale with a flag names a drug or
+   (nodes labelled Drug, Ingredient, Chemical, Disease, DiagnosisCode), and the ids of the drug classes
+   and diagnosis codes (``B01A``, ``ICD9CM:4280``), are searched in a generated text, longest first,
+   on word boundaries, case-insensitively; one found in the text but absent from that record's own
+   evidence (its paths' nodes and its drug) is flagged. A rationale with a flag names a drug or
    disease its evidence does not contain.
 """
 
@@ -36,6 +37,7 @@ from kgrec.explain.paths import EvidencePath, Node, Step, select
 from kgrec.explain.realise import N_VARIANTS, realise_drug
 
 ENTITY_LABELS = ("Drug", "Ingredient", "Chemical", "Disease", "DiagnosisCode")
+ID_LABELS = ("Drug", "DiagnosisCode")  # their ids (B01A, ICD9CM:4280) appear in rationales too
 MIN_NAME_LEN = 4
 
 
@@ -218,13 +220,17 @@ class EntityLexicon:
 
 
 def record_names(rec: dict) -> set[str]:
+    """Lower-cased names of the record's drug and evidence entities, and the ids of its drug classes and
+    diagnosis codes (``b01a``, ``icd9cm:4280``: a rationale naming another code is flagged too)."""
     out = set()
-    drug = rec.get("drug") or {}
+    drug = {"label": "Drug", **(rec.get("drug") or {})}
     for n in [drug, *(n for p in rec.get("evidence", []) + rec.get("cautions", []) for n in p["nodes"])]:
-        if n and (n.get("label", "Drug") in ENTITY_LABELS):
+        if n and n.get("label") in ENTITY_LABELS:
             name = (n.get("name") or "").strip().lower()
             if len(name) >= MIN_NAME_LEN:
                 out.add(name)
+            if n.get("label") in ID_LABELS and n.get("id"):
+                out.add(str(n["id"]).lower())
     return out
 
 
