@@ -279,7 +279,9 @@ class PathFinder:
     def _rank(self, rows: list[dict], drugs: Sequence[str], start_label: str) -> dict[str, DrugEvidence]:
         merged: dict[tuple, EvidencePath] = {}
         for r in rows:
-            if "path" in r:
+            if "shape" in r:
+                p = _from_columns(r)
+            elif "path" in r:
                 p = _from_path(r)
             else:
                 p = _from_similar(r)
@@ -369,6 +371,36 @@ def _from_path(r: dict) -> EvidencePath | None:
     if len(steps) != len(nodes) - 1:
         return None
     return EvidencePath(drug=str(r.get("drug") or nodes[-1].id), kind=str(r.get("kind") or r.get("_family")), nodes=nodes, steps=steps)
+
+
+_SHAPES: dict[str, tuple[list[str], list[tuple[str, bool]]]] = {}
+
+
+def _shape(shape: str) -> tuple[list[str], list[tuple[str, bool]]]:
+    """``'Visit -HAS_DIAGNOSIS-> DiagnosisCode <-GEM- DiagnosisCode'`` -> labels, [(type, forward)]."""
+    if shape not in _SHAPES:
+        parts = shape.split()
+        labels = parts[0::2]
+        rels = [(a.strip("<->"), a.endswith("->")) for a in parts[1::2]]
+        if len(labels) != len(rels) + 1:
+            raise ValueError(f"bad path shape {shape!r}")
+        _SHAPES[shape] = (labels, rels)
+    return _SHAPES[shape]
+
+
+def _from_columns(r: dict) -> EvidencePath | None:
+    """A path from the scalar columns of an explain_* statement (see the files' headers)."""
+    labels, rels = _shape(str(r["shape"]))
+    nodes = [Node(str(r.get(f"n{i}")), lab, str(r.get(f"m{i}") or "")) for i, lab in enumerate(labels)]
+    steps = []
+    for j, (typ, fwd) in enumerate(rels):
+        ev = {"source": r.get(f"s{j}"), "licence": r.get(f"l{j}")}
+        pre = f"r{j}_"
+        for k, v in r.items():
+            if k.startswith(pre) and v is not None:
+                ev[k[len(pre):]] = v
+        steps.append(Step(typ, fwd, [{k: v for k, v in ev.items() if v is not None}]))
+    return EvidencePath(drug=str(r.get("drug") or nodes[-1].id), kind=str(r.get("kind")), nodes=nodes, steps=steps)
 
 
 def _from_similar(r: dict) -> EvidencePath | None:
