@@ -299,8 +299,8 @@ class PathFinder:
             ev = out.setdefault(p.drug, DrugEvidence(p.drug))
             (ev.cautions if p.kind == "adverse" else ev.paths).append(p)
         for ev in out.values():
-            ev.paths.sort(key=lambda p: (-p.score, KIND_ORDER.index(p.kind) if p.kind in KIND_ORDER else 99, p.text()))
-            ev.cautions.sort(key=lambda p: (-p.score, p.text()))
+            ev.paths.sort(key=lambda p: (-p.score, KIND_ORDER.index(p.kind) if p.kind in KIND_ORDER else 99, [s.type for s in p.steps], [n.id for n in p.nodes]))
+            ev.cautions.sort(key=lambda p: (-p.score, [n.id for n in p.nodes]))
         return out
 
     def _score(self, p: EvidencePath) -> None:
@@ -392,15 +392,19 @@ def _from_columns(r: dict) -> EvidencePath | None:
     """A path from the scalar columns of an explain_* statement (see the files' headers)."""
     labels, rels = _shape(str(r["shape"]))
     nodes = [Node(str(r.get(f"n{i}")), lab, str(r.get(f"m{i}") or "")) for i, lab in enumerate(labels)]
-    steps = []
-    for j, (typ, fwd) in enumerate(rels):
-        ev = {"source": r.get(f"s{j}"), "licence": r.get(f"l{j}")}
-        pre = f"r{j}_"
-        for k, v in r.items():
-            if k.startswith(pre) and v is not None:
-                ev[k[len(pre):]] = v
-        steps.append(Step(typ, fwd, [{k: v for k, v in ev.items() if v is not None}]))
+    keys = tuple(r)
+    extras = _EXTRAS.get(keys)
+    if extras is None:  # r<j>_<property> columns, parsed once per statement's column list
+        extras = _EXTRAS[keys] = [(k, int(k[1:k.index("_")]), k[k.index("_") + 1:]) for k in keys if k[0] == "r" and "_" in k and k[1:k.index("_")].isdigit()]
+    evs = [{"source": r.get(f"s{j}"), "licence": r.get(f"l{j}")} for j in range(len(rels))]
+    for k, j, prop in extras:
+        if r[k] is not None:
+            evs[j][prop] = r[k]
+    steps = [Step(typ, fwd, [{k: v for k, v in ev.items() if v is not None}]) for (typ, fwd), ev in zip(rels, evs)]
     return EvidencePath(drug=str(r.get("drug") or nodes[-1].id), kind=str(r.get("kind")), nodes=nodes, steps=steps)
+
+
+_EXTRAS: dict[tuple, list[tuple[str, int, str]]] = {}
 
 
 def _from_similar(r: dict) -> EvidencePath | None:
