@@ -112,7 +112,7 @@ def test_recommend_visit_paths_scores_ddi(svc):
     kinds = {p.kind for p in ev.paths}
     assert kinds == {"indication", "code_indication", "trial", "literature", "similar_patients"}
     sim = next(p for p in ev.paths if p.kind == "similar_patients")
-    assert [n.id for n in sim.nodes][-2:] == ["mimic3:200", "B01A"] and sim.extra["n_patients"] == 1
+    assert [n.id for n in sim.nodes][-2:] == ["mimic3:200", "B01A"] and sim.extra["n_visits"] == 1
     assert [p.kind for p in ev.cautions] == ["adverse"] and ev.cautions[0].node("Disease").id == "DOID:9588"
     # documented score, best first, every step with a source and a licence
     for d in res.drugs:

@@ -52,6 +52,7 @@ they are returned apart, as cautions.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,7 +249,7 @@ class PathFinder:
         for fam, q in queries.items():
             bound = q.bind({k: v for k, v in params.items() if f"${k}" in q.text})
             for stmt in q.statements:
-                if "<-[:GEM]-" in stmt and not has_icd10:
+                if _REVERSE_GEM.search(stmt) and not has_icd10:
                     continue  # the ICD-10 -> ICD-9 GEM route finds nothing for a visit without ICD-10 codes
                 used = {k: v for k, v in bound.items() if f"${k}" in stmt}
                 for r in self.store.query(stmt, used):
@@ -405,6 +406,7 @@ def _from_columns(r: dict) -> EvidencePath | None:
 
 
 _EXTRAS: dict[tuple, list[tuple[str, int, str]]] = {}
+_REVERSE_GEM = re.compile(r"<-\[\w*:GEM\]-")
 
 
 def _from_similar(r: dict) -> EvidencePath | None:
@@ -412,11 +414,12 @@ def _from_similar(r: dict) -> EvidencePath | None:
     if not r.get("drug") or not r.get("code") or not r.get("example"):
         return None
 
-    def ev(prefix: str) -> list[dict]:
-        srcs, lics = list(r.get(f"{prefix}_source") or []), list(r.get(f"{prefix}_licence") or [])
-        if len(srcs) == len(lics):
-            return [{"source": s, "licence": lc} for s, lc in zip(srcs, lics)]
-        return [{"source": s, "licence": " | ".join(map(str, lics))} for s in srcs]
+    def ev(key: str) -> list[dict]:
+        out = []
+        for pair in r.get(key) or []:
+            src, _, lic = str(pair).partition("|")
+            out.append({"source": src, "licence": lic})
+        return out
 
     code = Node(str(r["code"]), "DiagnosisCode", str(r.get("code_name") or ""))
     other = Node(str(r["example"]), "Visit", "")
@@ -426,8 +429,7 @@ def _from_similar(r: dict) -> EvidencePath | None:
         nodes.insert(0, Node(str(r["visit"]), "Visit", ""))
         steps.insert(0, Step("HAS_DIAGNOSIS", True, ev("r0")))
     n = int(r.get("n_visits") or 1)
-    return EvidencePath(drug=drug.id, kind="similar_patients", nodes=nodes, steps=steps, support=n,
-                        extra={"n_visits": n, "n_patients": int(r.get("n_patients") or 1)})
+    return EvidencePath(drug=drug.id, kind="similar_patients", nodes=nodes, steps=steps, support=n, extra={"n_visits": n})
 
 
 def _merge_steps(into: EvidencePath, other: EvidencePath) -> None:

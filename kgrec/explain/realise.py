@@ -110,9 +110,9 @@ def realise_path(p: EvidencePath, variant: int = 0) -> Realised:
         ]
         return Realised(texts[v], used)
     if p.kind == "similar_patients":
-        n, m = int(p.extra.get("n_visits", p.support)), int(p.extra.get("n_patients", 1))
+        n = int(p.extra.get("n_visits", p.support))
         ex = p.nodes[-2]
-        visits = f"{n} visit{'s' if n != 1 else ''} of {m} other patient{'s' if m != 1 else ''}"
+        visits = f"{n} visit{'s' if n != 1 else ''} of other patients"
         texts = [
             f"{visits} with {coded(code)} received {coded(drug)} (e.g. visit {ex.id}).",
             f"Other patients with {coded(code)} were given {coded(drug)}: {visits} (e.g. visit {ex.id}).",
