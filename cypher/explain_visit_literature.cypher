@@ -8,8 +8,8 @@
 // @param drugs LIST<STRING>  Drug.id values (ATC level 3)
 // Returns one row per path. Columns: `kind`, `drug`, `shape` (the labels and relationship types in
 // path order), `n<i>`/`m<i>` (id/name of node i), `s<j>`/`l<j>` (source/licence of relationship j),
-// `r<j>_<property>` (other properties of relationship j); a statement whose relationship type varies
-// (CODE_PARENT|GEM) returns the whole `path` instead. Scalar columns cost half what paths do on Ladybug.
+// `r<j>_<property>` (other properties of relationship j). Scalar columns cost half what whole paths
+// (`RETURN p`) do on Ladybug; kgrec/explain/paths.py accepts either.
 MATCH (v:Visit {id: $visit_id})-[r0:HAS_DIAGNOSIS]->(c:DiagnosisCode)-[r1:MAPS_TO]->(d:Disease)<-[r2:MENTIONS_DISEASE]-(pub:Publication)-[r3:MENTIONS_CHEMICAL]->(ch:Chemical)-[r4:SAME_AS]->(g:Ingredient)-[r5:IN_CLASS]->(drug:Drug)
 WHERE drug.id IN $drugs
 RETURN 'literature' AS kind, drug.id AS drug,
