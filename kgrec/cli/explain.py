@@ -90,11 +90,11 @@ def _show(res, verbose_paths: bool = True) -> None:
             br = tree.add(f"[bold]{d.drug}[/] {escape(d.name)} (p {d.probability:.2f})")
             for p in d.paths + d.cautions:
                 node = br.add(f"[cyan]{p.kind}[/] score {p.score:.3f} (weight {p.weight:.2f} × specificity {p.specificity:.3f} × support {p.support})" if p.kind != "adverse" else f"[red]caution[/] ({p.support} report(s))")
-                cur = node.add(_node_label(p.nodes[0]))
+                node.add(_node_label(p.nodes[0]))
                 for st, n in zip(p.steps, p.nodes[1:]):
                     arrow = f"-{st.type}->" if st.forward else f"<-{st.type}-"
                     srcs = "; ".join(f"{e.get('source')} [{e.get('licence')}]" for e in st.evidence)
-                    cur = cur.add(f"[dim]{arrow}[/] {_node_label(n)}  [dim]({escape(srcs)})[/]")
+                    node.add(f"[dim]{escape(arrow)}[/] {_node_label(n)}  [dim]({escape(srcs)})[/]")
                 if p.examples:
                     node.add(f"[dim]also: {', '.join(p.examples)}[/]")
         if tree.children:
