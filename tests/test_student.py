@@ -111,3 +111,26 @@ def test_config_rejects_bad_settings():
         StudentConfig(alpha=-1)
     with pytest.raises(ValueError, match="unknown student settings"):
         StudentConfig.from_dict({"alpah": 1})
+
+
+def test_cli_distill_stage_trains_saves_and_loads(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    import kgrec.api as api
+    from kgrec.cli import app
+
+    c = synthetic_cohort(40)
+    ws = graph_workspace(tmp_path, c)
+    c.save(ws / "cohort")
+    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(ws), "--alpha", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["stage"] == "distill" and 0 <= out["test"]["metrics"]["prauc"] <= 1
+    m = api.load_model(ws, "student")
+    test = build_samples(c, c.split["test"])
+    assert m.predict_proba(c, test).shape == (len(test), len(c.vocab("drug")))
+    # a workspace without a cohort is a clear error, not a traceback
+    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(tmp_path / "nothing"), "--alpha", "0"])
+    assert r.exit_code == 2 and "kgrec prepare" in r.output

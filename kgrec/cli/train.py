@@ -17,6 +17,8 @@ class Stage(str, Enum):
     kge = "kge"
     gnn = "gnn"
     teacher = "teacher"
+    distill = "distill"
+    all = "all"
 
 
 class PatientNodes(str, Enum):
@@ -28,13 +30,13 @@ class PatientNodes(str, Enum):
 @app.command()
 @handle_errors
 def train(
-    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present. teacher: LoRA-tuned language model with graph soft prompts (LEADER).")],
+    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present. teacher: LoRA-tuned language model with graph soft prompts (LEADER). distill: the student, distilled from the cached teacher features. all: kge -> gnn -> teacher -> distill, skipping stages whose outputs are current.")],
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: Annotated[str | None, typer.Option(help="kge: PyKEEN model (RotatE, TransE, ComplEx, DistMult, ...; default RotatE). teacher: backbone folder or Hugging Face id (default: the offline all-MiniLM-L6-v2; on a GPU e.g. a 7B causal LM).", show_default=False)] = None,
-    dim: Annotated[int, typer.Option(help="Embedding dimension (complex models: complex dimension; vectors get 2·dim reals).")] = 64,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 50 for kge, 100 for gnn, 3 for teacher).", show_default=False)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.005 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 2048); visits per batch (teacher, default 8).", show_default=False)] = None,
+    dim: Annotated[int | None, typer.Option(help="Embedding dimension (default: 32 for kge — complex models give 2·dim real values — and 64 for gnn).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 30 for kge, 50 for gnn, 3 for teacher).", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.01 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 8192); visits per batch (teacher, default 8).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
     patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none', or 'all' (leaks test patients).")] = PatientNodes.train,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same numbers.")] = 42,
@@ -49,6 +51,10 @@ def train(
     fuse_graph: Annotated[bool, typer.Option("--fuse-graph/--no-fuse-graph", help="teacher: add a linear term over the pooled graph vectors to the drug logits (cheap; works with --lora-r 0).", rich_help_panel="teacher")] = False,
     ddi_weight: Annotated[float, typer.Option(help="teacher: weight of the DDI penalty (0: off).", rich_help_panel="teacher")] = 0.0,
     mixed_precision: Annotated[str, typer.Option(help="teacher: no, bf16 or fp16 (GPU).", rich_help_panel="teacher")] = "no",
+    alpha: Annotated[float, typer.Option(help="distill: weight of the feature-distillation MSE (0 with --beta 0: no teacher needed).", rich_help_panel="student")] = 1.0,
+    beta: Annotated[float, typer.Option(help="distill: weight of the soft-label term on the teacher's logits.", rich_help_panel="student")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="distill: temperature of the soft-label term.", rich_help_panel="student")] = 2.0,
+    force: Annotated[bool, typer.Option(help="all: rerun every stage even when its outputs are current.")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Train graph embeddings on the workspace graph and rank held-out drug -> disease indications.
@@ -59,14 +65,35 @@ def train(
 
     --stage teacher trains the LEADER-style teacher on the saved split (early stopping on validation
     PRAUC), reports validation and test metrics, and saves it to WORKSPACE/teacher/.
+
+    --stage distill trains the student on the saved split from the teacher's cached features and saves
+    it to WORKSPACE/student/. --stage all chains kge, gnn, teacher and distill with their defaults and
+    skips every stage whose outputs are newer than its inputs (rerun after an interruption to resume).
     """
+    if stage is Stage.distill:
+        res = api.train_student(workspace, progress=not json_out, alpha=alpha, beta=beta, temperature=temperature, seed=seed)
+        _report_split("student", res.to_json(), json_out)
+        return
+    if stage is Stage.all:
+        from kgrec.stages import run_all
+
+        settings = {"distill": {"alpha": alpha, "beta": beta, "temperature": temperature, "seed": seed}}
+        with console.status("training ...") as status:
+            out = run_all(workspace, settings, force=force, progress=lambda m: status.update(m))
+        if json_out:
+            emit_json(out.to_json())
+        else:
+            console.print(f"ran: {', '.join(out.ran) or 'nothing'}; skipped (current): {', '.join(out.skipped) or 'nothing'}")
+            for st, sec in out.seconds.items():
+                console.print(f"  {st}: {sec:.1f} s")
+        return
     if stage is Stage.teacher:
         _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out)
         return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model or "RotatE", dim=dim, epochs=epochs or 50, lr=lr or 0.005, batch_size=batch_size or 2048, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out)
     else:
-        res = api.train_gnn(workspace, dim=dim, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 50, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
     if json_out:
         emit_json(res.to_json())
         return
@@ -107,3 +134,21 @@ def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_
         f"{c.get('epochs_run')} epochs (best {c.get('best_epoch')}), {c.get('seconds_per_epoch', '–')} s/epoch; threshold {c.get('threshold')}"
     )
     console.print(f"trained in {res.seconds:.1f} s; saved in {res.path}")
+
+
+def _report_split(name: str, result: dict, json_out: bool) -> None:
+    """Validation and test metrics of a model trained on the saved split."""
+    if json_out:
+        emit_json(result)
+        return
+    from kgrec.metrics import METRICS
+
+    table = Table(title=f"{name}: saved split")
+    table.add_column("metric")
+    table.add_column("validation", justify="right")
+    table.add_column("test", justify="right")
+    val, test = result["validation"].get("metrics", {}), result["test"].get("metrics", {})
+    for m in METRICS:
+        table.add_row(m, f"{val.get(m, float('nan')):.4f}", f"{test.get(m, float('nan')):.4f}")
+    console.print(table)
+    console.print(f"trained in {result['train_seconds']:.1f} s; saved in {result['path']}")
