@@ -8,21 +8,9 @@ the matcher must survive (loratadine carrying lisinopril's ATC code, acetaminoph
 from __future__ import annotations
 
 import functools
-import gzip
-import os
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def real_data_dir() -> Path | None:
-    """The shared open data: ``$KGREC_DATA`` or ``../shared/data`` beside the checkout, if present."""
-    for cand in (os.environ.get("KGREC_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
-        if cand and (Path(cand) / "mappings").is_dir():
-            return Path(cand)
-    return None
+from tests.conftest import real_data_dir, requires_real_data, write  # noqa: F401  (re-exported for the tests)
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,18 +20,6 @@ def real_mappings():
     from kgrec.cohort.codes import Mappings
 
     return Mappings(real_data_dir())
-
-
-requires_real_data = pytest.mark.skipif(real_data_dir() is None, reason="open data folder (../shared/data) not present")
-
-
-def write(path: Path, text: str, crlf: bool = False, gz: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if crlf:
-        text = text.replace("\n", "\r\n")
-    data = text.encode("utf-8")
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
 
 
 def csv_text(header: list[str], rows: list[dict]) -> str:

@@ -727,9 +727,8 @@ class TeacherTrainResult:
 def train_on_split(workspace: Path | str, config: TeacherConfig | None = None, progress: bool = True) -> TeacherTrainResult:
     """Train on the saved split's train part (early stopping on val), test once, save to ``<workspace>/teacher/``."""
     from kgrec.api import load_cohort
-    from kgrec.cohort.ddi import ddi_matrix
     from kgrec.embed.vectors import embed_dir
-    from kgrec.metrics import evaluate_predictions
+    from kgrec.evaluation import fit_on_split
 
     config = config or TeacherConfig()
     config.validate()
@@ -741,23 +740,9 @@ def train_on_split(workspace: Path | str, config: TeacherConfig | None = None, p
     vocab = cohort.vocab("drug")
     if not vocab:
         raise WorkspaceError("the cohort has no mapped drugs: nothing to recommend")
-    train, val, test = (build_samples(cohort, cohort.split[p]) for p in ("train", "val", "test"))
-    t0 = time.perf_counter()
-    rec = TeacherRecommender(vocab, config, workspace=workspace, progress=progress).fit(cohort, train, val)
-    rec.tune_threshold(cohort, val)
-    seconds = time.perf_counter() - t0
-    ddi = ddi_matrix(cohort.ddi, vocab) if cohort.ddi is not None else None
-    out = {}
-    for name, s in (("val", val), ("test", test)):
-        if len(s) == 0:
-            out[name] = {"n_visits": 0, "metrics": {}}
-            continue
-        t1 = time.perf_counter()
-        proba = rec.predict_proba(cohort, s)
-        dt = time.perf_counter() - t1
-        res = evaluate_predictions(rec.targets(s), proba, rec.predict(proba), ddi, patients=s.patient_id, single_visit=s.single_visit, n_boot=200 if name == "test" else 0)
-        res["visits_per_second"] = round(len(s) / dt, 2) if dt > 0 else None
-        out[name] = res
+    rec = TeacherRecommender(vocab, config, workspace=workspace, progress=progress)
+    out = fit_on_split(rec, cohort)
+    seconds = out["fit_seconds"]
     path = teacher_dir(workspace)
     result = TeacherTrainResult(path, out["val"], out["test"], rec.chosen, rec.log, round(seconds, 2))
     acc = getattr(rec, "accelerator", None)
