@@ -5,6 +5,6 @@ Stages follow the data flow: cohort -> graph -> embed -> teacher -> student -> e
 
 __version__ = "0.1.0"
 
-from kgrec.api import evaluate, load_cohort, prepare, run  # noqa: E402
+from kgrec.api import evaluate, load_cohort, prepare, recommend, run  # noqa: E402
 
-__all__ = ["__version__", "evaluate", "load_cohort", "prepare", "run"]
+__all__ = ["__version__", "evaluate", "load_cohort", "prepare", "recommend", "run"]
