@@ -1,0 +1,424 @@
+"""`kgrec benchmark`: kgrec's models and PyHealth's drug-recommendation models side by side.
+
+Every model sees the same target visits of the same patients (the workspace's saved split, and
+optionally K patient-level folds), the same ATC3 drug vocabulary and the same DDI matrix. kgrec's own
+models run in-process through the model registry; PyHealth's run in PyHealth's virtual environment
+(:mod:`kgrec.benchmark.pyhealth_env`) and exchange visits and probabilities through files
+(:mod:`kgrec.benchmark.exchange`). Whatever produced the probabilities, the decision threshold is chosen
+the same way (mean Jaccard on the validation visits, :meth:`Recommender.tune_threshold`) and every
+metric comes from :func:`kgrec.metrics.evaluate_predictions` (patient-bootstrap 95% intervals, single-
+vs multi-visit groups). A model that cannot run keeps its row with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.ddi import ddi_matrix
+from kgrec.cohort.samples import Samples, build_samples
+from kgrec.cohort.split import kfold_patients
+from kgrec.errors import WorkspaceError
+from kgrec.metrics import evaluate_predictions
+from kgrec.models.base import Recommender
+
+BASELINES = ("frequency", "logreg")
+KGREC_MODELS = ("frequency", "logreg", "teacher", "student")
+PYHEALTH_MODELS = ("GAMENet", "SafeDrug", "RETAIN", "MoleRec")
+DEFAULT_MODELS = (*KGREC_MODELS, *PYHEALTH_MODELS)
+ALIASES = {"baselines": BASELINES, "pyhealth": PYHEALTH_MODELS, "kgrec": KGREC_MODELS, "all": DEFAULT_MODELS}
+PAIRED_METRICS = ("jaccard", "f1", "prauc")
+
+Progress = Callable[[str, int, int], None]  # (message, steps done, steps in all)
+
+
+def resolve_models(models: Sequence[str]) -> list[tuple[str, str]]:
+    """``(name, family)`` pairs, family ``baseline``, ``kgrec`` or ``pyhealth``; names are matched
+    case-insensitively, ``baselines``/``pyhealth``/``kgrec``/``all`` expand, duplicates drop."""
+    from kgrec.models import MODELS
+
+    lookup = {m.lower(): m for m in (*MODELS, *PYHEALTH_MODELS)}
+    out: list[tuple[str, str]] = []
+    for raw in models:
+        for part in str(raw).split(","):
+            key = part.strip()
+            if not key:
+                continue
+            names = ALIASES.get(key.lower(), (key,))
+            for n in names:
+                name = lookup.get(n.lower())
+                if name is None:
+                    raise ValueError(f"unknown model {n!r}; choose from {', '.join([*MODELS, *PYHEALTH_MODELS])} (or baselines, pyhealth, kgrec, all)")
+                fam = "pyhealth" if name in PYHEALTH_MODELS else ("baseline" if name in BASELINES else "kgrec")
+                if all(name != o for o, _ in out):
+                    out.append((name, fam))
+    if not out:
+        raise ValueError("no models to benchmark")
+    return out
+
+
+class _Fixed(Recommender):
+    """Probabilities computed elsewhere (an external runner), behind the recommender interface, so the
+    threshold is tuned by exactly the code that tunes kgrec's models."""
+
+    name = "external"
+
+    def __init__(self, vocab: list[str], by_part: dict[int, np.ndarray]):
+        super().__init__(vocab)
+        self.by_part = by_part
+
+    def fit(self, cohort, train, val):
+        return self
+
+    def predict_proba(self, cohort, samples):
+        return self.by_part[id(samples)]
+
+
+@dataclass
+class Row:
+    """One model's benchmark outcome."""
+
+    name: str
+    family: str
+    status: str = "ok"  # ok | error | skipped
+    reason: str | None = None
+    split: dict = field(default_factory=dict)
+    folds: list[dict] = field(default_factory=list)
+    fold_errors: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # aggregate over folds
+    notes: list[str] = field(default_factory=list)
+    detail: str | None = None  # traceback / log pointer
+
+    def to_json(self) -> dict:
+        out = {"family": self.family, "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.detail:
+            out["detail"] = self.detail
+        if self.notes:
+            out["notes"] = self.notes
+        if self.split:
+            out["split"] = self.split
+        if self.folds or self.fold_errors:
+            out["folds"] = {"summary": self.summary, "per_fold": self.folds, "errors": self.fold_errors}
+        return out
+
+
+@dataclass
+class BenchmarkResult:
+    dataset: str
+    workspace: str
+    out: Path
+    rows: dict[str, Row]
+    n_folds: int | None
+    config: dict
+    cohort: dict
+    paired: dict = field(default_factory=dict)
+    reference: str | None = None
+    pyhealth: dict | None = None
+    seconds: float = 0.0
+    files: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)  # name -> (y_true, proba) on the saved split's test part
+
+    def to_json(self) -> dict:
+        out = {
+            "dataset": self.dataset, "workspace": self.workspace, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": self.config, "cohort": self.cohort, "folds": self.n_folds,
+            "models": {n: r.to_json() for n, r in self.rows.items()},
+            "pyhealth": self.pyhealth, "seconds": round(self.seconds, 2), "files": self.files,
+        }
+        if self.paired:
+            out["paired_differences"] = {"reference": self.reference, **self.paired}
+        return out
+
+
+def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Samples, val: Samples, test: Samples, n_boot: int, seed: int, fit: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Fit (timed together with the threshold choice), predict the test visits (timed), measure."""
+    t0 = time.perf_counter()
+    if fit:
+        model.fit(cohort, train, val)
+    model.tune_threshold(cohort, val)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    proba = np.asarray(model.predict_proba(cohort, test), dtype=float)
+    pred_s = time.perf_counter() - t0
+    y = model.targets(test)
+    res = evaluate_predictions(y, proba, model.predict(proba), ddi, patients=test.patient_id, single_visit=test.single_visit, n_boot=n_boot, seed=seed)
+    res.update(
+        threshold=float(model.threshold), chosen=dict(model.chosen), train_seconds=round(fit_s, 3), infer_seconds=round(pred_s, 4),
+        visits_per_second=round(len(test) / pred_s, 1) if pred_s > 0 and len(test) else None, n_train=len(train), n_val=len(val),
+    )
+    return res, y, proba
+
+
+def _kgrec_model(name: str, vocab: list[str], workspace: Path) -> Recommender:
+    from kgrec.models import get_model
+
+    cls = get_model(name)
+    return cls(vocab, workspace=workspace) if cls.uses_workspace else cls(vocab)
+
+
+def _run_external(
+    cmd: list[str], names: list[str], split_dir: Path, cohort: Cohort, parts: dict[str, Samples], vocab: list[str], ddi: np.ndarray,
+    config: dict, smiles, split_name: str, timeout: float | None,
+) -> tuple[dict, dict]:
+    """Write the request, run the runner, read every model's result. Returns (results, runner info)."""
+    from kgrec.benchmark.exchange import read_result, write_request
+
+    req = write_request(split_dir / "request.json", cohort, parts, vocab, ddi, names, config, smiles, split_name)
+    out_dir = split_dir / "out"
+    log = split_dir / "runner.log"
+    t0 = time.perf_counter()
+    failure = None
+    try:
+        with open(log, "w") as fh:
+            proc = subprocess.run([*cmd, str(req), str(out_dir)], stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            failure = f"the PyHealth runner exited with code {proc.returncode}: {_log_tail(log)}"
+    except subprocess.TimeoutExpired:
+        failure = f"the PyHealth runner ran past the {timeout:.0f} s limit (--pyhealth-timeout); log: {log}"
+    except OSError as exc:
+        failure = f"cannot start the PyHealth runner {cmd[0]}: {exc}"
+    info: dict = {"seconds": round(time.perf_counter() - t0, 2), "log": str(log), "request": str(req)}
+    rj = out_dir / "runner.json"
+    if rj.exists():
+        runner = json.loads(rj.read_text())
+        info["versions"] = runner.get("versions")
+        if runner.get("error"):
+            failure = runner["error"]
+            info["traceback"] = runner.get("traceback")
+    if failure:
+        info["failure"] = failure
+    results = {n: read_result(out_dir, n, len(parts["val"]), len(parts["test"]), len(vocab), failure) for n in names}
+    return results, info
+
+
+def _log_tail(path: Path, n: int = 1200) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    tail = "\n".join(lines[-12:])
+    return tail if len(tail) <= n else "..." + tail[-n:]
+
+
+def _aggregate(folds: list[dict]) -> dict:
+    from kgrec.evaluation import _aggregate as agg
+
+    out = agg([{**f, "fit_seconds": f["train_seconds"], "chosen": f.get("chosen", {})} for f in folds])
+    vps = [f["visits_per_second"] for f in folds if f.get("visits_per_second")]
+    out["visits_per_second"] = {"mean": float(np.mean(vps)), "folds": vps} if vps else None
+    out["train_seconds"] = out.pop("fit_seconds")
+    return out
+
+
+def run_benchmark(
+    workspace: Path | str,
+    models: Sequence[str] = DEFAULT_MODELS,
+    folds: int | None = None,
+    out: Path | str | None = None,
+    seed: int = 42,
+    n_boot: int = 1000,
+    pyhealth: bool = True,
+    pyhealth_python: str | Path | None = None,
+    pyhealth_venv: Path | str | None = None,
+    setup_pyhealth: bool = True,
+    pyhealth_base_python: str | None = None,
+    runner_cmd: Sequence[str] | None = None,
+    data_dir: Path | str | None = None,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    patience: int | None = 5,
+    device: str | None = None,
+    pyhealth_timeout: float | None = None,
+    plots: bool = True,
+    progress: Progress | None = None,
+) -> BenchmarkResult:
+    """Benchmark models on one workspace: the saved split (bootstrap 95% intervals) and, with
+    ``folds`` > 1, K patient-level folds (paired per-fold differences against the best baseline).
+
+    Args:
+        models: kgrec registry names (``frequency``, ``logreg``, ``teacher``, ``student``) and PyHealth
+            models (``GAMENet``, ``SafeDrug``, ``RETAIN``, ``MoleRec``); aliases ``baselines``, ``pyhealth``,
+            ``kgrec``, ``all``.
+        out: report folder (default ``<workspace>/reports/<dataset>``).
+        pyhealth: run the PyHealth models (False: their rows say they were not run).
+        pyhealth_python: an interpreter that has PyHealth (default: the venv's, created when missing and
+            ``setup_pyhealth``, from ``pyhealth_base_python`` or a Python 3.12/3.13 found on the machine).
+        runner_cmd: the command that runs PyHealth models (default ``[python, pyhealth_runner.py]``); it
+            gets ``REQUEST OUT`` appended. Tests use it for a stand-in runner.
+        data_dir: open data (for SafeDrug/MoleRec's ATC3 SMILES; default ``$KGREC_DATA``).
+        epochs, batch_size, lr, patience, device: PyHealth training settings (best epoch by validation
+            PRAUC, PyHealth's Trainer).
+    """
+    import os
+
+    from kgrec.api import load_cohort, reports_dir
+    from kgrec.benchmark.exchange import load_smiles
+
+    t_start = time.perf_counter()
+    say = progress or (lambda m, d, t: None)
+    workspace = Path(workspace)
+    cohort = load_cohort(workspace)
+    if not cohort.split:
+        raise WorkspaceError("the cohort has no saved split: re-run `kgrec prepare`")
+    vocab = cohort.vocab("drug")
+    if not vocab:
+        raise WorkspaceError("the cohort has no mapped drugs: nothing to recommend")
+    ddi = ddi_matrix(cohort.ddi, vocab) if cohort.ddi is not None else np.zeros((len(vocab), len(vocab)), np.int8)
+    chosen = resolve_models(models)
+    out = Path(out) if out else reports_dir(workspace) / cohort.source
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {n: Row(n, fam) for n, fam in chosen}
+    ph_names = [n for n, fam in chosen if fam == "pyhealth"]
+    kg_names = [n for n, fam in chosen if fam != "pyhealth"]
+
+    splits: list[tuple[str, dict]] = [("split", cohort.split)]
+    if folds and folds > 1:
+        splits += [(f"fold{k + 1}", sp) for k, sp in enumerate(kfold_patients(cohort.visits["patient_id"].unique(), folds, seed))]
+    total = len(splits) * len(chosen) + (1 if ph_names and pyhealth else 0)
+    done = 0
+
+    # ---- PyHealth's environment ----
+    ph_env = None
+    cmd: list[str] | None = None
+    if ph_names and not pyhealth:
+        for n in ph_names:
+            rows[n].status, rows[n].reason = "skipped", "not run: --no-pyhealth"
+    elif ph_names:
+        if runner_cmd is not None:
+            cmd = [str(c) for c in runner_cmd]
+            ph_env = {"runner": cmd}
+        else:
+            from kgrec.benchmark.pyhealth_env import RUNNER, resolve_pyhealth
+
+            say("PyHealth: checking its environment (first run: creating the venv)", done, total)
+            env = resolve_pyhealth(pyhealth_python, pyhealth_venv, auto_setup=setup_pyhealth, base_python=pyhealth_base_python, progress=lambda m: say(f"PyHealth setup: {m}", done, total))
+            ph_env = env.to_json()
+            if env.ok:
+                cmd = [str(env.python), str(RUNNER)]
+            else:
+                for n in ph_names:
+                    rows[n].status, rows[n].reason = "error", f"PyHealth is not available: {env.reason}"
+        done += 1
+    smiles = load_smiles(data_dir or os.environ.get("KGREC_DATA")) if cmd and {"SafeDrug", "MoleRec"} & set(ph_names) else None
+    ph_config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed, "device": device}
+    if ph_names and cmd:
+        for n in ph_names:
+            rows[n].notes.append(
+                "uses no DDI information" if n == "RETAIN"
+                else "DDI matrix: kgrec's ATC3 pairs (the matrix of the DDI-rate metric), not PyHealth's downloaded resource"
+            )
+        if {"SafeDrug", "MoleRec"} & set(ph_names):
+            note = "ATC3 -> SMILES: kgrec open data mappings/atc3_smiles.tsv (the SafeDrug resource)" if smiles else "ATC3 -> SMILES: PyHealth's own ATC resource (no mappings/atc3_smiles.tsv found: set KGREC_DATA)"
+            for n in ("SafeDrug", "MoleRec"):
+                if n in rows:
+                    rows[n].notes.append(note)
+
+    curves: dict = {}
+    runner_info: dict = {}
+    for split_name, sp in splits:
+        is_main = split_name == "split"
+        boot = n_boot if is_main else 0
+        parts = {p: build_samples(cohort, sp[p]) for p in ("train", "val", "test")}
+        train, val, test = parts["train"], parts["val"], parts["test"]
+        if len(train) == 0 or len(test) == 0:
+            raise WorkspaceError(f"{split_name}: no training or no test visits ({len(train)} / {len(test)})")
+        for name in kg_names:
+            row = rows[name]
+            say(f"{name}: {split_name}", done, total)
+            try:
+                res, y, proba = _evaluate(_kgrec_model(name, vocab, workspace), cohort, ddi, train, val, test, boot, seed)
+            except Exception as exc:  # noqa: BLE001 - the reason goes into the report
+                _fail(row, split_name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            else:
+                _store(row, split_name, res)
+                if is_main:
+                    curves[name] = (y, proba)
+            done += 1
+        runnable = ph_names if cmd else []
+        if runnable:
+            say(f"PyHealth ({', '.join(runnable)}): {split_name}", done, total)
+            results, info = _run_external(cmd, runnable, out / "pyhealth" / split_name, cohort, parts, vocab, ddi, ph_config, smiles, split_name, pyhealth_timeout)
+            runner_info[split_name] = info
+            for n, r in results.items():
+                row = rows[n]
+                if r.status != "ok":
+                    _fail(row, split_name, r.error or "unknown error", (r.info or {}).get("traceback") or info.get("traceback") or f"runner log: {info['log']}")
+                    continue
+                fixed = _Fixed(vocab, {id(val): r.val, id(test): r.test})
+                res, y, proba = _evaluate(fixed, cohort, ddi, train, val, test, boot, seed, fit=False)
+                res["train_seconds"] = r.info.get("train_seconds")
+                inf = r.info.get("infer_seconds")
+                res["infer_seconds"] = inf
+                res["visits_per_second"] = round(len(test) / inf, 1) if inf else None
+                res["runner"] = {k: v for k, v in r.info.items() if k not in ("status", "notes")}
+                for note in r.info.get("notes", []):
+                    if note not in row.notes:
+                        row.notes.append(note)
+                _store(row, split_name, res)
+                if is_main:
+                    curves[n] = (y, proba)
+        done += len(ph_names)
+
+    # ---- folds: aggregate and paired differences against the best baseline ----
+    paired, reference = {}, None
+    if len(splits) > 1:
+        for row in rows.values():
+            if row.folds and not row.fold_errors:
+                row.summary = _aggregate(row.folds)
+        base = [r for r in rows.values() if r.family == "baseline" and r.summary]
+        if base:
+            reference = max(base, key=lambda r: r.summary["metrics"]["prauc"]["mean"]).name
+            ref = rows[reference]
+            for row in rows.values():
+                if row.name == reference or not row.summary:
+                    continue
+                paired[row.name] = {}
+                for m in PAIRED_METRICS:
+                    d = np.array([f["metrics"][m] for f in row.folds]) - np.array([f["metrics"][m] for f in ref.folds])
+                    paired[row.name][m] = {
+                        "mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                        "folds": d.tolist(), "n_better": int((d > 0).sum()),
+                    }
+
+    test_main = build_samples(cohort, cohort.split["test"])
+    stats = cohort.stats()
+    cstats = {k: stats[k] for k in ("n_patients", "n_visits", "n_eval_visits", "n_drugs", "n_ddi_pairs", "split")}
+    cstats.update(n_test_visits=len(test_main), n_test_single_visit=int(test_main.single_visit.sum()), n_test_multi_visit=int((~test_main.single_visit).sum()))
+    config = {"models": [n for n, _ in chosen], "folds": folds, "seed": seed, "n_boot": n_boot, "pyhealth": pyhealth, "pyhealth_training": ph_config}
+    if runner_info:
+        ph_env = {**(ph_env or {}), "runs": runner_info}
+    res = BenchmarkResult(cohort.source, str(workspace), out, rows, folds if len(splits) > 1 else None, config, cstats, paired, reference, ph_env, time.perf_counter() - t_start, curves=curves)
+    say("writing the report", total, total)
+    from kgrec.benchmark.report import write_report
+
+    write_report(res, plots=plots)
+    return res
+
+
+def _store(row: Row, split_name: str, res: dict) -> None:
+    if split_name == "split":
+        row.split = res
+    else:
+        row.folds.append({"fold": split_name, **res})
+
+
+def _fail(row: Row, split_name: str, reason: str, detail: str | None) -> None:
+    if split_name == "split":
+        row.status, row.reason, row.detail = "error", reason, detail
+    else:
+        row.fold_errors.append(f"{split_name}: {reason}")
+        if row.status == "ok" and not row.split:
+            row.status, row.reason = "error", reason

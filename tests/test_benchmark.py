@@ -1,0 +1,222 @@
+"""`kgrec benchmark`: the report, the file exchange with an external (PyHealth) runner, failures kept
+with their reason, and numbers equal to kgrec's metrics on the same predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kgrec.benchmark import resolve_models, run_benchmark
+from kgrec.benchmark.pyhealth_env import default_venv, venv_python
+from kgrec.cli import app
+from kgrec.cohort.ddi import ddi_matrix
+from kgrec.cohort.samples import build_samples
+from kgrec.metrics import evaluate_predictions, per_visit
+from kgrec.models.base import THRESHOLDS
+from kgrec.models.baselines import FrequencyRecommender
+from tests.test_evaluation import synthetic_cohort
+
+# A stand-in for pyhealth_runner.py: same arguments, same output layout. "GAMENet" predicts each drug's
+# training share plus a per-visit signal from the target visit's diagnoses, "SafeDrug" writes the wrong
+# shape, "RETAIN" fails the way a model that cannot run does.
+FAKE_RUNNER = textwrap.dedent('''
+    import json, os, sys
+    import numpy as np
+    req_path, out = sys.argv[1], sys.argv[2]
+    req = json.load(open(req_path))
+    os.makedirs(out, exist_ok=True)
+    vocab = req["drug_vocab"]
+    idx = {d: j for j, d in enumerate(vocab)}
+    parts = {p: [s for s in req["samples"] if s["part"] == p] for p in ("train", "val", "test")}
+    prior = np.zeros(len(vocab))
+    for s in parts["train"]:
+        for d in s["drugs"]:
+            prior[idx[d]] += 1
+    prior /= max(len(parts["train"]), 1)
+    def proba(samples):
+        p = np.tile(prior, (len(samples), 1))
+        for i, s in enumerate(samples):
+            for code in s["conditions"][-1]:
+                d = "A0" + code[-1] + "A"
+                if d in idx:
+                    p[i, idx[d]] = 0.5 + 0.5 * p[i, idx[d]]
+        return p.astype(np.float32)
+    for name in req["models"]:
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        if name == "RETAIN":
+            res = {"status": "error", "error": "ImportError: fake RETAIN cannot import its layer"}
+        elif name == "SafeDrug":
+            np.save(os.path.join(d, "val.npy"), np.zeros((1, 1), np.float32))
+            np.save(os.path.join(d, "test.npy"), np.zeros((1, 1), np.float32))
+            res = {"status": "ok", "train_seconds": 0.1, "infer_seconds": 0.01}
+        else:
+            np.save(os.path.join(d, "val.npy"), proba(parts["val"]))
+            np.save(os.path.join(d, "test.npy"), proba(parts["test"]))
+            res = {"status": "ok", "train_seconds": 1.5, "infer_seconds": 0.02, "notes": ["fake runner"]}
+        json.dump(res, open(os.path.join(d, "result.json"), "w"))
+    json.dump({"versions": {"pyhealth": "fake", "torch": "none", "python": "x"}, "models": {}}, open(os.path.join(out, "runner.json"), "w"))
+''')
+
+try:
+    import matplotlib  # noqa: F401
+
+    HAVE_MPL = True
+except ImportError:
+    HAVE_MPL = False
+
+CRASHING_RUNNER = "import sys\nprint('Traceback: ModuleNotFoundError: No module named pyhealth_boom', file=sys.stderr)\nsys.exit(3)\n"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    c = synthetic_cohort(50, seed=1)
+    c.ddi = pd.DataFrame({"atc3_a": ["A01A", "A02A"], "atc3_b": ["B01A", "A03A"], "source": "test", "licence": "test"})
+    ws = tmp_path / "ws"
+    c.save(ws / "cohort")
+    return ws
+
+
+def _script(tmp_path: Path, name: str, text: str) -> list[str]:
+    path = tmp_path / name
+    path.write_text(text)
+    return [sys.executable, str(path)]
+
+
+def _tuned(y_val: np.ndarray, p_val: np.ndarray) -> float:
+    scores = [per_visit(y_val, None, p_val >= t)["jaccard"].mean() for t in THRESHOLDS]
+    return float(THRESHOLDS[int(np.argmax(scores))])
+
+
+def test_report_and_exchange_match_kgrec_metrics(workspace: Path, tmp_path: Path):
+    runner = _script(tmp_path, "fake_runner.py", FAKE_RUNNER)
+    res = run_benchmark(workspace, models=["baselines", "GAMENet", "SafeDrug", "RETAIN"], folds=3, n_boot=50, runner_cmd=runner, plots=True)
+    out = workspace / "reports" / "synthetic"
+    assert res.out == out
+    data = json.loads((out / "benchmark.json").read_text())
+    pngs = ("benchmark-metrics.png", "benchmark-pr-curves.png", "benchmark-speed.png")
+    for f in ("benchmark.md", "benchmark.json", *(pngs if HAVE_MPL else ())):
+        assert (out / f).stat().st_size > 0, f
+    if not HAVE_MPL:  # CI installs .[test,serve]; the plots come with kgrec[bench]
+        assert "kgrec[bench]" in data["files"]["plots_error"]
+    models = data["models"]
+    assert list(models) == ["frequency", "logreg", "GAMENet", "SafeDrug", "RETAIN"]
+
+    # the request carries kgrec's vocabulary, DDI pairs and exactly the saved split's patients
+    cohort = pd.read_parquet(workspace / "cohort" / "visits.parquet")
+    req = json.loads((out / "pyhealth" / "split" / "request.json").read_text())
+    split = json.loads((workspace / "cohort" / "split.json").read_text())
+    vocab = sorted({d for ds in cohort["drugs"] for d in ds})
+    assert req["drug_vocab"] == vocab
+    assert {vocab[a] + "-" + vocab[b] for a, b in req["ddi_pairs"]} == {"A01A-B01A", "A02A-A03A"}
+    for part in ("train", "val", "test"):
+        assert {s["patient_id"] for s in req["samples"] if s["part"] == part} <= set(split[part])
+    test_rows = [s for s in req["samples"] if s["part"] == "test"]
+    assert all(s["drugs_hist"][-1] == [] and len(s["conditions"]) == len(s["drugs_hist"]) for s in test_rows)
+
+    # GAMENet's numbers are kgrec's metrics on the runner's probabilities, threshold tuned on val
+    from kgrec.cohort.base import Cohort
+
+    c = Cohort.load(workspace / "cohort")
+    val, test = build_samples(c, c.split["val"]), build_samples(c, c.split["test"])
+    fr = FrequencyRecommender(vocab)
+    y_val, y_test = fr.targets(val), fr.targets(test)
+    p_val = np.load(out / "pyhealth" / "split" / "out" / "GAMENet" / "val.npy").astype(float)
+    p_test = np.load(out / "pyhealth" / "split" / "out" / "GAMENet" / "test.npy").astype(float)
+    t = _tuned(y_val, p_val)
+    ddi = ddi_matrix(c.ddi, vocab)
+    want = evaluate_predictions(y_test, p_test, p_test >= t, ddi, patients=test.patient_id, single_visit=test.single_visit, n_boot=50, seed=42)
+    got = models["GAMENet"]["split"]
+    assert got["threshold"] == pytest.approx(t)
+    for m, v in want["metrics"].items():
+        assert got["metrics"][m] == pytest.approx(v), m
+        assert got["intervals"][m] == pytest.approx(want["intervals"][m]), m
+    assert got["groups"] == json.loads(json.dumps(want["groups"]))
+    assert got["train_seconds"] == 1.5 and got["visits_per_second"] == pytest.approx(len(test) / 0.02, rel=1e-3)
+
+    # the frequency baseline equals the model fitted directly
+    train = build_samples(c, c.split["train"])
+    f = FrequencyRecommender(vocab).fit(c, train, val)
+    f.tune_threshold(c, val)
+    pf = f.predict_proba(c, test)
+    want_f = evaluate_predictions(y_test, pf, f.predict(pf), ddi, patients=test.patient_id, single_visit=test.single_visit, n_boot=50, seed=42)
+    assert models["frequency"]["split"]["metrics"] == pytest.approx(want_f["metrics"])
+
+    # failures keep their row and their reason
+    assert models["RETAIN"]["status"] == "error" and "fake RETAIN cannot import" in models["RETAIN"]["reason"]
+    assert models["SafeDrug"]["status"] == "error" and "shape" in models["SafeDrug"]["reason"]
+    md = (out / "benchmark.md").read_text()
+    assert "fake RETAIN cannot import its layer" in md and "| RETAIN | not run" in md
+
+    # folds: paired differences against the best baseline, on every fold
+    ref = data["paired_differences"]["reference"]
+    assert ref in ("frequency", "logreg")
+    best = max(("frequency", "logreg"), key=lambda n: models[n]["folds"]["summary"]["metrics"]["prauc"]["mean"])
+    assert ref == best
+    d = data["paired_differences"]["GAMENet"]["prauc"]
+    gam = [f["metrics"]["prauc"] for f in models["GAMENet"]["folds"]["per_fold"]]
+    base = [f["metrics"]["prauc"] for f in models[ref]["folds"]["per_fold"]]
+    assert len(d["folds"]) == 3 and d["folds"] == pytest.approx(list(np.subtract(gam, base)))
+    assert f"ΔPRAUC vs {ref} (3 folds)" in md
+
+
+def test_crashing_runner_is_reported_for_every_model(workspace: Path, tmp_path: Path):
+    runner = _script(tmp_path, "crash.py", CRASHING_RUNNER)
+    res = run_benchmark(workspace, models=["frequency", "GAMENet", "MoleRec"], n_boot=20, runner_cmd=runner, plots=False)
+    for name in ("GAMENet", "MoleRec"):
+        row = res.rows[name]
+        assert row.status == "error"
+        assert "exited with code 3" in row.reason and "pyhealth_boom" in row.reason
+    assert res.rows["frequency"].status == "ok"
+    md = (res.out / "benchmark.md").read_text()
+    assert "## Models that did not run" in md and "pyhealth_boom" in md
+
+
+def test_missing_pyhealth_env_gives_the_reason(workspace: Path, tmp_path: Path):
+    res = run_benchmark(workspace, models=["frequency", "RETAIN"], n_boot=0, pyhealth_venv=tmp_path / "no-venv", setup_pyhealth=False, plots=False)
+    assert res.rows["RETAIN"].status == "error"
+    assert "no PyHealth venv" in res.rows["RETAIN"].reason and "--setup-pyhealth" in res.rows["RETAIN"].reason
+
+
+def test_cli_no_pyhealth_json(workspace: Path):
+    r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "frequency,logreg,GAMENet", "--no-pyhealth", "--n-boot", "20", "--no-plots", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["models"]["GAMENet"]["status"] == "skipped" and "--no-pyhealth" in data["models"]["GAMENet"]["reason"]
+    assert data["models"]["logreg"]["split"]["metrics"]["prauc"] > data["models"]["frequency"]["split"]["metrics"]["prauc"]
+    assert (workspace / "reports" / "synthetic" / "benchmark.md").exists()
+    help_ = CliRunner().invoke(app, ["benchmark", "--help"])
+    assert help_.exit_code == 0 and "--setup-pyhealth" in help_.output
+
+
+def test_resolve_models():
+    assert resolve_models(["baselines", "gamenet,Student", "logreg"]) == [
+        ("frequency", "baseline"), ("logreg", "baseline"), ("GAMENet", "pyhealth"), ("student", "kgrec")]
+    with pytest.raises(ValueError, match="unknown model 'LEAP'"):
+        resolve_models(["LEAP"])
+
+
+def _pyhealth_python() -> str | None:
+    py = os.environ.get("KGREC_PYHEALTH_PYTHON")
+    if py:
+        return py
+    p = venv_python(default_venv())
+    return str(p) if p.exists() else None
+
+
+@pytest.mark.skipif(_pyhealth_python() is None, reason="no PyHealth venv (kgrec benchmark --setup-pyhealth) and no KGREC_PYHEALTH_PYTHON")
+def test_real_pyhealth_runner(workspace: Path):
+    """The real runner under PyHealth (slow: ~1 min; runs only where the PyHealth venv exists)."""
+    res = run_benchmark(workspace, models=["frequency", "GAMENet", "RETAIN"], n_boot=20, pyhealth_python=_pyhealth_python(), epochs=2, plots=False)
+    for name in ("GAMENet", "RETAIN"):
+        row = res.rows[name]
+        assert row.status == "ok", row.reason
+        assert 0 <= row.split["metrics"]["prauc"] <= 1 and row.split["train_seconds"] > 0
