@@ -44,7 +44,7 @@ def test_health_and_openapi(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["model"] == "student" and h["n_drugs"] == 4
     spec = client.get("/openapi.json").json()
-    assert {"/recommend", "/explain", "/health"} <= set(spec["paths"])
+    assert {"/recommend", "/explain", "/health", "/codes", "/visits"} <= set(spec["paths"])
     assert "PatientIn" in spec["components"]["schemas"] and "RecommendRequest" in spec["components"]["schemas"]
 
 
@@ -97,6 +97,42 @@ def test_huge_bodies_413(client):
     r = client.post("/recommend", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_codes_and_visits_lookups(client):
+    r = client.get("/codes", params={"q": "atrial fib"})
+    assert r.status_code == 200 and r.json()["codes"][0] == {
+        "code": "ICD9CM:42731", "display": "427.31", "kind": "diagnosis", "name": "Atrial fibrillation", "version": 9, "known": True}
+    by_code = client.get("/codes", params={"q": "427.31"}).json()["codes"]
+    assert [c["code"] for c in by_code] == ["ICD9CM:42731"]
+    assert client.get("/codes", params={"q": "ICD9PROC:36"}).json()["codes"][0]["display"] == "36.05"
+    assert {c["kind"] for c in client.get("/codes", params={"q": "a", "kind": "drug", "limit": 50}).json()["codes"]} == {"drug"}
+    assert len(client.get("/codes", params={"q": "e", "limit": 2}).json()["codes"]) == 2
+    assert client.get("/codes", params={"q": "zzzz"}).json()["codes"] == []
+    for params, words in [({"q": ""}, "at least 1"), ({"q": "x" * 65}, "at most 64"), ({"q": "a", "limit": 0}, "limit"),
+                          ({"q": "a", "kind": "nope"}, "kind")]:
+        r = client.get("/codes", params=params)
+        assert r.status_code == 422 and words in r.json()["detail"], r.text
+    v = client.get("/visits", params={"limit": 2}).json()
+    assert v["source"] == "mimic3" and v["total"] > 40 and len(v["visits"]) == 2
+    assert {x["patient_id"] for x in v["visits"]} <= {"10", "20"} and v["visits"][0]["split"] == "test"
+    assert [x["visit_id"] for x in client.get("/visits", params={"q": "10"}).json()["visits"]] == ["100", "101"]
+    assert client.get("/visits", params={"q": "mimic3:200"}).json()["visits"][0]["summary"]
+    assert client.get("/visits", params={"limit": 1000}).status_code == 422
+
+
+def test_web_page_and_assets(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert '<script src="/static/app.js"' in html and '<link rel="stylesheet" href="/static/style.css">' in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html  # nothing from elsewhere
+    for asset, kind in [("app.js", "javascript"), ("style.css", "text/css")]:
+        r = client.get(f"/static/{asset}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+        assert "https://" not in r.text and "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
+    assert client.get("/static/nope.js").status_code == 404
+    assert "/codes" in client.get("/openapi.json").json()["paths"]
 
 
 def _free_port() -> int:

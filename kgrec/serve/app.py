@@ -1,4 +1,8 @@
-"""The HTTP service (FastAPI): ``POST /recommend``, ``POST /explain``, ``GET /health``.
+"""The HTTP service (FastAPI): ``POST /recommend``, ``POST /explain``, ``GET /health``, and a web page.
+
+The page (``GET /``, assets under ``/static`` shipped in ``kgrec/serve/static``: plain HTML, CSS and JS,
+nothing fetched from elsewhere) calls the API plus two look-ups: ``GET /codes?q=`` (code autocomplete
+from the workspace cohort) and ``GET /visits`` (a few visits of the workspace).
 
 ``kgrec serve`` builds the app with :func:`create_app` and runs it with uvicorn on 127.0.0.1 by
 default. The model, the cohort and the graph store are loaded once, at start-up (the app's lifespan);
@@ -19,11 +23,12 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kgrec.errors import KgrecError
@@ -34,10 +39,12 @@ from kgrec.explain.recommend import (
     PatientIn,
     RecommendService,
 )
+from kgrec.serve.lookup import CodeIndex, list_visits
 
 log = logging.getLogger("kgrec.serve")
 
 MAX_BODY = 256 * 1024
+STATIC = Path(__file__).with_name("static")
 
 Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
 
@@ -214,6 +221,36 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             "timings_ms": res.timings_ms,
         }
 
+    @app.get("/codes", summary="Code autocomplete: the workspace cohort's codes matching a code or words of a name")
+    def get_codes(
+        q: Annotated[str, Query(min_length=1, max_length=64, description="code (427.31, 42731, ICD9CM:42731) or words of its name")],
+        kind: Annotated[list[Literal["diagnosis", "procedure", "drug"]] | None, Query(description="only these kinds (repeat: kind=diagnosis&kind=procedure)")] = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 15,
+    ) -> dict:
+        s = svc()
+        if state.get("codes") is None:
+            state["codes"] = CodeIndex(s)
+        return {"q": q, "codes": state["codes"].search(q, kind, limit)}
+
+    @app.get("/visits", summary="Visits of the workspace cohort (test split first), by visit or patient id prefix")
+    def get_visits(
+        q: Annotated[str, Query(max_length=64, description="visit or patient id prefix")] = "",
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> dict:
+        s = svc()
+        total, visits = list_visits(s, q, limit)
+        return {"source": s.cohort.source, "total": total, "visits": visits}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/index.html", include_in_schema=False)
+    def index_html() -> RedirectResponse:
+        return RedirectResponse("/")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     if max_body:
         app.add_middleware(_BodyLimit, limit=max_body)
     return app
@@ -225,4 +262,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MAX_BODY", "ExplainRequest", "RecommendRequest", "create_app"]
+__all__ = ["MAX_BODY", "STATIC", "ExplainRequest", "RecommendRequest", "create_app"]
