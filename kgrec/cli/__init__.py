@@ -9,6 +9,7 @@ from kgrec.cli import graph as _graph  # noqa: F401,E402
 from kgrec.cli import run as _run  # noqa: F401,E402
 from kgrec.cli import train as _train  # noqa: F401,E402
 from kgrec.cli import explain as _explain  # noqa: F401,E402
+from kgrec.cli import synth as _synth  # noqa: F401,E402
 from kgrec.cli import benchmark as _benchmark  # noqa: F401,E402
 
 
