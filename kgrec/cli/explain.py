@@ -266,7 +266,7 @@ def serve(
     password: PasswordOpt = None,
     database: DatabaseOpt = None,
 ) -> None:
-    """HTTP service: POST /recommend, POST /explain, GET /health (OpenAPI at /docs and /openapi.json).
+    """HTTP service and web page: POST /recommend, POST /explain, GET /health, the page at / (OpenAPI at /docs and /openapi.json).
 
     The model and the graph store are loaded once at start-up.
     """
@@ -276,5 +276,5 @@ def serve(
 
     st, kw = _service_args(store, uri, user, password, database)
     application = create_app(workspace, model.value, st, kw)
-    console.print(f"kgrec serve: http://{host}:{port} (OpenAPI: /docs)")
+    console.print(f"kgrec serve: web page http://{host}:{port}/ (API: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
