@@ -560,7 +560,7 @@
       const b = e.el.label.querySelector("text").getBBox();
       let best = null;
       search: for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78]) {
-        for (const dy of [0, -12, 12]) {
+        for (const dy of [0, -12, 12, -24, 24]) {
           e.labelT = t;
           const { mx, my } = edgeGeometry(g, e);
           const y0 = my - 4 + dy;
@@ -649,7 +649,7 @@
       t1.textContent = relName(e.type);
       const first = e.evidence[0] || { source: "", licence: "" };
       const t2 = svg("tspan", { x: 0, dy: 12, class: "src" });
-      t2.textContent = clip(`${first.source} · ${first.licence}`, 34) + (e.evidence.length > 1 ? ` +${e.evidence.length - 1}` : "");
+      t2.textContent = clip(`${first.source} · ${first.licence}`, 27) + (e.evidence.length > 1 ? ` +${e.evidence.length - 1}` : "");
       label.append(t1, t2);
       const lg = svg("g", { class: "edge" + (e.caution ? " caution" : "") });
       lg.append(label);
