@@ -60,6 +60,8 @@ from kgrec.tables import find_table, read_table
 #: graph sources the generator reads (their dependencies are added by the builder)
 GRAPH_SOURCES = ("pharmacotherapydb", "drugcentral", "medi", "trials", "gems")
 GSN_MAP = "mappings/gsn_atc_ndc_mapping.csv.gz"
+# files only the non-commercial part of a mixed source reads (skipped with exclude_nc)
+NC_PART_FILES = frozenset({"kg/drugbank/drugbank.tsv"})
 DEMO = "mimic-iii-demo"
 MAX_DESCENDANT_CODES = 60
 SUMMARY_FILE = "synth.json"
@@ -156,7 +158,7 @@ def required_files(data_dir: Path, exclude_nc: bool = False) -> list[str]:
     from kgrec.graph.sources import REGISTRY
 
     chosen, _ = select_sources(list(GRAPH_SOURCES), None, exclude_nc)
-    files = [f for n in chosen for f in REGISTRY[n].files]
+    files = [f for n in chosen for f in REGISTRY[n].files if not (exclude_nc and f in NC_PART_FILES)]
     return list(dict.fromkeys(files + [GSN_MAP]))
 
 
@@ -167,9 +169,10 @@ def check_data_dir(data_dir: Path, exclude_nc: bool = False) -> None:
         raise InputError("open-data folder not found (pass --data-dir or set KGREC_DATA)", path=data_dir)
     missing = [f for f in required_files(data_dir, exclude_nc) if not (data_dir / f).exists()]
     if missing:
+        open_ok = not exclude_nc and all((data_dir / f).exists() for f in required_files(data_dir, True))
+        hint = "; or pass --exclude-nc to do without the non-commercial ones" if open_ok else ""
         raise InputError(
-            f"{len(missing)} graph source file(s) missing: {', '.join(missing)} "
-            "(fetch them with `kgrec fetch-data`, or pass --exclude-nc to do without the non-commercial ones)",
+            f"{len(missing)} graph source file(s) missing: {', '.join(missing)} (fetch them with `kgrec fetch-data`{hint})",
             path=data_dir,
         )
 
@@ -368,7 +371,8 @@ def build_knowledge(data_dir: Path, exclude_nc: bool = False, graph=None, world_
                 rx[c] = ""
         rx = rx[PRODUCT_COLS]
         bg = rx.groupby(PRODUCT_COLS, sort=True).size().rename("weight").reset_index()
-        bg["atc3"] = mappings.map_prescriptions(bg["GSN"], bg["NDC"])["atc3"].to_numpy()
+        # the GSN route only (the loader's NDC -> RxNorm fallback reads the non-commercial DrugBank slim table)
+        bg["atc3"] = bg["GSN"].map(lambda g: next((a for x in str(g).split() if (a := gsn_to_atc3.get(x.zfill(6)))), None))
         bg_source = "mimic-iii-demo prescriptions"
     else:
         top = gm.assign(a3=gm["atc"].str[:4]).drop_duplicates("atc")
@@ -541,7 +545,24 @@ def _validate(visits, patients, visits_per_patient) -> tuple[int, int]:
         return int(visits), int(patients)
     if not np.isfinite(visits_per_patient) or visits_per_patient < 1:
         raise KgrecError(f"--visits-per-patient must be at least 1, got {visits_per_patient!r}")
-    return int(visits), max(1, min(int(visits), round(visits / visits_per_patient)))
+    return int(visits), max(1, min(int(visits), int(round(visits / float(visits_per_patient)))))  # noqa: RUF046
+
+
+def check_request(
+    out_dir: Path | str,
+    visits: int,
+    patients: int | None = None,
+    visits_per_patient: float = 2.0,
+    data_dir: Path | str | None = None,
+    exclude_nc: bool = False,
+) -> tuple[int, int]:
+    """Check a request before any work: sizes, the output folder and (given ``data_dir``) the data
+    files. Returns ``(visits, patients)``; raises :class:`KgrecError` / :class:`InputError`."""
+    sizes = _validate(visits, patients, visits_per_patient)
+    _check_out_dir(Path(out_dir))
+    if data_dir is not None:
+        check_data_dir(Path(data_dir), exclude_nc)
+    return sizes
 
 
 def _check_out_dir(out_dir: Path) -> None:
