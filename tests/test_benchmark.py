@@ -187,12 +187,18 @@ def test_missing_pyhealth_env_gives_the_reason(workspace: Path, tmp_path: Path):
 
 
 def test_cli_no_pyhealth_json(workspace: Path):
-    r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "frequency,logreg,GAMENet", "--no-pyhealth", "--n-boot", "20", "--no-plots", "--json"])
+    args = ["benchmark", "-w", str(workspace), "--models", "frequency,logreg,GAMENet", "--no-pyhealth", "--n-boot", "20", "--no-plots",
+            "--folds", "2", "--fold-models", "frequency", "--json"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["models"]["GAMENet"]["status"] == "skipped" and "--no-pyhealth" in data["models"]["GAMENet"]["reason"]
     assert data["models"]["logreg"]["split"]["metrics"]["prauc"] > data["models"]["frequency"]["split"]["metrics"]["prauc"]
-    assert (workspace / "reports" / "synthetic" / "benchmark.md").exists()
+    # logreg ran on the saved split only: the folds' reference is the one baseline that ran on them
+    assert "folds" not in data["models"]["logreg"] and len(data["models"]["frequency"]["folds"]["per_fold"]) == 2
+    assert data["paired_differences"] == {"reference": "frequency"}
+    md = (workspace / "reports" / "synthetic" / "benchmark.md").read_text()
+    assert "| logreg |" in md and "split only" in md
     help_ = CliRunner().invoke(app, ["benchmark", "--help"])
     assert help_.exit_code == 0 and "--setup-pyhealth" in help_.output
 

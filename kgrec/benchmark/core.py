@@ -13,6 +13,7 @@ vs multi-visit groups). A model that cannot run keeps its row with the reason.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import traceback
@@ -136,7 +137,7 @@ class BenchmarkResult:
             "models": {n: r.to_json() for n, r in self.rows.items()},
             "pyhealth": self.pyhealth, "seconds": round(self.seconds, 2), "files": self.files,
         }
-        if self.paired:
+        if self.reference:
             out["paired_differences"] = {"reference": self.reference, **self.paired}
         return out
 
@@ -181,7 +182,8 @@ def _run_external(
     failure = None
     try:
         with open(log, "w") as fh:
-            proc = subprocess.run([*cmd, str(req), str(out_dir)], stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}  # no progress bars in the log
+            proc = subprocess.run([*cmd, str(req), str(out_dir)], stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False, env=env)
         if proc.returncode != 0:
             failure = f"the PyHealth runner exited with code {proc.returncode}: {_log_tail(log)}"
     except subprocess.TimeoutExpired:
@@ -227,6 +229,7 @@ def run_benchmark(
     models: Sequence[str] = DEFAULT_MODELS,
     folds: int | None = None,
     out: Path | str | None = None,
+    fold_models: Sequence[str] | None = None,
     seed: int = 42,
     n_boot: int = 1000,
     pyhealth: bool = True,
@@ -253,6 +256,8 @@ def run_benchmark(
             models (``GAMENet``, ``SafeDrug``, ``RETAIN``, ``MoleRec``); aliases ``baselines``, ``pyhealth``,
             ``kgrec``, ``all``.
         out: report folder (default ``<workspace>/reports/<dataset>``).
+        fold_models: the models that also run on the folds (default: all of ``models``); e.g. leave the
+            teacher out of the folds on a CPU.
         pyhealth: run the PyHealth models (False: their rows say they were not run).
         pyhealth_python: an interpreter that has PyHealth (default: the venv's, created when missing and
             ``setup_pyhealth``, from ``pyhealth_base_python`` or a Python 3.12/3.13 found on the machine).
@@ -262,8 +267,6 @@ def run_benchmark(
         epochs, batch_size, lr, patience, device: PyHealth training settings (best epoch by validation
             PRAUC, PyHealth's Trainer).
     """
-    import os
-
     from kgrec.api import load_cohort, reports_dir
     from kgrec.benchmark.exchange import load_smiles
 
@@ -287,6 +290,10 @@ def run_benchmark(
     splits: list[tuple[str, dict]] = [("split", cohort.split)]
     if folds and folds > 1:
         splits += [(f"fold{k + 1}", sp) for k, sp in enumerate(kfold_patients(cohort.visits["patient_id"].unique(), folds, seed))]
+    on_folds = {n for n, _ in resolve_models(fold_models)} if fold_models is not None else {n for n, _ in chosen}
+    for n, row in rows.items():
+        if len(splits) > 1 and n not in on_folds:
+            row.notes.append(f"run on the saved split only, not on the {folds} folds")
     total = len(splits) * len(chosen) + (1 if ph_names and pyhealth else 0)
     done = 0
 
@@ -336,6 +343,9 @@ def run_benchmark(
         if len(train) == 0 or len(test) == 0:
             raise WorkspaceError(f"{split_name}: no training or no test visits ({len(train)} / {len(test)})")
         for name in kg_names:
+            if not is_main and name not in on_folds:
+                done += 1
+                continue
             row = rows[name]
             say(f"{name}: {split_name}", done, total)
             try:
@@ -347,7 +357,7 @@ def run_benchmark(
                 if is_main:
                     curves[name] = (y, proba)
             done += 1
-        runnable = ph_names if cmd else []
+        runnable = [n for n in ph_names if is_main or n in on_folds] if cmd else []
         if runnable:
             say(f"PyHealth ({', '.join(runnable)}): {split_name}", done, total)
             results, info = _run_external(cmd, runnable, out / "pyhealth" / split_name, cohort, parts, vocab, ddi, ph_config, smiles, split_name, pyhealth_timeout)
@@ -397,7 +407,7 @@ def run_benchmark(
     stats = cohort.stats()
     cstats = {k: stats[k] for k in ("n_patients", "n_visits", "n_eval_visits", "n_drugs", "n_ddi_pairs", "split")}
     cstats.update(n_test_visits=len(test_main), n_test_single_visit=int(test_main.single_visit.sum()), n_test_multi_visit=int((~test_main.single_visit).sum()))
-    config = {"models": [n for n, _ in chosen], "folds": folds, "seed": seed, "n_boot": n_boot, "pyhealth": pyhealth, "pyhealth_training": ph_config}
+    config = {"models": [n for n, _ in chosen], "folds": folds, "fold_models": sorted(on_folds) if len(splits) > 1 else [], "seed": seed, "n_boot": n_boot, "pyhealth": pyhealth, "pyhealth_training": ph_config}
     if runner_info:
         ph_env = {**(ph_env or {}), "runs": runner_info}
     res = BenchmarkResult(cohort.source, str(workspace), out, rows, folds if len(splits) > 1 else None, config, cstats, paired, reference, ph_env, time.perf_counter() - t_start, curves=curves)

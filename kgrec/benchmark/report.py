@@ -85,6 +85,8 @@ def markdown(res) -> str:
                 cells.append("reference")
             elif d:
                 cells.append(f"{d['mean']:+.4f} ± {d['std']:.4f} ({d['n_better']}/{len(d['folds'])} better)")
+            elif name not in res.config.get("fold_models", []):
+                cells.append("split only")
             else:
                 cells.append("–")
         lines.append("| " + " | ".join(cells) + " |")

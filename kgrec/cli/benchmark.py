@@ -38,6 +38,7 @@ def benchmark(
                      "or the groups baselines, kgrec, pyhealth, all. Quick run: --models baselines,pyhealth."),
     ] = "all",
     folds: Annotated[int, typer.Option(help="Also run K patient-level folds for paired per-fold differences against the best baseline (0: the saved split only).")] = 0,
+    fold_models: Annotated[str | None, typer.Option(help="Models that also run on the folds (same syntax as --models; default: all of --models). E.g. keep the teacher to the saved split on a CPU.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default WORKSPACE/reports/<dataset>).", show_default=False)] = None,
     pyhealth: Annotated[bool, typer.Option("--pyhealth/--no-pyhealth", help="Run PyHealth's models (in their own venv; created on first use).")] = True,
     setup_pyhealth: Annotated[bool, typer.Option("--setup-pyhealth", help="Create or update the PyHealth venv (Python >= 3.12, pip install pyhealth) and exit.")] = False,
@@ -93,7 +94,7 @@ def benchmark(
             bar.update(task, description=msg, completed=done, total=total)
 
         res = run_benchmark(
-            workspace, models=[models], folds=folds or None, out=out, seed=seed, n_boot=n_boot, pyhealth=pyhealth,
+            workspace, models=[models], folds=folds or None, fold_models=[fold_models] if fold_models else None, out=out, seed=seed, n_boot=n_boot, pyhealth=pyhealth,
             pyhealth_python=pyhealth_python, pyhealth_venv=pyhealth_venv, pyhealth_base_python=pyhealth_base_python, data_dir=data, epochs=epochs, batch_size=batch_size,
             patience=patience or None, device=device, pyhealth_timeout=pyhealth_timeout, plots=plots, progress=progress,
         )
