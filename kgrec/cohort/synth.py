@@ -106,13 +106,13 @@ P = {
     "chronic_per_patient": 1.2,  # Poisson mean of chronic treated conditions of a patient
     "chronic_present": 0.9,  # a chronic condition is coded at a visit
     "chronic_treated": 0.85,  # ... and its drug given
-    "acute_extra": 1.5,  # acute treated conditions: 1 + Poisson(this)
+    "acute_extra": 2.0,  # acute treated conditions: 1 + Poisson(this)
     "acute_treated": 0.85,
     "recur": 0.3,  # an acute condition of the previous visit recurs (same drug)
-    "second_drug": 0.3,  # a treated condition gets a second indicated drug
+    "second_drug": 0.4,  # a treated condition gets a second indicated drug
     "trial_partner": 0.25,  # ... and a trial partner of its drug where the graph has one
-    "noise_dx": 6.0,  # Poisson mean of diagnoses unrelated to any drug
-    "background": 12.0,  # Poisson mean of background products
+    "noise_dx": 9.0,  # Poisson mean of diagnoses unrelated to any drug
+    "background": 16.0,  # Poisson mean of background products
     "noise_drugs": 0.7,  # Poisson mean of random indicated products
     "rows_per_drug": 0.5,  # extra order rows per product: Poisson(this)
     "no_drug_visit": 0.04,  # visits without any prescription
@@ -408,7 +408,7 @@ def build_knowledge(data_dir: Path, exclude_nc: bool = False, graph=None, world_
     treat = ind_pairs[ind_pairs["ingredient"].isin(prod_of.index)].copy()
     treat["product"] = treat["ingredient"].map(prod_of).to_numpy()
     pop = ind_products["popularity"].to_numpy()
-    noise = rng.lognormal(0.0, 0.75, len(ind_products))
+    noise = rng.lognormal(0.0, 1.25, len(ind_products))
     treat["weight"] = treat["w"].to_numpy() * pop[treat["product"].to_numpy()] * noise[treat["product"].to_numpy()]
     treat = treat.sort_values(["code", "product"]).reset_index(drop=True)[["code", "product", "ingredient", "weight", "source"]]
     tcode = treat["code"].to_numpy().astype(str)
