@@ -196,10 +196,15 @@ def test_fit_with_graph_prompt_save_load_identical_and_feature_cache(tmp_path, t
     allv = build_samples(c)
     assert f.shape == (len(allv), 16) and logits.shape == (len(allv), len(c.vocab("drug"))) and list(vids) == list(c.visits["visit_id"].iloc[allv.visit_idx])
     key_dirs = [p for p in (tmp_path / "teacher").iterdir() if (p / "features.safetensors").exists()]
-    assert len(key_dirs) == 1 and json.loads((key_dirs[0] / "features.json").read_text())["visit_ids"] == list(vids)
-    monkeypatch.setattr(TeacherRecommender, "fit", lambda *a, **k: pytest.fail("cache miss"))
+    # one cache folder per (patients, config): the LoRA teacher fitted above and the frozen one
+    assert len(key_dirs) == 2 and all(json.loads((k / "features.json").read_text())["visit_ids"] == list(vids) for k in key_dirs)
+    monkeypatch.setattr(TeacherRecommender, "_fit", lambda *a, **k: pytest.fail("cache miss"))
     f2, l2, v2 = teacher_features(tmp_path, c, tr, va, small)
     assert np.array_equal(f, f2) and np.array_equal(logits, l2) and list(v2) == list(vids)
+    # the evaluation's teacher reuses the same cache: a second fit on the same patients trains nothing
+    again = TeacherRecommender(c.vocab("drug"), cfg, workspace=tmp_path).fit(c, tr, va)
+    again.tune_threshold(c, va)
+    assert np.array_equal(again.predict_proba(c, te), proba) and again.chosen == rec.chosen
 
 
 def test_causal_teacher_through_evaluate_models(tiny_models):

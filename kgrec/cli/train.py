@@ -30,7 +30,7 @@ class PatientNodes(str, Enum):
 @app.command()
 @handle_errors
 def train(
-    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present. teacher: LoRA-tuned language model with graph soft prompts (LEADER). distill: the student, distilled from the cached teacher features. all: kge -> gnn -> teacher -> distill, skipping stages whose outputs are current.")],
+    stage: Annotated[Stage, typer.Option(help="kge: PyKEEN knowledge-graph embeddings. gnn: R-GCN (PyG) link prediction, initialised from the KGE vectors when present. teacher: LoRA-tuned language model with graph soft prompts (LEADER). distill: the student, distilled from the cached teacher features. all: kge -> gnn -> teacher -> distill, skipping stages whose outputs are current (with all, --model/--epochs/--lr/--batch-size and the teacher options set the teacher; kge and gnn use their defaults).")],
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: Annotated[str | None, typer.Option(help="kge: PyKEEN model (RotatE, TransE, ComplEx, DistMult, ...; default RotatE). teacher: backbone folder or Hugging Face id (default: the offline all-MiniLM-L6-v2; on a GPU e.g. a 7B causal LM).", show_default=False)] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension (default: 32 for kge — complex models give 2·dim real values — and 64 for gnn).", show_default=False)] = None,
@@ -38,7 +38,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.01 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 8192); visits per batch (teacher, default 8).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
-    patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none', or 'all' (leaks test patients).")] = PatientNodes.train,
+    patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none' (use this before `kgrec evaluate --folds K`: fold test patients come from every split), or 'all' (leaks test patients).")] = PatientNodes.train,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same numbers.")] = 42,
     lora_r: Annotated[int, typer.Option(help="teacher: LoRA rank (0 freezes the backbone).", rich_help_panel="teacher")] = 8,
     lora_alpha: Annotated[float, typer.Option(help="teacher: LoRA alpha.", rich_help_panel="teacher")] = 16.0,
@@ -77,7 +77,12 @@ def train(
     if stage is Stage.all:
         from kgrec.stages import run_all
 
-        settings = {"distill": {"alpha": alpha, "beta": beta, "temperature": temperature, "seed": seed}}
+        settings = {
+            "kge": {"patients": patients.value, "seed": seed},
+            "gnn": {"patients": patients.value, "seed": seed},
+            "teacher": _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision),
+            "distill": {"alpha": alpha, "beta": beta, "temperature": temperature, "seed": seed},
+        }
         with console.status("training ...") as status:
             out = run_all(workspace, settings, force=force, progress=lambda m: status.update(m))
         if json_out:
@@ -107,14 +112,19 @@ def train(
     console.print(f"trained in {res.seconds:.1f} s; saved in {res.path}")
 
 
-def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out) -> None:
-    from kgrec.metrics import METRICS
-
-    cfg = dict(
+def _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision) -> dict:
+    """The teacher options as :class:`~kgrec.teacher.TeacherConfig` fields (``--stage teacher`` and ``--stage all``)."""
+    return dict(
         model=model or "minilm", epochs=epochs or 3, lr=lr or 1e-3, batch_size=batch_size or 8, seed=seed, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, soft_tokens=soft_tokens, graph_prompt=graph_prompt,
         max_length=max_length, history=history, fuse_codes=fuse_codes, fuse_graph=fuse_graph, ddi_weight=ddi_weight, mixed_precision=mixed_precision,
     )
+
+
+def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out) -> None:
+    from kgrec.metrics import METRICS
+
+    cfg = _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision)
     res = api.train_teacher(workspace, progress=not json_out, **cfg)
     if json_out:
         emit_json(res.to_json())

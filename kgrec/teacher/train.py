@@ -170,15 +170,16 @@ class TeacherRecommender(Recommender):
     name = "teacher"
     uses_workspace = True  # the evaluation runner passes the workspace (graph embeddings)
 
-    def __init__(self, drug_vocab: list[str], config: TeacherConfig | None = None, workspace: Path | str | None = None, progress: bool = False, **overrides):
+    def __init__(self, drug_vocab: list[str], config: TeacherConfig | None = None, workspace: Path | str | None = None, progress: bool = False, cache: bool = True, **overrides):
         if not drug_vocab:
             raise KgrecError("empty drug vocabulary: the cohort has no mapped drugs, the teacher has nothing to predict")
         super().__init__(drug_vocab)
-        cfg = config or TeacherConfig(graph_prompt="auto")
+        self.workspace = _resolve_workspace(workspace)
+        cfg = config or workspace_teacher_config(self.workspace)
         self.config = TeacherConfig.from_json({**cfg.to_json(), **overrides})
         self.config.validate()
-        self.workspace = _resolve_workspace(workspace)
         self.progress = progress
+        self.cache = cache and self.workspace is not None
         self.net = None  # kgrec.teacher.model.TeacherModel once fitted or loaded
         self.log: list[dict] = []
 
@@ -346,14 +347,26 @@ class TeacherRecommender(Recommender):
 
     # ---------------- Recommender ----------------
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> TeacherRecommender:
+        """Train on ``train`` (early stopping on ``val``). With a workspace (``cache=True``), the teacher for
+        the same cohort, patients, config and embeddings is reused from ``<workspace>/teacher/<key>/``
+        (see :func:`cached_teacher`): K-fold CV of teacher and student trains K teachers, not 2K."""
+        if len(train) == 0:
+            raise KgrecError("the teacher has no training visits")
+        if self.cache:
+            trained, _ = cached_teacher(self.workspace, cohort, train, val, self.config, self.progress)
+            keep = {"workspace": self.workspace, "progress": self.progress, "cache": self.cache}
+            self.__dict__.update(trained.__dict__)
+            self.__dict__.update(keep)
+            return self
+        return self._fit(cohort, train, val)
+
+    def _fit(self, cohort: Cohort, train: Samples, val: Samples) -> TeacherRecommender:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         from kgrec.cohort.ddi import ddi_matrix
 
         cfg = self.config
-        if len(train) == 0:
-            raise KgrecError("the teacher has no training visits")
         t_start = time.perf_counter()
         set_seed(cfg.seed)
         self._decide_graph(cohort)
@@ -657,37 +670,43 @@ def teacher_dir(workspace: Path | str) -> Path:
     return Path(workspace) / "teacher"
 
 
-def teacher_features(
-    workspace: Path | str,
-    cohort: Cohort,
-    train: Samples,
-    val: Samples,
-    config: TeacherConfig | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled teacher states for every target visit of ``cohort``: ``(features, logits, visit_ids)``.
+def workspace_teacher_config(workspace: Path | str | None) -> TeacherConfig:
+    """The settings of the workspace's trained teacher (``kgrec train --stage teacher``), so that
+    ``kgrec evaluate -m teacher`` and the student's distillation use the teacher the user chose; the
+    default (graph prompt when the workspace has embeddings) when none was trained."""
+    if workspace is not None and (teacher_dir(workspace) / "config.json").exists():
+        meta = json.loads((teacher_dir(workspace) / "config.json").read_text())
+        return TeacherConfig.from_json(meta["config"])
+    return TeacherConfig(graph_prompt="auto")
 
-    Trains a teacher on ``train`` (early stopping on ``val``), or reuses the one cached under
-    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`). The default config uses the graph prompt
-    when the workspace has embeddings (``graph_prompt="auto"``). Writes ``features.safetensors``
-    (``features`` (n, H) float32, ``logits`` (n, |vocab|)) and ``features.json`` (visit ids, drug vocab,
-    config, training patients count) there, plus the trained model in ``model/``.
+
+def cached_teacher(
+    workspace: Path | str, cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig | None = None, progress: bool = False,
+) -> tuple[TeacherRecommender, Path]:
+    """The teacher trained on ``train`` (early stopping and threshold on ``val``), from the cache
+    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`) or trained and cached there.
+
+    The cache folder holds the model (``model/``), and the pooled states and logits of every target visit
+    of the cohort: ``features.safetensors`` (``features`` (n, H) float32, ``logits`` (n, |vocab|)) with
+    ``features.json`` (visit ids, drug vocab, config, patient counts). It is written to a temporary folder
+    and renamed into place, so an interrupted run leaves no half-written cache.
     """
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import save_file
 
-    config = config or TeacherConfig(graph_prompt="auto")
+    config = config or workspace_teacher_config(workspace)
     key = features_key(cohort, train, val, config, workspace)
     folder = teacher_dir(workspace) / key
-    if (folder / "features.safetensors").exists() and (folder / "features.json").exists():
-        meta = json.loads((folder / "features.json").read_text())
-        arr = load_file(str(folder / "features.safetensors"))
-        return arr["features"], arr["logits"], np.array(meta["visit_ids"], dtype=object)
+    if (folder / "features.safetensors").exists() and (folder / "model" / "config.json").exists():
+        return TeacherRecommender.load(folder / "model", progress=progress), folder
     vocab = cohort.vocab("drug")
-    rec = TeacherRecommender(vocab, config, workspace=workspace, progress=progress).fit(cohort, train, val)
+    rec = TeacherRecommender(vocab, config, workspace=workspace, progress=progress, cache=False).fit(cohort, train, val)
     rec.tune_threshold(cohort, val)
     everything = build_samples(cohort)
     feats, logits = rec.features(cohort, everything)
     visit_ids = cohort.visits["visit_id"].to_numpy()[everything.visit_idx].astype(str)
+    acc = getattr(rec, "accelerator", None)
+    if acc is not None and not acc.is_main_process:  # `accelerate launch`: the main process writes the cache
+        return rec, folder
     teacher_dir(workspace).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=teacher_dir(workspace)))
     try:
@@ -704,7 +723,28 @@ def teacher_features(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return feats.astype(np.float32), logits.astype(np.float32), visit_ids.astype(object)
+    return rec, folder
+
+
+def teacher_features(
+    workspace: Path | str,
+    cohort: Cohort,
+    train: Samples,
+    val: Samples,
+    config: TeacherConfig | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled teacher states for every target visit of ``cohort``: ``(features, logits, visit_ids)``,
+    from the teacher :func:`cached_teacher` trains or finds (default config: :func:`workspace_teacher_config`)."""
+    from safetensors.numpy import load_file
+
+    config = config or workspace_teacher_config(workspace)
+    folder = teacher_dir(workspace) / features_key(cohort, train, val, config, workspace)
+    if not ((folder / "features.safetensors").exists() and (folder / "features.json").exists()):
+        _, folder = cached_teacher(workspace, cohort, train, val, config, progress)
+    meta = json.loads((folder / "features.json").read_text())
+    arr = load_file(str(folder / "features.safetensors"))
+    return arr["features"], arr["logits"], np.array(meta["visit_ids"], dtype=object)
 
 
 # ---------------- kgrec train --stage teacher ----------------
