@@ -120,3 +120,27 @@ def test_cli_train_errors_without_graph(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["stage"] == "gnn" and 0 <= out["metrics"]["mrr"] <= 1 and "mrr" in out["popularity_baseline"]
+
+
+def test_gnn_supervision_edges_leave_the_message_graph_and_validation_picks_the_epoch(embed_ws):
+    import torch
+
+    import kgrec.api as api
+    from kgrec.embed.gnn import _drop_edges, _message_graph
+    from kgrec.embed.train import prepare_export
+
+    ex = prepare_export(embed_ws, reuse=False)
+    _, edges = _message_graph(ex)
+    et = next(e for e in edges if e[1] == "INDICATION")
+    drop = torch.zeros(edges[et].shape[1], dtype=torch.bool)
+    drop[:5] = True
+    msg = _drop_edges(edges, et, drop)
+    rev = (et[2], "rev_INDICATION", et[0])
+    assert msg[et].shape[1] == edges[et].shape[1] - 5 and msg[rev].shape[1] == edges[rev].shape[1] - 5
+    kept = {tuple(c) for c in msg[et].T.tolist()}
+    assert not any(tuple(c) in kept for c in edges[et][:, :5].T.tolist())
+    assert edges[et].shape[1] == int((ex.train[:, 1] == ex.target_relation).sum())  # column j = training edge j
+    res = api.train_gnn(embed_ws, dim=8, epochs=10, init_from_kge=False, progress=False)
+    cfg = __import__("json").loads((embed_ws / "embed" / "gnn" / "metrics.json").read_text())["config"]
+    assert [h["epoch"] for h in cfg["validation"]] == [5, 10] and res.metrics["best_epoch"] in (5, 10)
+    assert abs(res.metrics["valid_mrr"] - max(h["valid_mrr"] for h in cfg["validation"])) < 1e-4

@@ -34,7 +34,7 @@ def train(
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: Annotated[str | None, typer.Option(help="kge: PyKEEN model (RotatE, TransE, ComplEx, DistMult, ...; default RotatE). teacher: backbone folder or Hugging Face id (default: the offline all-MiniLM-L6-v2; on a GPU e.g. a 7B causal LM).", show_default=False)] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension (default: 32 for kge — complex models give 2·dim real values — and 64 for gnn).", show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 30 for kge, 50 for gnn, 3 for teacher).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 30 for kge, 100 for gnn (early stopping on validation indications), 3 for teacher).", show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.01 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 8192); visits per batch (teacher, default 8).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
@@ -98,7 +98,7 @@ def train(
     if stage is Stage.kge:
         res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out)
     else:
-        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 50, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
     if json_out:
         emit_json(res.to_json())
         return

@@ -59,7 +59,7 @@ def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.
     return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path)
 
 
-def run_gnn(workspace, dim=64, epochs=50, lr=0.01, num_layers=2, init_from_kge=True, seed=42, patients="train", progress=True) -> EmbedStageResult:
+def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=True, seed=42, patients="train", progress=True) -> EmbedStageResult:
     from kgrec.embed.gnn import train_gnn
     from kgrec.embed.kge import KGEResult
 

@@ -67,9 +67,9 @@ class EhrSource(Source):
         for label, kind, col in (("DiagnosisCode", "diagnosis", "diagnoses"), ("ProcedureCode", "procedure", "procedures"), ("Drug", "drug", "drugs")):
             used = {str(c) for cs in v[col] for c in cs}
             ids = sorted(used | set(cohort.codes.loc[cohort.codes["kind"] == kind, "code"].astype(str)))
-            df = pd.DataFrame({"id": ids, "name": [names.get(i) for i in ids], "source": src})
-            if label != "Drug":
-                df["system"] = df["id"].str.partition(":")[0]
+            df = pd.DataFrame({"id": pd.Series(ids, dtype=object), "name": pd.Series([names.get(i) for i in ids], dtype=object), "source": src})
+            if label != "Drug":  # (an empty frame too: Synthea has no procedure codes)
+                df["system"] = df["id"].astype(str).str.split(":", n=1).str[0]
             out.add_nodes(label, df)
         out.report = {"cohort_source": src, "licence": lic, "patients": int(len(patients)), "visits": int(len(v)), "split": bool(cohort.split)}
         return out
