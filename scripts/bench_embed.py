@@ -7,7 +7,11 @@ with the CLI defaults' settings for the given epochs; the scaled graphs keep the
 mix and degree profile (edges resampled with replacement, entities scaled by the same factor) and run
 --scale-epochs epochs, reporting seconds per epoch.
 
-    python scripts/bench_embed.py --workspace WS [--epochs-kge 50 --epochs-gnn 100] [--scales 10 100] [--json]
+    python scripts/bench_embed.py --workspace WS [--epochs-kge 30 --epochs-gnn 100] [--scales 10 100] [--json]
+
+The open-graph GNN run starts from the workspace's KGE vectors when they exist (as `kgrec train --stage
+gnn` does), so its MRR is the stage's. Each child runs under an address-space cap (--mem-gb, default 20)
+and a wall-clock limit (--timeout); a run that exceeds either is reported with the reason, not dropped.
 
 WS must hold a cohort and graph tables (`kgrec prepare`, `kgrec load-graph`).
 """
@@ -55,10 +59,22 @@ def _child(args: argparse.Namespace) -> None:
     else:
         from kgrec.embed.gnn import train_gnn
 
-        res = train_gnn(ex, epochs=args.epochs, progress=False, evaluate=args.scale == 1)
+        init = None
+        if args.scale == 1:
+            from pathlib import Path as _P
+
+            from kgrec.embed.kge import KGEResult
+
+            kdir = _P(args.workspace) / "embed" / "kge"
+            if (kdir / "vectors.safetensors").exists():
+                k = KGEResult.load(kdir)
+                init = k.entity_vectors if k.entities == ex.entities else None
+        res = train_gnn(ex, epochs=args.epochs, progress=False, evaluate=args.scale == 1, init_vectors=init,
+                        eval_every=5 if args.scale == 1 else 0)
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
+        "best_epoch": res.metrics.get("best_epoch") if args.scale == 1 else None,
         "stage": args.stage, "scale": args.scale, "n_entities": len(ex.entities), "n_triples": int(len(ex.train)),
         "epochs": args.epochs, "train_seconds": res.seconds, "seconds_per_epoch": res.seconds / max(args.epochs, 1),
         "wall_seconds_incl_eval": round(wall, 2), "peak_rss_mb": round(peak_mb, 1),
@@ -69,11 +85,13 @@ def _child(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workspace", "-w", required=True)
-    p.add_argument("--epochs-kge", type=int, default=50)
+    p.add_argument("--epochs-kge", type=int, default=30)
     p.add_argument("--epochs-gnn", type=int, default=100)
     p.add_argument("--scales", type=int, nargs="*", default=[10, 100])
     p.add_argument("--scale-epochs", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--mem-gb", type=float, default=20.0, help="address-space cap per run (GiB)")
+    p.add_argument("--timeout", type=int, default=1200, help="wall-clock limit per run (s)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stage", help=argparse.SUPPRESS)
     p.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
@@ -88,9 +106,18 @@ def main() -> None:
     for stage, scale, epochs in plan:
         cmd = [sys.executable, __file__, "-w", args.workspace, "--_child", "--stage", stage, "--scale", str(scale), "--epochs", str(epochs)]
         print(f"running {stage} x{scale} ({epochs} epochs) ...", file=sys.stderr, flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        cap = int(args.mem_gb * 2**30)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
+        except subprocess.TimeoutExpired:
+            rows.append({"stage": stage, "scale": scale, "error": f"did not finish within {args.timeout} s"})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            continue
         if out.returncode != 0:
-            rows.append({"stage": stage, "scale": scale, "error": out.stderr.strip().splitlines()[-1] if out.stderr else f"exit {out.returncode}"})
+            last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+            why = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit {out.returncode}"
+            rows.append({"stage": stage, "scale": scale, "error": f"{why}: {last}" if last else why})
         else:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
