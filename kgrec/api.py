@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgrec.cohort import Cohort, Mappings, get_loader
@@ -99,6 +99,15 @@ class RunResult:
     graph: object  # kgrec.graph.load.LoadResult
     evaluation: EvaluationResult
     seconds: dict
+    stages: dict = field(default_factory=dict)  # kgrec.stages.AllResult.to_json() when models were trained
+
+
+# The teacher `kgrec run` trains by default: a frozen MiniLM whose pooled states are cached once, plus a
+# linear term over the visit's codes (fuse_codes): minutes on a laptop CPU for 5-fold CV, and on the eICU
+# demo the best teacher measured (docs/teacher.md). On a GPU pass e.g. ``teacher={"lora_r": 8,
+# "graph_prompt": True}`` (the LEADER setting: LoRA + graph soft prompts) or a larger ``model``.
+CPU_TEACHER = {"lora_r": 0, "fuse_codes": True, "graph_prompt": False}
+RUN_MODELS = ("frequency", "logreg", "teacher", "student")
 
 
 def run(
@@ -109,10 +118,18 @@ def run(
     folds: int | None = 5,
     seed: int = 42,
     exclude_nc: bool = False,
+    models: Sequence[str] = RUN_MODELS,
+    teacher: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
-    graph, then evaluate the baselines (K-fold CV by default)."""
+    graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
+    ``models`` include the teacher or the student, then evaluate ``models`` (K-fold CV by default).
+
+    With folds, the embeddings are trained without Patient/Visit nodes (``patients="none"``): every
+    patient is in some test fold. ``teacher``: :class:`~kgrec.teacher.TeacherConfig` fields (default
+    :data:`CPU_TEACHER`).
+    """
     import time
 
     from kgrec.graph.load import load_graph
@@ -126,10 +143,19 @@ def run(
         progress("load-graph: building the knowledge graph (embedded store)")
     graph = load_graph(workspace, data_dir, store="embedded", exclude_nc=exclude_nc)
     t2 = time.perf_counter()
-    ev = evaluate(workspace, ("frequency", "logreg"), folds=folds, seed=seed, progress=progress)
+    stages: dict = {}
+    if any(m in ("teacher", "student") for m in models):
+        from kgrec.stages import run_all
+
+        patients = "none" if folds else "train"
+        settings = {"kge": {"patients": patients, "seed": seed}, "gnn": {"patients": patients, "seed": seed},
+                    "teacher": {**CPU_TEACHER, **(teacher or {}), "seed": seed}, "distill": {"seed": seed}}
+        stages = run_all(workspace, settings, progress=progress).to_json()
     t3 = time.perf_counter()
-    seconds = {"prepare": round(t1 - t0, 2), "load_graph": round(t2 - t1, 2), "evaluate": round(t3 - t2, 2), "total": round(t3 - t0, 2)}
-    return RunResult(prep, graph, ev, seconds)
+    ev = evaluate(workspace, tuple(models), folds=folds, seed=seed, progress=progress)
+    t4 = time.perf_counter()
+    seconds = {"prepare": round(t1 - t0, 2), "load_graph": round(t2 - t1, 2), "train": round(t3 - t2, 2), "evaluate": round(t4 - t3, 2), "total": round(t4 - t0, 2)}
+    return RunResult(prep, graph, ev, seconds, stages)
 
 
 def train_kge(workspace: Path | str = "kgrec-workspace", **kwargs):

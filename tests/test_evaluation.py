@@ -131,7 +131,7 @@ def test_cli_run_chains_prepare_graph_and_evaluate(tmp_path, mini_data, monkeypa
     # the mini data folder holds only the code maps: build the graph from the tiny hand-made tables
     monkeypatch.setattr(graph_load, "_build_graph", lambda data_dir, **kw: type("B", (), {"tables": tiny_tables(), "report": {}})())
     ws = tmp_path / "ws"
-    r = runner.invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(mini_data), "--folds", "2", "--json"])
+    r = runner.invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(mini_data), "--folds", "2", "-m", "frequency", "-m", "logreg", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["stats"]["n_visits"] == 4
@@ -139,3 +139,27 @@ def test_cli_run_chains_prepare_graph_and_evaluate(tmp_path, mini_data, monkeypa
     assert len(out["evaluation"]["models"]["logreg"]["metrics"]["jaccard"]["folds"]) == 2
     assert (ws / "cohort" / "visits.parquet").exists()
     assert out["graph"]["n_nodes"] > 0 and (ws / "graph" / "tables" / "nodes").is_dir()
+
+
+def test_cli_run_trains_the_model_stages_before_evaluating_them(tmp_path, mini_data, monkeypatch):
+    """With teacher/student among the models, `kgrec run` chains kge -> gnn -> teacher -> distill (patients
+    left out of the embeddings under CV, the CPU teacher unless told otherwise) before the evaluation."""
+    import kgrec.api as api
+    import kgrec.stages as stages
+    from kgrec.graph import load as graph_load
+    from tests.graph_tiny import tiny_tables
+
+    monkeypatch.setattr(graph_load, "_build_graph", lambda data_dir, **kw: type("B", (), {"tables": tiny_tables(), "report": {}})())
+    calls = []
+    monkeypatch.setattr(stages, "run_all", lambda ws, settings, **kw: calls.append(("train", settings)) or stages.AllResult(ran=list(stages.STAGES)))
+    real_evaluate = api.evaluate
+    monkeypatch.setattr(api, "evaluate", lambda ws, models, **kw: calls.append(("evaluate", tuple(models))) or real_evaluate(ws, ("frequency",), **kw))
+    ws = tmp_path / "ws"
+    r = runner.invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(mini_data), "--folds", "2", "--teacher-lora-r", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [c[0] for c in calls] == ["train", "evaluate"]
+    settings = calls[0][1]
+    assert settings["kge"]["patients"] == "none" and settings["gnn"]["patients"] == "none"
+    assert settings["teacher"]["lora_r"] == 8 and settings["teacher"]["fuse_codes"] is True and settings["teacher"]["graph_prompt"] is False
+    assert calls[1][1] == ("frequency", "logreg", "teacher", "student")
+    assert json.loads(r.stdout)["stages"]["ran"] == list(stages.STAGES)

@@ -20,20 +20,28 @@ def run(
     workspace: Workspace = DEFAULT_WORKSPACE,
     data_dir: DataDir = None,
     source_dir: Annotated[Path | None, typer.Option(help="Folder of the EHR tables (default: the demo folder in --data-dir).", show_default=False)] = None,
-    folds: Annotated[int, typer.Option(help="Patient-level cross-validation folds for the evaluation.")] = 5,
+    folds: Annotated[int, typer.Option(help="Patient-level cross-validation folds for the evaluation (0: the saved 8:1:1 split).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and the folds.")] = 42,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to evaluate (repeat): frequency, logreg, teacher, student. Default: all four; baselines only skips the training stages.")] = None,
+    teacher_model: Annotated[str | None, typer.Option(help="Teacher backbone: a folder or Hugging Face id (default: the offline all-MiniLM-L6-v2).", show_default=False)] = None,
+    teacher_lora_r: Annotated[int, typer.Option(help="Teacher LoRA rank; 0 (default here) freezes the backbone and caches its states, which keeps 5-fold CV to minutes on a CPU. On a GPU use 8 or more with --teacher-graph-prompt (the LEADER setting).")] = 0,
+    teacher_graph_prompt: Annotated[bool, typer.Option("--teacher-graph-prompt/--no-teacher-graph-prompt", help="Teacher: graph soft prompts (slower: no state cache).")] = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Run the main job end to end: prepare the cohort, build and load the knowledge graph into the
-    embedded store, then evaluate the baselines with K-fold CV.
+    """Run the main job end to end on the embedded store: prepare the cohort, build and load the
+    knowledge graph, train the model stages (PyKEEN KGE -> PyG R-GCN -> teacher -> distilled student;
+    stages whose outputs are current are skipped), then evaluate baselines, teacher and student with
+    patient-level K-fold CV (paired differences against logistic regression).
 
-    Everything lands in the workspace (cohort/, graph/, reports/). The model stages follow with
-    `kgrec train --stage ...`.
+    Everything lands in the workspace (cohort/, graph/, embed/, teacher/, student/, reports/). With
+    --folds, the embeddings leave out Patient/Visit nodes, since every patient is in some test fold.
     """
+    teacher = {"lora_r": teacher_lora_r, "graph_prompt": teacher_graph_prompt, **({"model": teacher_model} if teacher_model else {})}
+    models = model or list(api.RUN_MODELS)
     with console.status("running ...") as status:
-        res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds, seed=seed, progress=lambda m: status.update(m))
+        res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher, progress=lambda m: status.update(m))
     if json_out:
-        emit_json({"stats": res.prepare.stats, "graph": res.graph.to_dict()["counts"], "evaluation": res.evaluation.to_json(), "seconds": res.seconds})
+        emit_json({"stats": res.prepare.stats, "graph": res.graph.to_dict()["counts"], "stages": res.stages, "evaluation": res.evaluation.to_json(), "seconds": res.seconds})
         return
     stats = res.prepare.stats
     console.print(
@@ -42,6 +50,12 @@ def run(
     )
     g = res.graph.to_dict()["counts"]
     console.print(f"knowledge graph (embedded store): {g['n_nodes']:,} nodes, {g['n_edges']:,} edges")
-    table = metrics_table(res.evaluation, f"{source}: {folds}-fold patient-level CV, mean ± std")
+    if res.stages:
+        console.print("trained: " + (", ".join(f"{k} {v:.0f} s" for k, v in res.stages["seconds"].items()) or "nothing (all current)"))
+    table = metrics_table(res.evaluation, f"{source}: {folds}-fold patient-level CV, mean ± std" if folds else f"{source}: test split, [95% CI]")
     console.print(table)
+    for name, per in (res.evaluation.paired or {}).items():
+        d = per.get("prauc")
+        if d:
+            console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     console.print(f"done in {res.seconds['total']:.1f} s; reports in {api.reports_dir(workspace)}")
