@@ -96,7 +96,7 @@ def _factory(name: str, args, workspace: str):
     from kgrec.teacher import TeacherRecommender
 
     cfg = _config(name, args, workspace)
-    return lambda vocab: TeacherRecommender(vocab, cfg, workspace=workspace)
+    return lambda vocab: TeacherRecommender(vocab, cfg, workspace=workspace, cache=False)
 
 
 def _per_visit_prauc(cohort, vocab, rec: Recording) -> dict:
@@ -173,7 +173,7 @@ def run_speed(args) -> None:
            "load_average": os.getloadavg(), "n_train_visits": len(train), "n_eval_visits": len(allv), "runs": {}}
     for name in args.variants.split(","):
         cfg = _config(name, args, args.workspace)
-        rec = TeacherRecommender(vocab, cfg, workspace=args.workspace, progress=True)
+        rec = TeacherRecommender(vocab, cfg, workspace=args.workspace, progress=True, cache=False)
         t0 = time.perf_counter()
         rec.fit(cohort, train, val)
         fit_s = time.perf_counter() - t0
