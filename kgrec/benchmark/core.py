@@ -290,6 +290,8 @@ def run_benchmark(
     splits: list[tuple[str, dict]] = [("split", cohort.split)]
     if folds and folds > 1:
         splits += [(f"fold{k + 1}", sp) for k, sp in enumerate(kfold_patients(cohort.visits["patient_id"].unique(), folds, seed))]
+    if "student" in rows:
+        rows["student"].notes.append("train s includes training the teacher whose features it distils (kgrec.teacher.teacher_features; cached in the workspace per training set)")
     on_folds = {n for n, _ in resolve_models(fold_models)} if fold_models is not None else {n for n, _ in chosen}
     for n, row in rows.items():
         if len(splits) > 1 and n not in on_folds:

@@ -180,7 +180,7 @@ def plot(res, folder: Path) -> list[Path]:
             ax.plot(rec, prec, label=f"{n} (PRAUC {res.rows[n].split['metrics']['prauc']:.3f})", color=colours[n])
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        ax.set_title(f"{res.dataset}: precision–recall, test visit × drug pairs")
+        ax.set_title(f"{res.dataset}: precision–recall over test visit × drug pairs\n(legend: PRAUC averaged over visits, as in the table)", fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
