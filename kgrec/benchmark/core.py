@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -158,7 +159,19 @@ def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Sample
         threshold=float(model.threshold), chosen=dict(model.chosen), train_seconds=round(fit_s, 3), infer_seconds=round(pred_s, 4),
         visits_per_second=round(len(test) / pred_s, 1) if pred_s > 0 and len(test) else None, n_train=len(train), n_val=len(val),
     )
+    if fit:
+        res["peak_rss_mb"] = peak_rss_mb()
     return res, y, proba
+
+
+def peak_rss_mb() -> float | None:
+    """The process's resident-memory high-water mark so far (MB; Linux/macOS), None elsewhere."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _kgrec_model(name: str, vocab: list[str], workspace: Path) -> Recommender:

@@ -206,7 +206,19 @@ def run_model(name: str, request: dict, ds, parts: dict, out_dir: str) -> dict:
         np.save(os.path.join(out_dir, f"{part}.npy"), _to_request_order(prob, label_vocab, vocab))
         res[f"{part}_infer_seconds"] = round(dt, 4)
     res["infer_seconds"] = res.get("test_infer_seconds")
+    res["peak_rss_mb"] = _peak_rss_mb()
     return res
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's resident-memory high-water mark so far (MB): models run one after another, so it
+    covers the dataset and every model trained up to now."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
