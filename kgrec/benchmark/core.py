@@ -388,6 +388,7 @@ def run_benchmark(
                 inf = r.info.get("infer_seconds")
                 res["infer_seconds"] = inf
                 res["visits_per_second"] = round(len(test) / inf, 1) if inf else None
+                res["peak_rss_mb"] = r.info.get("peak_rss_mb")  # the runner process's high-water mark
                 res["runner"] = {k: v for k, v in r.info.items() if k not in ("status", "notes")}
                 for note in r.info.get("notes", []):
                     if note not in row.notes:
