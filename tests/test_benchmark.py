@@ -226,3 +226,22 @@ def test_real_pyhealth_runner(workspace: Path):
         row = res.rows[name]
         assert row.status == "ok", row.reason
         assert 0 <= row.split["metrics"]["prauc"] <= 1 and row.split["train_seconds"] > 0
+
+
+def test_saved_student_is_loaded_not_retrained(workspace: Path):
+    """`saved-student`: the model `kgrec train --stage distill` saved, measured on the saved split only."""
+    from kgrec import api
+    from kgrec.cohort.base import Cohort
+
+    trained = api.train_student(workspace, progress=False, alpha=0, beta=0, graph=False, dim=16, epochs=30, patience=5, batch_size=64)
+    res = run_benchmark(workspace, models=["frequency", "saved-student"], folds=2, n_boot=20, plots=False)
+    row = res.rows["saved-student"]
+    assert row.status == "ok", row.reason
+    assert row.split["train_seconds"] == trained.fit_seconds and not row.folds
+    c = Cohort.load(workspace / "cohort")
+    test = build_samples(c, c.split["test"])
+    model = api.load_model(workspace, "student")
+    y, p = res.curves["saved-student"]
+    assert np.allclose(p, model.predict_proba(c, test)) and row.split["threshold"] == pytest.approx(model.threshold)
+    assert any("trained by `kgrec train`" in n for n in row.notes)
+    assert "split only" in (res.out / "benchmark.md").read_text()

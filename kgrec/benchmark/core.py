@@ -36,6 +36,9 @@ from kgrec.models.base import Recommender
 BASELINES = ("frequency", "logreg")
 KGREC_MODELS = ("frequency", "logreg", "teacher", "student")
 PYHEALTH_MODELS = ("GAMENet", "SafeDrug", "RETAIN", "MoleRec")
+# Trained already (`kgrec train --stage teacher|distill`, e.g. a 7B teacher on a GPU): loaded from the
+# workspace and measured on the saved split they were trained on; never on folds (they saw those patients).
+SAVED_MODELS = ("saved-teacher", "saved-student")
 DEFAULT_MODELS = (*KGREC_MODELS, *PYHEALTH_MODELS)
 ALIASES = {"baselines": BASELINES, "pyhealth": PYHEALTH_MODELS, "kgrec": KGREC_MODELS, "all": DEFAULT_MODELS}
 PAIRED_METRICS = ("jaccard", "f1", "prauc")
@@ -48,7 +51,8 @@ def resolve_models(models: Sequence[str]) -> list[tuple[str, str]]:
     case-insensitively, ``baselines``/``pyhealth``/``kgrec``/``all`` expand, duplicates drop."""
     from kgrec.models import MODELS
 
-    lookup = {m.lower(): m for m in (*MODELS, *PYHEALTH_MODELS)}
+    known = [*MODELS, *SAVED_MODELS, *PYHEALTH_MODELS]
+    lookup = {m.lower(): m for m in known}
     out: list[tuple[str, str]] = []
     for raw in models:
         for part in str(raw).split(","):
@@ -59,7 +63,7 @@ def resolve_models(models: Sequence[str]) -> list[tuple[str, str]]:
             for n in names:
                 name = lookup.get(n.lower())
                 if name is None:
-                    raise ValueError(f"unknown model {n!r}; choose from {', '.join([*MODELS, *PYHEALTH_MODELS])} (or baselines, pyhealth, kgrec, all)")
+                    raise ValueError(f"unknown model {n!r}; choose from {', '.join(known)} (or baselines, pyhealth, kgrec, all)")
                 fam = "pyhealth" if name in PYHEALTH_MODELS else ("baseline" if name in BASELINES else "kgrec")
                 if all(name != o for o, _ in out):
                     out.append((name, fam))
@@ -172,6 +176,39 @@ def peak_rss_mb() -> float | None:
         return None
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _evaluate_saved(name: str, workspace: Path, cohort: Cohort, vocab: list[str], ddi: np.ndarray, val: Samples, test: Samples, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A model trained on the saved split (``kgrec train``), loaded and measured like the others; its
+    training time is the one its ``metrics.json`` recorded."""
+    from kgrec.api import load_model
+
+    kind = name.split("-", 1)[1]
+    model = load_model(workspace, kind)
+    cols = [model.drug_vocab.index(d) if d in model.drug_vocab else -1 for d in vocab]
+
+    def proba(samples: Samples) -> np.ndarray:
+        p = np.asarray(model.predict_proba(cohort, samples), dtype=float)
+        out = np.zeros((len(samples), len(vocab)))
+        for j, k in enumerate(cols):
+            if k >= 0:
+                out[:, j] = p[:, k]
+        return out
+
+    t0 = time.perf_counter()
+    p_test = proba(test)
+    infer_s = time.perf_counter() - t0
+    fixed = _Fixed(vocab, {id(val): proba(val), id(test): p_test})
+    res, y, p = _evaluate(fixed, cohort, ddi, test, val, test, n_boot, seed, fit=False)
+    metrics_file = Path(workspace) / kind / "metrics.json"
+    trained = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    res.update(
+        train_seconds=trained.get("train_seconds"), infer_seconds=round(infer_s, 4),
+        visits_per_second=round(len(test) / infer_s, 1) if infer_s > 0 and len(test) else None,
+        saved={"path": str(Path(workspace) / kind), "threshold_saved": getattr(model, "threshold", None), "n_vocab_missing": int(sum(k < 0 for k in cols))},
+    )
+    res.pop("n_train", None)
+    return res, y, p
 
 
 def _kgrec_model(name: str, vocab: list[str], workspace: Path) -> Recommender:
@@ -303,9 +340,13 @@ def run_benchmark(
     splits: list[tuple[str, dict]] = [("split", cohort.split)]
     if folds and folds > 1:
         splits += [(f"fold{k + 1}", sp) for k, sp in enumerate(kfold_patients(cohort.visits["patient_id"].unique(), folds, seed))]
+    for n in SAVED_MODELS:
+        if n in rows:
+            rows[n].notes.append(f"loaded from {workspace / n.split('-', 1)[1]} (trained by `kgrec train` on the saved split); train s is the time its metrics.json recorded")
     if "student" in rows:
         rows["student"].notes.append("train s includes training the teacher whose features it distils (kgrec.teacher.teacher_features; cached in the workspace per training set)")
     on_folds = {n for n, _ in resolve_models(fold_models)} if fold_models is not None else {n for n, _ in chosen}
+    on_folds -= set(SAVED_MODELS)
     for n, row in rows.items():
         if len(splits) > 1 and n not in on_folds:
             row.notes.append(f"run on the saved split only, not on the {folds} folds")
@@ -364,7 +405,10 @@ def run_benchmark(
             row = rows[name]
             say(f"{name}: {split_name}", done, total)
             try:
-                res, y, proba = _evaluate(_kgrec_model(name, vocab, workspace), cohort, ddi, train, val, test, boot, seed)
+                if name in SAVED_MODELS:
+                    res, y, proba = _evaluate_saved(name, workspace, cohort, vocab, ddi, val, test, boot, seed)
+                else:
+                    res, y, proba = _evaluate(_kgrec_model(name, vocab, workspace), cohort, ddi, train, val, test, boot, seed)
             except Exception as exc:  # noqa: BLE001 - the reason goes into the report
                 _fail(row, split_name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
             else:

@@ -35,6 +35,7 @@ def benchmark(
     models: Annotated[
         str,
         typer.Option(help="Comma-separated models: frequency, logreg, teacher, student (kgrec) and GAMENet, SafeDrug, RETAIN, MoleRec (PyHealth); "
+                     "saved-teacher, saved-student (trained already by `kgrec train`, e.g. on a GPU: loaded, measured on the saved split); "
                      "or the groups baselines, kgrec, pyhealth, all. Quick run: --models baselines,pyhealth."),
     ] = "all",
     folds: Annotated[int, typer.Option(help="Also run K patient-level folds for paired per-fold differences against the best baseline (0: the saved split only).")] = 0,
