@@ -241,7 +241,7 @@ def test_saved_student_is_loaded_not_retrained(workspace: Path):
     c = Cohort.load(workspace / "cohort")
     test = build_samples(c, c.split["test"])
     model = api.load_model(workspace, "student")
-    y, p = res.curves["saved-student"]
+    _, p = res.curves["saved-student"]
     assert np.allclose(p, model.predict_proba(c, test)) and row.split["threshold"] == pytest.approx(model.threshold)
     assert any("trained by `kgrec train`" in n for n in row.notes)
     assert "split only" in (res.out / "benchmark.md").read_text()
