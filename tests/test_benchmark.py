@@ -245,3 +245,16 @@ def test_saved_student_is_loaded_not_retrained(workspace: Path):
     assert np.allclose(p, model.predict_proba(c, test)) and row.split["threshold"] == pytest.approx(model.threshold)
     assert any("trained by `kgrec train`" in n for n in row.notes)
     assert "split only" in (res.out / "benchmark.md").read_text()
+
+
+def test_exchange_history_cap():
+    from kgrec.benchmark.exchange import visit_records
+
+    c = synthetic_cohort(30, seed=2)
+    s = build_samples(c)
+    full = visit_records(c, s, "train")
+    k = max(range(len(s)), key=lambda i: len(s.history[i]))
+    assert len(s.history[k]) >= 2 and len(full[k]["conditions"]) == len(s.history[k]) + 1
+    one = visit_records(c, s, "train", max_history=1)[k]
+    assert one["conditions"] == full[k]["conditions"][-2:] and one["drugs_hist"] == full[k]["drugs_hist"][-2:]
+    assert visit_records(c, s, "test", max_history=0)[k]["conditions"] == [full[k]["conditions"][-1]]

@@ -220,12 +220,12 @@ def _kgrec_model(name: str, vocab: list[str], workspace: Path) -> Recommender:
 
 def _run_external(
     cmd: list[str], names: list[str], split_dir: Path, cohort: Cohort, parts: dict[str, Samples], vocab: list[str], ddi: np.ndarray,
-    config: dict, smiles, split_name: str, timeout: float | None,
+    config: dict, smiles, split_name: str, timeout: float | None, max_history: int | None = None,
 ) -> tuple[dict, dict]:
     """Write the request, run the runner, read every model's result. Returns (results, runner info)."""
     from kgrec.benchmark.exchange import read_result, write_request
 
-    req = write_request(split_dir / "request.json", cohort, parts, vocab, ddi, names, config, smiles, split_name)
+    req = write_request(split_dir / "request.json", cohort, parts, vocab, ddi, names, config, smiles, split_name, max_history)
     out_dir = split_dir / "out"
     log = split_dir / "runner.log"
     t0 = time.perf_counter()
@@ -295,6 +295,7 @@ def run_benchmark(
     patience: int | None = 5,
     device: str | None = None,
     pyhealth_timeout: float | None = None,
+    pyhealth_history: int | None = None,
     plots: bool = True,
     progress: Progress | None = None,
 ) -> BenchmarkResult:
@@ -316,6 +317,8 @@ def run_benchmark(
         data_dir: open data (for SafeDrug/MoleRec's ATC3 SMILES; default ``$KGREC_DATA``).
         epochs, batch_size, lr, patience, device: PyHealth training settings (best epoch by validation
             PRAUC, PyHealth's Trainer).
+        pyhealth_history: the PyHealth models see only this many most recent earlier visits (default:
+            all; long histories such as Synthea's, up to hundreds of visits, cost time quadratically).
     """
     from kgrec.api import load_cohort, reports_dir
     from kgrec.benchmark.exchange import load_smiles
@@ -376,9 +379,11 @@ def run_benchmark(
                     rows[n].status, rows[n].reason = "error", f"PyHealth is not available: {env.reason}"
         done += 1
     smiles = load_smiles(data_dir or os.environ.get("KGREC_DATA")) if cmd and {"SafeDrug", "MoleRec"} & set(ph_names) else None
-    ph_config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed, "device": device}
+    ph_config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed, "device": device, "max_history": pyhealth_history}
     if ph_names and cmd:
         for n in ph_names:
+            if pyhealth_history is not None:
+                rows[n].notes.append(f"sees the {pyhealth_history} most recent earlier visits (--pyhealth-history)")
             rows[n].notes.append(
                 "uses no DDI information" if n == "RETAIN"
                 else "DDI matrix: kgrec's ATC3 pairs (the matrix of the DDI-rate metric), not PyHealth's downloaded resource"
@@ -419,7 +424,7 @@ def run_benchmark(
         runnable = [n for n in ph_names if is_main or n in on_folds] if cmd else []
         if runnable:
             say(f"PyHealth ({', '.join(runnable)}): {split_name}", done, total)
-            results, info = _run_external(cmd, runnable, out / "pyhealth" / split_name, cohort, parts, vocab, ddi, ph_config, smiles, split_name, pyhealth_timeout)
+            results, info = _run_external(cmd, runnable, out / "pyhealth" / split_name, cohort, parts, vocab, ddi, ph_config, smiles, split_name, pyhealth_timeout, pyhealth_history)
             runner_info[split_name] = info
             for n, r in results.items():
                 row = rows[n]

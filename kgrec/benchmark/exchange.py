@@ -5,7 +5,8 @@ kgrec writes one request per split (``request.json``); the runner writes probabi
 the split's patients, the same inputs kgrec's models see, in PyHealth's drug-recommendation layout:
 
 - ``conditions`` / ``procedures``: one list of codes per visit, the patient's earlier visits first and
-  the target visit last (kgrec's history: every earlier visit of the patient, by visit order);
+  the target visit last (kgrec's history: every earlier visit of the patient by visit order, or the
+  ``max_history`` most recent ones);
 - ``drugs_hist``: the drugs of those visits, with the target visit's own list empty;
 - ``drugs``: the target visit's ATC3 drugs (the label);
 - ``part``: ``train``, ``val`` or ``test`` (kgrec's patient split; the runner never trains on the others).
@@ -31,13 +32,16 @@ FORMAT = "kgrec-benchmark-exchange/1"
 SMILES_FILE = "mappings/atc3_smiles.tsv"
 
 
-def visit_records(cohort: Cohort, samples: Samples, part: str) -> list[dict]:
-    """The request rows of one part: nested code lists, history first, target visit last."""
+def visit_records(cohort: Cohort, samples: Samples, part: str, max_history: int | None = None) -> list[dict]:
+    """The request rows of one part: nested code lists, history first, target visit last (only the
+    ``max_history`` most recent earlier visits when given)."""
     v = cohort.visits
     dx, px, rx, vid = v["diagnoses"], v["procedures"], v["drugs"], v["visit_id"]
     out = []
     for k, i in enumerate(samples.visit_idx):
         hist = list(samples.history[k])
+        if max_history is not None:
+            hist = hist[len(hist) - max_history:] if max_history > 0 else []
         out.append({
             "part": part,
             "patient_id": str(samples.patient_id[k]),
@@ -81,9 +85,10 @@ def write_request(
     config: dict,
     smiles: dict[str, list[str]] | None = None,
     split_name: str = "split",
+    max_history: int | None = None,
 ) -> Path:
     """Write one split's request for an external runner."""
-    samples = [r for part in ("train", "val", "test") for r in visit_records(cohort, parts[part], part)]
+    samples = [r for part in ("train", "val", "test") for r in visit_records(cohort, parts[part], part, max_history)]
     req = {
         "format": FORMAT,
         "dataset": cohort.source,
@@ -93,6 +98,7 @@ def write_request(
         "smiles": smiles,
         "models": list(models),
         "config": config,
+        "max_history": max_history,
         "counts": {p: len(parts[p]) for p in ("train", "val", "test")},
         "samples": samples,
     }

@@ -52,6 +52,7 @@ def benchmark(
     batch_size: Annotated[int, typer.Option(help="PyHealth models: batch size.")] = 64,
     device: Annotated[str | None, typer.Option(help="PyHealth models: cpu or cuda (default: cuda when available).", show_default=False)] = None,
     pyhealth_timeout: Annotated[float | None, typer.Option(help="Seconds one PyHealth run (all its models on one split) may take.", show_default=False)] = None,
+    pyhealth_history: Annotated[int | None, typer.Option(help="PyHealth models: only the N most recent earlier visits (default: all; cap long histories such as Synthea's).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the folds, the bootstrap and the PyHealth models.")] = 42,
     n_boot: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the 95% intervals.")] = 1000,
     data_dir: DataDir = None,
@@ -97,7 +98,7 @@ def benchmark(
         res = run_benchmark(
             workspace, models=[models], folds=folds or None, fold_models=[fold_models] if fold_models else None, out=out, seed=seed, n_boot=n_boot, pyhealth=pyhealth,
             pyhealth_python=pyhealth_python, pyhealth_venv=pyhealth_venv, pyhealth_base_python=pyhealth_base_python, data_dir=data, epochs=epochs, batch_size=batch_size,
-            patience=patience or None, device=device, pyhealth_timeout=pyhealth_timeout, plots=plots, progress=progress,
+            patience=patience or None, device=device, pyhealth_timeout=pyhealth_timeout, pyhealth_history=pyhealth_history, plots=plots, progress=progress,
         )
     if json_out:
         emit_json(res.to_json())
