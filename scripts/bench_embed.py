@@ -93,6 +93,7 @@ def main() -> None:
     p.add_argument("--epochs-gnn", type=int, default=100)
     p.add_argument("--scales", type=int, nargs="*", default=[10, 100])
     p.add_argument("--scale-epochs", type=int, default=1)
+    p.add_argument("--stages", nargs="+", choices=["kge", "gnn"], default=["kge", "gnn"], help="which stages to measure")
     p.add_argument("--json", action="store_true")
     p.add_argument("--mem-gb", type=float, default=20.0, help="address-space cap per run (GiB)")
     p.add_argument("--timeout", type=int, default=1200, help="wall-clock limit per run (s)")
@@ -105,8 +106,8 @@ def main() -> None:
         _child(args)
         return
     rows = []
-    plan = [("kge", 1, args.epochs_kge), ("gnn", 1, args.epochs_gnn)]
-    plan += [(stage, s, args.scale_epochs) for s in args.scales for stage in ("kge", "gnn")]
+    plan = [(st, 1, args.epochs_kge if st == "kge" else args.epochs_gnn) for st in ("kge", "gnn") if st in args.stages]
+    plan += [(stage, s, args.scale_epochs) for s in args.scales for stage in ("kge", "gnn") if stage in args.stages]
     for stage, scale, epochs in plan:
         cmd = [sys.executable, __file__, "-w", args.workspace, "--_child", "--stage", stage, "--scale", str(scale), "--epochs", str(epochs)]
         print(f"running {stage} x{scale} ({epochs} epochs) ...", file=sys.stderr, flush=True)
