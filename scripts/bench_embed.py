@@ -82,7 +82,7 @@ def _child(args: argparse.Namespace) -> None:
         "stage": args.stage, "scale": args.scale, "n_entities": len(ex.entities), "n_triples": int(len(ex.train)),
         "epochs": args.epochs, "train_seconds": res.seconds, "seconds_per_epoch": res.seconds / max(args.epochs, 1),
         "wall_seconds_incl_eval": round(wall, 2), "cpu_seconds_incl_eval": round(cpu_s, 1), "peak_rss_mb": round(peak_mb, 1),
-        "mrr": res.metrics["mrr"] if args.scale == 1 else None, "hits_at_10": res.metrics["hits_at_10"] if args.scale == 1 else None,
+        "mrr": res.metrics["mrr"] if args.scale == 1 else None, "hits_at_1": res.metrics["hits_at_1"] if args.scale == 1 else None, "hits_at_10": res.metrics["hits_at_10"] if args.scale == 1 else None,
     }))
 
 
