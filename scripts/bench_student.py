@@ -62,7 +62,7 @@ def main() -> None:
         cfg = StudentConfig(alpha=a, beta=b, temperature=args.temperature, seed=args.seed)
         models.append((f"student-a{a:g}-b{b:g}", lambda v, cfg=cfg: StudentRecommender(v, ws, cfg)))
     t0 = time.perf_counter()
-    res = evaluate_models(cohort, models, folds=args.folds, seed=args.seed, n_boot=0,
+    res = evaluate_models(cohort, models, folds=args.folds, seed=args.seed, n_boot=0, workspace=ws,
                           progress=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}", file=sys.stderr, flush=True))
     test = {n: ev.summary["metrics"]["prauc"]["folds"] for n, ev in res.models.items()}
     val = {n: [c.get("val_prauc") for c in ev.summary["chosen"]] for n, ev in res.models.items() if n.startswith("student")}
