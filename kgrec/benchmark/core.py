@@ -149,19 +149,21 @@ class BenchmarkResult:
 
 def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Samples, val: Samples, test: Samples, n_boot: int, seed: int, fit: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit (timed together with the threshold choice), predict the test visits (timed), measure."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if fit:
         model.fit(cohort, train, val)
     model.tune_threshold(cohort, val)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     proba = np.asarray(model.predict_proba(cohort, test), dtype=float)
-    pred_s = time.perf_counter() - t0
+    pred_s, pred_cpu = time.perf_counter() - t0, time.process_time() - c0
     y = model.targets(test)
     res = evaluate_predictions(y, proba, model.predict(proba), ddi, patients=test.patient_id, single_visit=test.single_visit, n_boot=n_boot, seed=seed)
     res.update(
         threshold=float(model.threshold), chosen=dict(model.chosen), train_seconds=round(fit_s, 3), infer_seconds=round(pred_s, 4),
         visits_per_second=round(len(test) / pred_s, 1) if pred_s > 0 and len(test) else None, n_train=len(train), n_val=len(val),
+        train_cpu_seconds=round(fit_cpu, 3), infer_cpu_seconds=round(pred_cpu, 4),
+        visits_per_cpu_second=round(len(test) / pred_cpu, 1) if pred_cpu > 0 and len(test) else None,
     )
     if fit:
         res["peak_rss_mb"] = peak_rss_mb()
@@ -195,9 +197,9 @@ def _evaluate_saved(name: str, workspace: Path, cohort: Cohort, vocab: list[str]
                 out[:, j] = p[:, k]
         return out
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     p_test = proba(test)
-    infer_s = time.perf_counter() - t0
+    infer_s, infer_cpu = time.perf_counter() - t0, time.process_time() - c0
     fixed = _Fixed(vocab, {id(val): proba(val), id(test): p_test})
     res, y, p = _evaluate(fixed, cohort, ddi, test, val, test, n_boot, seed, fit=False)
     metrics_file = Path(workspace) / kind / "metrics.json"
@@ -205,6 +207,8 @@ def _evaluate_saved(name: str, workspace: Path, cohort: Cohort, vocab: list[str]
     res.update(
         train_seconds=trained.get("train_seconds"), infer_seconds=round(infer_s, 4),
         visits_per_second=round(len(test) / infer_s, 1) if infer_s > 0 and len(test) else None,
+        train_cpu_seconds=None, infer_cpu_seconds=round(infer_cpu, 4),
+        visits_per_cpu_second=round(len(test) / infer_cpu, 1) if infer_cpu > 0 and len(test) else None,
         saved={"path": str(Path(workspace) / kind), "threshold_saved": getattr(model, "threshold", None), "n_vocab_missing": int(sum(k < 0 for k in cols))},
     )
     res.pop("n_train", None)
@@ -438,6 +442,9 @@ def run_benchmark(
                 res["infer_seconds"] = inf
                 res["visits_per_second"] = round(len(test) / inf, 1) if inf else None
                 res["peak_rss_mb"] = r.info.get("peak_rss_mb")  # the runner process's high-water mark
+                cpu = r.info.get("infer_cpu_seconds")
+                res["train_cpu_seconds"], res["infer_cpu_seconds"] = r.info.get("train_cpu_seconds"), cpu
+                res["visits_per_cpu_second"] = round(len(test) / cpu, 1) if cpu else None
                 res["runner"] = {k: v for k, v in r.info.items() if k not in ("status", "notes")}
                 for note in r.info.get("notes", []):
                     if note not in row.notes:

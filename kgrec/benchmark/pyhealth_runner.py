@@ -5,7 +5,8 @@ This file is a stand-alone script: it runs under the *PyHealth* virtual environm
 (see :mod:`kgrec.benchmark.exchange`); this script writes, for every requested model::
 
     OUT/<model>/result.json   status "ok" or "error" (with the exception text and traceback),
-                              train_seconds, infer_seconds (test), epochs run, notes
+                              train_seconds, infer_seconds (test; wall clock) and their CPU
+                              times (*_cpu_seconds), peak memory, notes
     OUT/<model>/val.npy       (n_val, n_drugs) float32 probabilities, rows in request order,
     OUT/<model>/test.npy      columns in the request's drug vocabulary order
 
@@ -141,10 +142,10 @@ def model_class(name: str, request: dict):
     return Fed
 
 
-def _predict(trainer, loader) -> tuple[np.ndarray, float]:
-    t0 = time.perf_counter()
+def _predict(trainer, loader) -> tuple[np.ndarray, float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     _, y_prob, _ = trainer.inference(loader)[:3]
-    return np.asarray(y_prob, dtype=np.float32), time.perf_counter() - t0
+    return np.asarray(y_prob, dtype=np.float32), time.perf_counter() - t0, time.process_time() - c0
 
 
 def _to_request_order(prob: np.ndarray, label_vocab: dict, vocab: list[str]) -> np.ndarray:
@@ -183,7 +184,7 @@ def run_model(name: str, request: dict, ds, parts: dict, out_dir: str) -> dict:
     loaders = {p: get_dataloader(Subset(ds, idx), batch_size=bs, shuffle=(p == "train")) for p, idx in parts.items() if idx}
     device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     trainer = Trainer(model=model, metrics=["pr_auc_samples"], device=device, enable_logging=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.train(
         train_dataloader=loaders["train"],
         val_dataloader=loaders.get("val"),
@@ -192,20 +193,22 @@ def run_model(name: str, request: dict, ds, parts: dict, out_dir: str) -> dict:
         monitor="pr_auc_samples" if "val" in loaders else None,
         patience=cfg.get("patience"),
     )
-    train_s = time.perf_counter() - t0
-    res = {"status": "ok", "train_seconds": round(train_s, 3), "build_seconds": round(build_s, 3), "device": device, "notes": notes,
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    res = {"status": "ok", "train_seconds": round(train_s, 3), "train_cpu_seconds": round(train_cpu, 3), "build_seconds": round(build_s, 3), "device": device, "notes": notes,
            "n_labels": len(label_vocab), "n_params": int(sum(p.numel() for p in model.parameters()))}
     vocab = request["drug_vocab"]
     for part in ("val", "test"):
         if part not in loaders:
             np.save(os.path.join(out_dir, f"{part}.npy"), np.zeros((0, len(vocab)), np.float32))
             continue
-        prob, dt = _predict(trainer, loaders[part])
+        prob, dt, cpu = _predict(trainer, loaders[part])
         if prob.shape[0] != len(parts[part]):
             raise RuntimeError(f"{name}: {prob.shape[0]} {part} predictions for {len(parts[part])} visits")
         np.save(os.path.join(out_dir, f"{part}.npy"), _to_request_order(prob, label_vocab, vocab))
         res[f"{part}_infer_seconds"] = round(dt, 4)
+        res[f"{part}_infer_cpu_seconds"] = round(cpu, 4)
     res["infer_seconds"] = res.get("test_infer_seconds")
+    res["infer_cpu_seconds"] = res.get("test_infer_cpu_seconds")
     res["peak_rss_mb"] = _peak_rss_mb()
     return res
 
