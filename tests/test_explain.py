@@ -56,7 +56,7 @@ def build_workspace(root) -> object:
         st.load(tables)
     tables.save(ws / "graph" / "tables")
     train, val = build_samples(cohort, split["train"]), build_samples(cohort, split["val"])
-    m = StudentRecommender(cohort.vocab("drug"), None, StudentConfig(alpha=0, graph=False, dim=8, epochs=30, patience=30, batch_size=32)).fit(cohort, train, val)
+    m = StudentRecommender(cohort.vocab("drug"), None, StudentConfig(alpha=0, beta=0, graph=False, dim=8, epochs=30, patience=30, batch_size=32)).fit(cohort, train, val)
     m.threshold = 0.3
     m.save(ws / "student")
     return ws

@@ -20,7 +20,7 @@ FAST = dict(dim=16, epochs=40, patience=10, batch_size=64)
 
 def test_student_learns_code_drug_structure():
     c = synthetic_cohort(90)
-    cfg = StudentConfig(alpha=0, graph=False, dim=16, epochs=60, patience=15, batch_size=64)
+    cfg = StudentConfig(alpha=0, beta=0, graph=False, dim=16, epochs=60, patience=15, batch_size=64)
     res = evaluate_models(c, ["frequency", ("student", lambda v: StudentRecommender(v, None, cfg))], folds=3, seed=0)
     st, fr = res.models["student"].summary["metrics"], res.models["frequency"].summary["metrics"]
     assert st["prauc"]["mean"] > fr["prauc"]["mean"] + 0.15
@@ -76,7 +76,7 @@ def test_graph_inputs_prior_and_unseen_codes(tmp_path):
     c = synthetic_cohort(40)
     ws = graph_workspace(tmp_path, c)
     train, val = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
-    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, **FAST)).fit(c, train, val)
+    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, beta=0, **FAST)).fit(c, train, val)
     fz = m.featurizer
     assert fz.graph_parts == ("kge", "prior")
     b = fz.batch(c, val)
@@ -92,7 +92,7 @@ def test_save_load_identical_and_fast(tmp_path):
     c = synthetic_cohort(40)
     ws = graph_workspace(tmp_path, c)
     train, val = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
-    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, **FAST)).fit(c, train, val)
+    m = StudentRecommender(c.vocab("drug"), ws, StudentConfig(alpha=0, beta=0, **FAST)).fit(c, train, val)
     m.threshold = 0.4
     m.save(tmp_path / "student")
     back = StudentRecommender.load(tmp_path / "student")
@@ -124,7 +124,7 @@ def test_cli_distill_stage_trains_saves_and_loads(tmp_path):
     c = synthetic_cohort(40)
     ws = graph_workspace(tmp_path, c)
     c.save(ws / "cohort")
-    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(ws), "--alpha", "0", "--json"])
+    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(ws), "--alpha", "0", "--beta", "0", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["stage"] == "distill" and 0 <= out["test"]["metrics"]["prauc"] <= 1
@@ -132,5 +132,5 @@ def test_cli_distill_stage_trains_saves_and_loads(tmp_path):
     test = build_samples(c, c.split["test"])
     assert m.predict_proba(c, test).shape == (len(test), len(c.vocab("drug")))
     # a workspace without a cohort is a clear error, not a traceback
-    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(tmp_path / "nothing"), "--alpha", "0"])
+    r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(tmp_path / "nothing"), "--alpha", "0", "--beta", "0"])
     assert r.exit_code == 2 and "kgrec prepare" in r.output
