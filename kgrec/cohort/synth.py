@@ -53,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from kgrec.cohort.base import _replace_dir
 from kgrec.cohort.codes import Mappings, atc3, normalise_ndc
 from kgrec.errors import InputError, KgrecError
 from kgrec.tables import find_table, read_table
@@ -899,7 +900,7 @@ def synthesize_mimic3(
         summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         summary["files"] = sorted(p.name for p in tmp.iterdir()) + [SUMMARY_FILE]
         (tmp / SUMMARY_FILE).write_text(json.dumps({k: v for k, v in summary.items() if k not in ("seconds", "peak_rss_mb", "out_dir", "prepare_command")}, indent=2, sort_keys=True) + "\n")
-        _swap_in(tmp, out_dir)
+        _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -907,11 +908,3 @@ def synthesize_mimic3(
     return summary
 
 
-def _swap_in(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
