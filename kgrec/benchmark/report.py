@@ -216,7 +216,8 @@ def plot(res, folder: Path) -> list[Path]:
     if t and s and t.status == s.status == "ok" and t.split.get(key) and s.split.get(key):
         sub = f"student infers {s.split[key] / t.split[key]:.0f}× faster than the teacher"
     else:
-        sub = "teacher vs student: " + ("not both run here" if not (t and s) else "one of them failed")
+        missing = [r.name for r in (t, s) if r is not None and r.status != "ok"]
+        sub = "teacher vs student: " + (f"{' and '.join(missing)} did not run, see benchmark.md" if missing else "not both run here")
     fig.suptitle(f"{res.dataset}: speed ({sub})")
     fig.tight_layout()
     paths.append(_save(fig, folder / "benchmark-speed.png"))
