@@ -236,7 +236,9 @@ def _run_external(
     failure = None
     try:
         with open(log, "w") as fh:
-            env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}  # no progress bars in the log
+            # no progress bars in the log; a fixed string hash, so that PyHealth's vocabularies (and with them
+            # the initial weights each code gets) are the same from run to run
+            env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": str(config.get("seed", 0))}
             proc = subprocess.run([*cmd, str(req), str(out_dir)], stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False, env=env)
         if proc.returncode != 0:
             failure = f"the PyHealth runner exited with code {proc.returncode}: {_log_tail(log)}"
