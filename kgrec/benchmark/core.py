@@ -171,7 +171,15 @@ def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Sample
 
 
 def peak_rss_mb() -> float | None:
-    """The process's resident-memory high-water mark so far (MB; Linux/macOS), None elsewhere."""
+    """The process's resident-memory high-water mark so far (MB): VmHWM on Linux, ru_maxrss on macOS,
+    None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:

@@ -215,7 +215,15 @@ def run_model(name: str, request: dict, ds, parts: dict, out_dir: str) -> dict:
 
 def _peak_rss_mb() -> float | None:
     """This process's resident-memory high-water mark so far (MB): models run one after another, so it
-    covers the dataset and every model trained up to now."""
+    covers the dataset and every model trained up to now. Linux: VmHWM of /proc/self/status (getrusage's
+    ru_maxrss would report the parent's size at fork when that was larger)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:
