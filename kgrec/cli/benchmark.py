@@ -53,6 +53,12 @@ def benchmark(
     device: Annotated[str | None, typer.Option(help="PyHealth models: cpu or cuda (default: cuda when available).", show_default=False)] = None,
     pyhealth_timeout: Annotated[float | None, typer.Option(help="Seconds one PyHealth run (all its models on one split) may take.", show_default=False)] = None,
     pyhealth_history: Annotated[int | None, typer.Option(help="PyHealth models: only the N most recent earlier visits (default: all; cap long histories such as Synthea's).", show_default=False)] = None,
+    teacher_option: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=VALUE over the workspace's teacher settings (a TeacherConfig field; repeatable), for the teacher and the "
+                     "teacher the student distils. E.g. the CPU teacher: --teacher-option lora_r=0 --teacher-option fuse_codes=true "
+                     "--teacher-option graph_prompt=false.", show_default=False),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the folds, the bootstrap and the PyHealth models.")] = 42,
     n_boot: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the 95% intervals.")] = 1000,
     data_dir: DataDir = None,
@@ -98,7 +104,8 @@ def benchmark(
         res = run_benchmark(
             workspace, models=[models], folds=folds or None, fold_models=[fold_models] if fold_models else None, out=out, seed=seed, n_boot=n_boot, pyhealth=pyhealth,
             pyhealth_python=pyhealth_python, pyhealth_venv=pyhealth_venv, pyhealth_base_python=pyhealth_base_python, data_dir=data, epochs=epochs, batch_size=batch_size,
-            patience=patience or None, device=device, pyhealth_timeout=pyhealth_timeout, pyhealth_history=pyhealth_history, plots=plots, progress=progress,
+            patience=patience or None, device=device, pyhealth_timeout=pyhealth_timeout, pyhealth_history=pyhealth_history,
+            teacher_options=_options(teacher_option), plots=plots, progress=progress,
         )
     if json_out:
         emit_json(res.to_json())
@@ -122,6 +129,24 @@ def benchmark(
             d = per["prauc"]
             console.print(f"  {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])})")
     console.print(f"report: {res.files['markdown']} (+ benchmark.json, {len(res.files.get('plots', []))} plots) in {res.seconds:.0f} s")
+
+
+def _options(items: list[str] | None) -> dict | None:
+    """``["lora_r=0", "fuse_codes=true", "model=/models/x"]`` -> ``{"lora_r": 0, "fuse_codes": True, "model": "/models/x"}``."""
+    import json
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--teacher-option")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
 
 
 def _cell(res: dict, k: str) -> str:

@@ -699,8 +699,10 @@ def cached_teacher(
     if (folder / "features.safetensors").exists() and (folder / "model" / "config.json").exists():
         return TeacherRecommender.load(folder / "model", progress=progress), folder
     vocab = cohort.vocab("drug")
+    t0, c0 = time.perf_counter(), time.process_time()
     rec = TeacherRecommender(vocab, config, workspace=workspace, progress=progress, cache=False).fit(cohort, train, val)
     rec.tune_threshold(cohort, val)
+    fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     everything = build_samples(cohort)
     feats, logits = rec.features(cohort, everything)
     visit_ids = cohort.visits["visit_id"].to_numpy()[everything.visit_idx].astype(str)
@@ -716,6 +718,7 @@ def cached_teacher(
             "key": key, "visit_ids": visit_ids.tolist(), "drug_vocab": vocab, "config": config.to_json(),
             "n_train_patients": len(set(train.patient_id)), "n_val_patients": len(set(val.patient_id)),
             "hidden_size": int(feats.shape[1]), "chosen": rec.chosen,
+            "train_seconds": round(fit_s, 3), "train_cpu_seconds": round(fit_cpu, 3),
         }, indent=1, default=_json_default))
         if folder.exists():
             shutil.rmtree(folder)
