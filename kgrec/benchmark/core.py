@@ -256,11 +256,41 @@ def _evaluate_teacher(workspace: Path, cohort: Cohort, vocab: list[str], ddi: np
 
     meta_file = _teacher_folder(workspace, cohort, train, val, tcfg) / "features.json"
     cached = meta_file.exists()
-    res, y, proba = _evaluate(TeacherRecommender(vocab, tcfg, workspace=workspace), cohort, ddi, train, val, test, n_boot, seed)
+    model = TeacherRecommender(vocab, tcfg, workspace=workspace)
+    predict = model.predict_proba
+
+    def predict_uncached(c: Cohort, samples: Samples) -> np.ndarray:
+        # the frozen backbone's states (and the prompts' tokens) of every visit are kept in memory across
+        # fits; the test visits are timed without them, as a new visit would be
+        if samples is not test:
+            return predict(c, samples)
+        with _no_teacher_state_cache():
+            return predict(c, samples)
+
+    model.predict_proba = predict_uncached
+    res, y, proba = _evaluate(model, cohort, ddi, train, val, test, n_boot, seed)
     if cached:
         meta = json.loads(meta_file.read_text())
         res.update(train_seconds=meta.get("train_seconds"), train_cpu_seconds=meta.get("train_cpu_seconds"), teacher_cache=str(meta_file.parent))
     return res, y, proba
+
+
+class _no_teacher_state_cache:
+    """Set the teacher's in-memory token and backbone-state caches aside for the duration of a block."""
+
+    def __enter__(self):
+        from kgrec.teacher import train as tt
+
+        self.saved = [(c, dict(c)) for c in (tt._TOKENS, tt._POOLED)]
+        for c, _ in self.saved:
+            c.clear()
+        return self
+
+    def __exit__(self, *exc):
+        for c, kept in self.saved:
+            c.clear()
+            c.update(kept)
+        return False
 
 
 def _warm_teacher(workspace: Path, cohort: Cohort, train: Samples, val: Samples, tcfg) -> dict:
