@@ -70,7 +70,13 @@ def one_scale(n: int, out: Path, models: str, args) -> dict:
     steps.append(("benchmark", bench))
     rec: dict = {"visits": n, "models": models, "steps": []}
     for name, cmd in steps:
-        r = run_step(name, cmd, logs / f"{name}.log")
+        done = logs / f"{name}.json"
+        if args.resume and done.exists() and json.loads(done.read_text()).get("rc") == 0:
+            r = {**json.loads(done.read_text()), "reused": True}  # measured by an earlier, interrupted run
+            print(f"  {name}: done before ({r['wall_s']} s wall, {r['cpu_s']} s CPU)", flush=True)
+        else:
+            r = run_step(name, cmd, logs / f"{name}.log")
+            done.write_text(json.dumps(r))
         rec["steps"].append(r)
         if r["rc"] != 0:
             break
@@ -115,6 +121,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs (fixed: no early stopping, so sizes compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("KGREC_DATA"))
+    ap.add_argument("--resume", action="store_true", help="keep the steps an interrupted run finished (their figures included)")
     args = ap.parse_args()
     at = dict(x.split("=", 1) for x in args.models_at)
     args.out.mkdir(parents=True, exist_ok=True)
