@@ -46,7 +46,7 @@ def rows(path: Path) -> list[str]:
             delta = "split only"
         train = s.get("train_seconds")
         tsec = "–" if train is None else f"{train:,.1f}"
-        if s.get("teacher_seconds") is not None:
+        if (s.get("teacher_seconds") or 0) >= 1:  # the student trained its teacher itself (no teacher row before it)
             tsec += f" (+ teacher {s['teacher_seconds']:,.0f})"
         vps = s.get("visits_per_second")
         out.append(f"| {ds} | {label} | {split} | {_ms(summ, 'prauc')} | {delta} | {_ms(summ, 'jaccard')} | {tsec} | {'–' if not vps else f'{vps:,.0f}'} |")
