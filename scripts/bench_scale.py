@@ -57,7 +57,7 @@ def one_scale(n: int, out: Path, models: str, args) -> dict:
         ("synth", [*KGREC, "synth", "--visits", str(n), "-o", str(synth), "--seed", str(args.seed), *data, "--json"]),
         ("prepare", [*KGREC, "prepare", "-s", "mimic3", "--source-dir", str(synth), "-w", str(ws), *data, "--json"]),
     ]
-    needs_graph = any(m in models.split(",") for m in ("teacher", "student", "kgrec", "all"))
+    needs_graph = args.graph_steps or any(m in models.split(",") for m in ("teacher", "student", "kgrec", "all"))
     if needs_graph:
         steps += [
             ("load-graph", [*KGREC, "load-graph", "-w", str(ws), *data, "--json"]),
@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs (fixed: no early stopping, so sizes compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("KGREC_DATA"))
+    ap.add_argument("--graph-steps", action="store_true", help="run load-graph, kge and gnn at every size (the graph holds the cohort's visits)")
     ap.add_argument("--resume", action="store_true", help="keep the steps an interrupted run finished (their figures included)")
     args = ap.parse_args()
     at = dict(x.split("=", 1) for x in args.models_at)
