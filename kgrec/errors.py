@@ -27,3 +27,7 @@ class InputError(KgrecError):
 
 class WorkspaceError(KgrecError):
     """The workspace lacks an artefact a step needs (e.g. evaluate before prepare)."""
+
+
+class OptionError(KgrecError, ValueError):
+    """An option names something that does not exist (a model, a setting); also a ValueError for API callers."""

@@ -308,6 +308,10 @@ def test_teacher_and_student_rows_time_their_own_training(workspace: Path, tmp_p
         run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options={"lora_rank": 0})
     r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "teacher", "--teacher-option", "lora_r", "--no-plots"])
     assert r.exit_code != 0 and "KEY=VALUE" in r.output
+    r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "teacher", "--teacher-option", "lora_rank=0", "--no-plots"])
+    assert r.exit_code == 2 and "unknown teacher option(s) lora_rank" in r.output
+    r = CliRunner().invoke(app, ["benchmark", "-w", str(workspace), "--models", "LEAP", "--no-plots"])
+    assert r.exit_code == 2 and "unknown model 'LEAP'" in r.output
 
 
 def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tiny_bert: Path, monkeypatch):

@@ -29,7 +29,7 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.ddi import ddi_matrix
 from kgrec.cohort.samples import Samples, build_samples
 from kgrec.cohort.split import kfold_patients
-from kgrec.errors import WorkspaceError
+from kgrec.errors import OptionError, WorkspaceError
 from kgrec.metrics import evaluate_predictions
 from kgrec.models.base import Recommender
 
@@ -63,12 +63,12 @@ def resolve_models(models: Sequence[str]) -> list[tuple[str, str]]:
             for n in names:
                 name = lookup.get(n.lower())
                 if name is None:
-                    raise ValueError(f"unknown model {n!r}; choose from {', '.join(known)} (or baselines, pyhealth, kgrec, all)")
+                    raise OptionError(f"unknown model {n!r}; choose from {', '.join(known)} (or baselines, pyhealth, kgrec, all)")
                 fam = "pyhealth" if name in PYHEALTH_MODELS else ("baseline" if name in BASELINES else "kgrec")
                 if all(name != o for o, _ in out):
                     out.append((name, fam))
     if not out:
-        raise ValueError("no models to benchmark")
+        raise OptionError("no models to benchmark")
     return out
 
 
@@ -235,7 +235,7 @@ def teacher_config(workspace: Path | str, options: dict | None = None):
         names = {f.name for f in fields(TeacherConfig)}
         bad = sorted(set(options) - names)
         if bad:
-            raise ValueError(f"unknown teacher option(s) {', '.join(bad)}; TeacherConfig fields: {', '.join(sorted(names))}")
+            raise OptionError(f"unknown teacher option(s) {', '.join(bad)}; TeacherConfig fields: {', '.join(sorted(names))}")
         cfg = replace(cfg, **options)
         cfg.validate()
     return cfg
