@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgrec.benchmark.pyhealth_runner import peak_rss_mb
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.ddi import ddi_matrix
 from kgrec.cohort.samples import Samples, build_samples
@@ -170,24 +170,6 @@ def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Sample
     return res, y, proba
 
 
-def peak_rss_mb() -> float | None:
-    """The process's resident-memory high-water mark so far (MB): VmHWM on Linux, ru_maxrss on macOS,
-    None elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
 def _evaluate_saved(name: str, workspace: Path, cohort: Cohort, vocab: list[str], ddi: np.ndarray, val: Samples, test: Samples, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
     """A model trained on the saved split (``kgrec train``), loaded and measured like the others; its
     training time is the one its ``metrics.json`` recorded."""
@@ -253,6 +235,7 @@ def _evaluate_teacher(workspace: Path, cohort: Cohort, vocab: list[str], ddi: np
     retrained; its train time is then the one recorded when it was trained (None for caches older than
     that record), never the loading time."""
     from kgrec.teacher import TeacherRecommender
+    from kgrec.teacher.train import no_state_cache
 
     meta_file = _teacher_folder(workspace, cohort, train, val, tcfg) / "features.json"
     cached = meta_file.exists()
@@ -264,7 +247,7 @@ def _evaluate_teacher(workspace: Path, cohort: Cohort, vocab: list[str], ddi: np
         # fits; the test visits are timed without them, as a new visit would be
         if samples is not test:
             return predict(c, samples)
-        with _no_teacher_state_cache():
+        with no_state_cache():
             return predict(c, samples)
 
     model.predict_proba = predict_uncached
@@ -273,24 +256,6 @@ def _evaluate_teacher(workspace: Path, cohort: Cohort, vocab: list[str], ddi: np
         meta = json.loads(meta_file.read_text())
         res.update(train_seconds=meta.get("train_seconds"), train_cpu_seconds=meta.get("train_cpu_seconds"), teacher_cache=str(meta_file.parent))
     return res, y, proba
-
-
-class _no_teacher_state_cache:
-    """Set the teacher's in-memory token and backbone-state caches aside for the duration of a block."""
-
-    def __enter__(self):
-        from kgrec.teacher import train as tt
-
-        self.saved = [(c, dict(c)) for c in (tt._TOKENS, tt._POOLED)]
-        for c, _ in self.saved:
-            c.clear()
-        return self
-
-    def __exit__(self, *exc):
-        for c, kept in self.saved:
-            c.clear()
-            c.update(kept)
-        return False
 
 
 def _warm_teacher(workspace: Path, cohort: Cohort, train: Samples, val: Samples, tcfg) -> dict:

@@ -209,14 +209,15 @@ def run_model(name: str, request: dict, ds, parts: dict, out_dir: str) -> dict:
         res[f"{part}_infer_cpu_seconds"] = round(cpu, 4)
     res["infer_seconds"] = res.get("test_infer_seconds")
     res["infer_cpu_seconds"] = res.get("test_infer_cpu_seconds")
-    res["peak_rss_mb"] = _peak_rss_mb()
+    res["peak_rss_mb"] = peak_rss_mb()
     return res
 
 
-def _peak_rss_mb() -> float | None:
-    """This process's resident-memory high-water mark so far (MB): models run one after another, so it
-    covers the dataset and every model trained up to now. Linux: VmHWM of /proc/self/status (getrusage's
-    ru_maxrss would report the parent's size at fork when that was larger)."""
+def peak_rss_mb() -> float | None:
+    """This process's resident-memory high-water mark so far (MB). In the runner, models run one after
+    another, so it covers the dataset and every model trained up to now; kgrec's benchmark uses the same
+    function for its in-process models. Linux: VmHWM of /proc/self/status (getrusage's ru_maxrss would
+    report the parent's size at fork when that was larger); ru_maxrss on macOS; None elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
