@@ -63,7 +63,7 @@ def main() -> None:
     from kgrec.cohort.samples import build_samples
     from kgrec.evaluation import fit_on_split
     from kgrec.student.train import StudentConfig, StudentRecommender
-    from kgrec.teacher.train import _POOLED
+    from kgrec.teacher.train import no_state_cache
 
     ws = Path(args.workspace)
     cohort = load_cohort(ws)
@@ -78,13 +78,12 @@ def main() -> None:
     for name, m in models.items():
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         m.predict_proba(cohort, every.subset([0]))  # warm-up
-        # a frozen-backbone teacher keeps pooled states per cohort row in memory; a deployed model sees new
-        # visits, so the cache is emptied before each measurement (the language model really runs)
-        _POOLED.clear()
-        vps = _throughput(m, cohort, every, args.batch)
-        _POOLED.clear()
-        p50, p95 = _latency(m, cohort, every, args.latency_visits)
-        _POOLED.clear()
+        # a frozen-backbone teacher keeps tokens and pooled states per cohort row in memory; a deployed model
+        # sees new visits, so each measurement starts without them (the language model really runs)
+        with no_state_cache():
+            vps = _throughput(m, cohort, every, args.batch)
+        with no_state_cache():
+            p50, p95 = _latency(m, cohort, every, args.latency_visits)
         rows[name] = {"visits_per_second": round(vps, 1), "latency_ms_p50": round(p50, 2), "latency_ms_p95": round(p95, 2), "test": _metrics(m, cohort, test)}
     t, s = rows["teacher"], rows["student"]
     summary = {

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -134,6 +135,22 @@ class TeacherConfig:
 # ---- per-cohort caches shared by every fold / model of a run ----
 _TOKENS: dict[tuple, dict[int, list[int]]] = {}
 _POOLED: dict[tuple, dict[int, np.ndarray]] = {}
+
+
+@contextmanager
+def no_state_cache():
+    """Set the in-memory token and backbone-state caches aside for the duration of a block, so that a
+    timed prediction tokenises and encodes its visits as it would for new patients; the caches are put
+    back afterwards."""
+    saved = [(c, dict(c)) for c in (_TOKENS, _POOLED)]
+    for c, _ in saved:
+        c.clear()
+    try:
+        yield
+    finally:
+        for c, kept in saved:
+            c.clear()
+            c.update(kept)
 
 
 def cohort_fingerprint(cohort: Cohort) -> str:
