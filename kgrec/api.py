@@ -174,8 +174,9 @@ def train_gnn(workspace: Path | str = "kgrec-workspace", **kwargs):
 
 def train_teacher(workspace: Path | str = "kgrec-workspace", progress: bool = True, **config):
     """LEADER-style teacher on the saved split, saved to ``<workspace>/teacher/`` (see
-    :func:`kgrec.teacher.train.train_on_split`; keyword arguments are :class:`~kgrec.teacher.TeacherConfig` fields)."""
-    from kgrec.teacher.train import TeacherConfig, train_on_split
+    :func:`kgrec.teacher.split.train_on_split`; keyword arguments are :class:`~kgrec.teacher.TeacherConfig` fields)."""
+    from kgrec.teacher.config import TeacherConfig
+    from kgrec.teacher.split import train_on_split
 
     return train_on_split(workspace, TeacherConfig(**config), progress=progress)
 
@@ -201,7 +202,7 @@ def load_model(workspace: Path | str, name: str = "student"):
             raise WorkspaceError(f"no trained student in {folder}: run `kgrec train --stage distill` (or --stage all)")
         return StudentRecommender.load(folder)
     if name == "teacher":
-        from kgrec.teacher.train import TeacherRecommender
+        from kgrec.teacher.recommender import TeacherRecommender
 
         if not folder.is_dir() or not any(folder.iterdir()):
             raise WorkspaceError(f"no trained teacher in {folder}: run `kgrec train --stage teacher`")

@@ -210,7 +210,7 @@ def teacher_config(workspace: Path | str, options: dict | None = None):
     teacher``; the default when none was trained) with ``options`` (TeacherConfig fields) on top."""
     from dataclasses import fields, replace
 
-    from kgrec.teacher.train import TeacherConfig, workspace_teacher_config
+    from kgrec.teacher.config import TeacherConfig, workspace_teacher_config
 
     cfg = workspace_teacher_config(workspace)
     if options:
@@ -225,7 +225,8 @@ def teacher_config(workspace: Path | str, options: dict | None = None):
 
 def _teacher_folder(workspace: Path, cohort: Cohort, train: Samples, val: Samples, tcfg) -> Path:
     """The cache folder of the teacher trained on ``train`` with the settings ``tcfg``."""
-    from kgrec.teacher.train import features_key, teacher_dir
+    from kgrec.teacher.cache import features_key
+    from kgrec.teacher.config import teacher_dir
 
     return teacher_dir(workspace) / features_key(cohort, train, val, tcfg, workspace)
 
@@ -235,7 +236,7 @@ def _evaluate_teacher(workspace: Path, cohort: Cohort, vocab: list[str], ddi: np
     retrained; its train time is then the one recorded when it was trained (None for caches older than
     that record), never the loading time."""
     from kgrec.teacher import TeacherRecommender
-    from kgrec.teacher.train import no_state_cache
+    from kgrec.teacher.cache import no_state_cache
 
     meta_file = _teacher_folder(workspace, cohort, train, val, tcfg) / "features.json"
     cached = meta_file.exists()

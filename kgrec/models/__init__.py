@@ -6,7 +6,7 @@ from kgrec.models.base import Recommender
 from kgrec.models.baselines import FrequencyRecommender, LogRegRecommender
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (FrequencyRecommender, LogRegRecommender)}
-from kgrec.teacher.train import TeacherRecommender  # noqa: E402  (imports torch lazily)
+from kgrec.teacher.recommender import TeacherRecommender  # noqa: E402  (imports torch lazily)
 
 MODELS[TeacherRecommender.name] = TeacherRecommender
 from kgrec.student.train import StudentRecommender  # noqa: E402
