@@ -1,0 +1,219 @@
+"""The cross-cohort protocol: in-domain, zero-shot, few-shot and pooled training on one target site.
+
+The target's patients are cut into the same K folds as ``kgrec evaluate --folds K`` (same seed, same
+patient ids), so every transfer result pairs fold by fold with the in-domain one:
+
+- **in-domain**: train on the fold's training patients of the target only (``kgrec evaluate --folds``).
+- **zero-shot**: train on the sources only (their patients split 9:1, the tenth choosing ``C``,
+  thresholds and early stopping), once; score every fold's test patients of the target. The target's
+  drug vocabulary is the output space (see :mod:`kgrec.transfer.pool`); no target label is used.
+- **few-shot**: the sources plus a seeded share (10%, 25%, 50%, 100%) of the fold's target training
+  patients; choices on the fold's target validation patients.
+- **pooled**: the sources plus all of the fold's target training patients (few-shot at 100%).
+
+Each mode's result has the shape of ``kgrec evaluate --json``; paired per-fold differences are taken
+against in-domain logistic regression and against the same model in-domain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.ddi import ddi_matrix
+from kgrec.cohort.samples import Samples, build_samples
+from kgrec.cohort.split import kfold_patients, split_patients
+from kgrec.errors import WorkspaceError
+from kgrec.evaluation import EvaluationResult, ModelEvaluation, _aggregate
+from kgrec.metrics import evaluate_predictions
+from kgrec.models import get_model
+from kgrec.transfer.pool import Site, load_site, pool, prefixed
+
+MODES = ("zero-shot", "few-shot", "pooled")
+SHARES = (0.1, 0.25, 0.5, 1.0)
+DEFAULT_MODELS = ("frequency", "logreg", "logreg-graph")
+PAIRED_METRICS = ("jaccard", "f1", "prauc")
+
+
+@dataclass
+class TransferResult:
+    """In-domain and transfer results on one target, each an :class:`EvaluationResult`-shaped dict."""
+
+    target: str
+    sources: list[str]
+    folds: int
+    modes: dict[str, dict] = field(default_factory=dict)
+    pooling: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"target": self.target, "sources": self.sources, "folds": self.folds, "pooling": self.pooling,
+                "seconds": self.seconds, "modes": self.modes}
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "folds": d.tolist(), "n_better": int((d > 0).sum())}
+
+
+def _factory(name: str, workspace: Path):
+    cls = get_model(name)
+    return (lambda v: cls(v, workspace=workspace)) if cls.uses_workspace else cls
+
+
+def _score(model, cohort: Cohort, test: Samples, ddi: np.ndarray, n_boot: int, seed: int) -> dict:
+    t0 = time.perf_counter()
+    proba = model.predict_proba(cohort, test)
+    dt = time.perf_counter() - t0
+    res = evaluate_predictions(model.targets(test), proba, model.predict(proba), ddi, patients=test.patient_id,
+                               single_visit=test.single_visit, n_boot=n_boot, seed=seed)
+    res["predict_seconds"] = round(dt, 4)
+    return res
+
+
+def _fit(factory, vocab: list[str], cohort: Cohort, train: Samples, val: Samples):
+    model = factory(vocab)
+    t0 = time.perf_counter()
+    model.fit(cohort, train, val)
+    model.tune_threshold(cohort, val)
+    return model, round(time.perf_counter() - t0, 3)
+
+
+class TransferRun:
+    """One target, its sources and its folds; :meth:`run_mode` evaluates one mode for every model."""
+
+    def __init__(self, target: Site, sources: Sequence[Site], models: Sequence[str], folds: int = 5, seed: int = 42,
+                 shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None):
+        if not sources:
+            raise WorkspaceError("transfer needs at least one source workspace (--source-ws)")
+        if folds < 2:
+            raise ValueError(f"--folds must be at least 2, got {folds}")
+        bad = [s for s in shares if not 0 < s <= 1]
+        if bad:
+            raise ValueError(f"few-shot shares must lie in (0, 1], got {bad}")
+        self.cohort, self.report = pool(target, sources)
+        self.site_of = self.report["sites"]
+        self.target_name = next(iter(self.site_of))
+        self.source_names = list(self.site_of)[1:]
+        self.target, self.sources = target, sources
+        self.models, self.k, self.seed, self.shares = list(models), folds, seed, tuple(shares)
+        self.progress = progress or (lambda s: None)
+        for m in self.models:
+            get_model(m)  # unknown names fail before any training
+        self.vocab = target.cohort.vocab("drug")
+        ddi = target.cohort.ddi
+        self.ddi = ddi_matrix(ddi, self.vocab) if ddi is not None else np.zeros((len(self.vocab),) * 2, np.int8)
+        tp = [p for p in target.patients]
+        self.folds = [{part: prefixed(self.target_name, ids) for part, ids in f.items()} for f in kfold_patients(tp, folds, seed)]
+        visits = self.cohort.visits
+        self.source_patients = sorted(set(visits.loc[visits["site"] != self.target_name, "patient_id"]))
+        sp = split_patients(self.source_patients, (0.9, 0.1, 0.0), seed)
+        self.source_train, self.source_val = sp["train"] + sp["test"], sp["val"]
+
+    def _samples(self, patients) -> Samples:
+        return build_samples(self.cohort, patients)
+
+    def _result(self, per_model: dict[str, list[dict]]) -> EvaluationResult:
+        models = {}
+        for name, folds in per_model.items():
+            ev = ModelEvaluation(name, folds)
+            ev.summary = _aggregate(folds)
+            models[name] = ev
+        return EvaluationResult(self.cohort.source, self.k, models)
+
+    def in_domain(self) -> EvaluationResult:
+        """``kgrec evaluate --folds K`` on the target alone, on the same folds."""
+        per: dict[str, list[dict]] = {m: [] for m in self.models}
+        for i, f in enumerate(self.folds):
+            tr, va, te = (self._samples(f[p]) for p in ("train", "val", "test"))
+            for m in self.models:
+                self.progress(f"in-domain {m}: fold {i + 1}/{self.k}")
+                model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                per[m].append({**_score(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
+        return self._result(per)
+
+    def zero_shot(self) -> EvaluationResult:
+        tr, va = self._samples(self.source_train), self._samples(self.source_val)
+        per: dict[str, list[dict]] = {m: [] for m in self.models}
+        overall = {}
+        all_target = self._samples([p for f in self.folds for p in f["test"]])
+        for m in self.models:
+            self.progress(f"zero-shot {m}: training on {', '.join(self.source_names)}")
+            model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+            for f in self.folds:
+                per[m].append({**_score(model, self.cohort, self._samples(f["test"]), self.ddi, 0, self.seed), "fit_seconds": fit_s,
+                               "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
+            overall[m] = _score(model, self.cohort, all_target, self.ddi, 1000, self.seed)
+        res = self._result(per)
+        for m, ev in res.models.items():
+            ev.summary["all_target_visits"] = overall[m]
+        return res
+
+    def with_target_share(self, share: float) -> EvaluationResult:
+        per: dict[str, list[dict]] = {m: [] for m in self.models}
+        for i, f in enumerate(self.folds):
+            rng = np.random.default_rng(self.seed + 7 * i + int(share * 1000))
+            train_t = sorted(f["train"])
+            n = max(1, int(round(share * len(train_t))))
+            picked = sorted(rng.choice(train_t, size=n, replace=False).tolist()) if share < 1 else train_t
+            tr, va, te = self._samples(self.source_patients + picked), self._samples(f["val"]), self._samples(f["test"])
+            for m in self.models:
+                self.progress(f"{'pooled' if share == 1 else f'few-shot {share:.0%}'} {m}: fold {i + 1}/{self.k}")
+                model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                per[m].append({**_score(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen),
+                               "n_train": len(tr), "n_val": len(va), "n_target_train_patients": n})
+        return self._result(per)
+
+
+def _with_pairs(res: EvaluationResult, indomain: EvaluationResult, suffix: str = "") -> dict:
+    """``res.to_json()`` with paired per-fold differences against in-domain logreg and the same model in-domain."""
+    out = res.to_json()
+    ref = "logreg" if "logreg" in indomain.models else next(iter(indomain.models))
+    out["paired_differences"] = {"reference": f"in-domain {ref}"}
+    out["paired_vs_in_domain_same_model"] = {}
+    for name, ev in res.models.items():
+        out["paired_differences"][name] = {m: _paired(ev.metric_folds(m), indomain.models[ref].metric_folds(m)) for m in PAIRED_METRICS}
+        if name in indomain.models:
+            out["paired_vs_in_domain_same_model"][name] = {m: _paired(ev.metric_folds(m), indomain.models[name].metric_folds(m)) for m in PAIRED_METRICS}
+    if suffix:
+        out["models"] = {f"{k}{suffix}": v for k, v in out["models"].items()}
+        for key in ("paired_differences", "paired_vs_in_domain_same_model"):
+            out[key] = {(k if k == "reference" else f"{k}{suffix}"): v for k, v in out[key].items()}
+    return out
+
+
+def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: Sequence[str] = MODES, models: Sequence[str] = DEFAULT_MODELS,
+                 folds: int = 5, seed: int = 42, shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None) -> TransferResult:
+    """Run the cross-cohort protocol (module docstring) and return every mode's result."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown transfer mode(s) {unknown}; choose from {', '.join(MODES)}")
+    t0 = time.perf_counter()
+    run = TransferRun(load_site(target_ws), [load_site(s) for s in source_ws], models, folds, seed, shares, progress)
+    out = TransferResult(run.target_name, run.source_names, folds, pooling=run.report)
+    indomain = run.in_domain()
+    out.modes["in-domain"] = indomain.to_json()
+    out.seconds["in-domain"] = round(time.perf_counter() - t0, 2)
+    for mode in modes:
+        t1 = time.perf_counter()
+        if mode == "zero-shot":
+            out.modes[mode] = _with_pairs(run.zero_shot(), indomain)
+        elif mode == "pooled":
+            out.modes[mode] = _with_pairs(run.with_target_share(1.0), indomain)
+        else:
+            merged: dict = {"dataset": run.cohort.source, "folds": folds, "shares": list(shares), "models": {},
+                            "paired_differences": {"reference": None}, "paired_vs_in_domain_same_model": {}}
+            for share in shares:
+                part = _with_pairs(run.with_target_share(share), indomain, suffix=f"@{share:.0%}")
+                merged["models"].update(part["models"])
+                merged["paired_differences"].update(part["paired_differences"])
+                merged["paired_vs_in_domain_same_model"].update(part["paired_vs_in_domain_same_model"])
+            out.modes[mode] = merged
+        out.seconds[mode] = round(time.perf_counter() - t1, 2)
+    out.seconds["total"] = round(time.perf_counter() - t0, 2)
+    return out
