@@ -169,6 +169,13 @@ EICU_STAYS = [
     ("002-3", 40, 301, 2014, 1, -1),
 ]
 
+# profile cells that differ from the defaults (age "70", Female, Med-Surg ICU, no admission sources)
+EICU_PROFILES = {
+    101: {"age": "> 89", "gender": "Male", "unitadmitsource": "Emergency Department", "hospitaladmitsource": "Emergency Department"},
+    102: {"age": "", "gender": "Unknown", "unittype": "CCU-CTICU", "unitadmitsource": "Floor"},
+    201: {"age": "0", "gender": "", "unitadmitsource": "Operating Room", "hospitaladmitsource": "Operating Room"},
+}
+
 EICU_DIAGNOSES = [
     # id, stay, offset, path, icd cell, priority
     (1, 101, 500, "cardiovascular|ventricular disorders|hypertension", "401.9, I10", "Other"),
@@ -224,6 +231,7 @@ def make_eicu(root: Path, *, drop: dict[str, str] | None = None, skip: tuple[str
                 "patientunitstayid": s, "patienthealthsystemstayid": hs, "uniquepid": pid, "hospitaldischargeyear": y,
                 "unitvisitnumber": uvn, "hospitaladmitoffset": off, "gender": "Female", "age": "70", "hospitalid": 1,
                 "wardid": 1, "unittype": "Med-Surg ICU", "unitstaytype": "admit", "apacheadmissiondx": "Sepsis, pulmonary",
+                **EICU_PROFILES.get(s, {}),
             }
             for pid, hs, s, y, uvn, off in EICU_STAYS
         ],
@@ -294,6 +302,7 @@ SYNTHEA_ENCOUNTERS = [
     ("eB1", "2020-05-05T12:00:00Z", B, "ambulatory"),
     ("eC1", "2021-01-01T09:00:00Z", C, "wellness"),  # dropped: C has no visit
 ]
+SYNTHEA_PATIENTS = [(A, "1960-01-01", "F"), (B, "1920-06-01", "M"), (C, "", "")]  # B is over 89 in 2020
 SYNTHEA_CONDITIONS = [
     ("2019-01-10", "", A, "eA1", "59621000", "Essential hypertension (disorder)"),
     ("2019-03-01", "2019-03-15", A, "eA2", "10509002", "Acute bronchitis (disorder)"),
@@ -345,7 +354,7 @@ def make_synthea(root: Path, *, drop: dict[str, str] | None = None, skip: tuple[
     emit(
         "patients",
         SYNTHEA_PATIENT_COLUMNS,
-        [{"Id": p, "BIRTHDATE": "1960-01-01", "GENDER": "F", "CITY": "Omaha", "STATE": "Nebraska"} for p in (A, B, C)],
+        [{"Id": p, "BIRTHDATE": born, "GENDER": sex, "CITY": "Omaha", "STATE": "Nebraska"} for p, born, sex in SYNTHEA_PATIENTS],
     )
     if procedures:
         emit(
@@ -354,4 +363,45 @@ def make_synthea(root: Path, *, drop: dict[str, str] | None = None, skip: tuple[
             [{"START": "2019-03-01T10:00:00Z", "STOP": "2019-03-01T10:15:00Z", "PATIENT": A, "ENCOUNTER": "eA2",
               "SYSTEM": "http://snomed.info/sct", "CODE": "23426006", "DESCRIPTION": "Measurement of respiratory function (procedure)"}],
         )
+    return folder
+
+
+# ---------------------------------------------------------------- MIMIC profiles (public schemas)
+MIMIC3_ADMISSIONS_HEADER = (
+    "ROW_ID,SUBJECT_ID,HADM_ID,ADMITTIME,DISCHTIME,DEATHTIME,ADMISSION_TYPE,ADMISSION_LOCATION,DISCHARGE_LOCATION,"
+    "INSURANCE,LANGUAGE,RELIGION,MARITAL_STATUS,ETHNICITY,EDREGTIME,EDOUTTIME,DIAGNOSIS,HOSPITAL_EXPIRE_FLAG,"
+    "HAS_CHARTEVENTS_DATA"
+).split(",")
+MIMIC3_PATIENTS_HEADER = "ROW_ID,SUBJECT_ID,GENDER,DOB,DOD,DOD_HOSP,DOD_SSN,EXPIRE_FLAG".split(",")
+# the admissions of tests.conftest.MIMIC3_TABLES, with the profile columns filled
+MIMIC3_PROFILE_ADMISSIONS = [
+    (1, 10, 100, "10/23/64 21:09", "EMERGENCY", "EMERGENCY ROOM ADMIT", "Medicare"),
+    (2, 10, 101, "2/3/65 08:00", "EMERGENCY", "TRANSFER FROM HOSP/EXTRAM", "Medicare"),
+    (3, 20, 200, "2150-01-01 10:00:00", "ELECTIVE", "PHYS REFERRAL/NORMAL DELI", "Private"),
+    (4, 30, 300, "3/4/99 00:00", "ELECTIVE", "", ""),  # empty cells stay missing
+]
+MIMIC3_PROFILE_PATIENTS = [
+    (1, 10, "F", "3/5/94 0:00"),  # two-digit year: 2094, so 70.6 at 10/23/2164
+    (2, 20, "M", "1850-01-01 00:00:00"),  # older than 89: DOB shifted ~300 years -> 90
+    (3, 30, "", ""),  # no sex, no DOB: missing, not guessed
+]
+MIMIC4_PATIENTS = "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n1000,F,60,2180,2017 - 2019,\n2000,M,91,2150,2008 - 2010,\n"
+
+
+def add_mimic3_profile(folder: Path) -> Path:
+    """Rewrite a :func:`tests.conftest.make_mimic3` folder's ADMISSIONS with the public MIMIC-III columns
+    (ADMISSION_TYPE, ADMISSION_LOCATION, INSURANCE...) and add PATIENTS (GENDER, DOB)."""
+    adm = [{"ROW_ID": r, "SUBJECT_ID": s, "HADM_ID": h, "ADMITTIME": t, "DISCHTIME": t, "ADMISSION_TYPE": a,
+            "ADMISSION_LOCATION": loc, "INSURANCE": ins, "LANGUAGE": "ENGL", "ETHNICITY": "WHITE",
+            "DIAGNOSIS": "SEPSIS", "HOSPITAL_EXPIRE_FLAG": 0, "HAS_CHARTEVENTS_DATA": 1}
+           for r, s, h, t, a, loc, ins in MIMIC3_PROFILE_ADMISSIONS]
+    write(folder / "ADMISSIONS.csv", csv_text(MIMIC3_ADMISSIONS_HEADER, adm), crlf=True)
+    pats = [{"ROW_ID": r, "SUBJECT_ID": s, "GENDER": g, "DOB": d, "EXPIRE_FLAG": 0} for r, s, g, d in MIMIC3_PROFILE_PATIENTS]
+    write(folder / "PATIENTS.csv", csv_text(MIMIC3_PATIENTS_HEADER, pats), crlf=True)
+    return folder
+
+
+def add_mimic4_profile(folder: Path) -> Path:
+    """Add ``hosp/patients.csv.gz`` (gender, anchor_age, anchor_year: MIMIC-IV v2.2) to a make_mimic4 folder."""
+    write(folder / "hosp" / "patients.csv.gz", MIMIC4_PATIENTS, gz=True)
     return folder

@@ -24,6 +24,22 @@ from kgrec.cohort.codes import Mappings
 from kgrec.errors import InputError, WorkspaceError
 
 VISIT_COLUMNS = ["patient_id", "visit_id", "visit_order", "time", "diagnoses", "procedures", "drugs"]
+# The patient profile at the visit (docs/protocol.md, "Patient profiles"): age in years at the visit
+# (float; ages over 89 are recorded as AGE_CAP = 90, "90 or older", as MIMIC and eICU de-identify them),
+# sex ("F"/"M"), and the admission fields of each source, named after the source's column. A field a
+# source lacks, or a cell the source leaves empty, is missing (NaN / None), never filled in.
+PROFILE_COLUMNS = [
+    "age",
+    "sex",
+    "admission_type",  # MIMIC-III/IV ADMISSION_TYPE
+    "admission_location",  # MIMIC-III/IV ADMISSION_LOCATION
+    "insurance",  # MIMIC-III/IV INSURANCE
+    "unit_type",  # eICU unittype
+    "unit_admit_source",  # eICU unitadmitsource
+    "hospital_admit_source",  # eICU hospitaladmitsource
+    "encounter_class",  # Synthea ENCOUNTERCLASS
+]
+AGE_CAP = 90.0
 CODE_KINDS = ("diagnosis", "procedure", "drug")
 PROTOCOLS = ("all", "safedrug")
 
@@ -34,7 +50,8 @@ class Cohort:
 
     Attributes:
         visits: one row per visit: ``patient_id``, ``visit_id`` (str), ``visit_order`` (0-based within the
-            patient, by time), ``time``, and the code lists ``diagnoses``, ``procedures``, ``drugs`` (ATC3).
+            patient, by time), ``time``, the code lists ``diagnoses``, ``procedures``, ``drugs`` (ATC3),
+            and the profile at the visit (:data:`PROFILE_COLUMNS`; missing where the source has none).
         codes: ``code``, ``kind`` (diagnosis/procedure/drug), ``name`` for every code used.
         source: loader name (``mimic3``...).
         report: mapping report (coverage, routes, most frequent unmapped drug names, warnings).
@@ -87,7 +104,17 @@ class Cohort:
             "max_visits_per_patient": int(per_patient.max()) if len(per_patient) else 0,
             "split": {k: len(self.split[k]) for k in ("train", "val", "test")} if self.split else None,
             "n_ddi_pairs": int(len(self.ddi)) if self.ddi is not None else 0,
+            "profile_coverage": self.profile_coverage(),
         }
+
+    def profile_fields(self) -> list[str]:
+        """The profile columns this cohort has a value for in at least one visit."""
+        return [c for c in PROFILE_COLUMNS if c in self.visits and self.visits[c].notna().any()]
+
+    def profile_coverage(self) -> dict[str, float]:
+        """Share of visits with each profile field (0.0 for a field the source does not have)."""
+        n = len(self.visits)
+        return {c: round(float(self.visits[c].notna().mean()), 4) if n and c in self.visits else 0.0 for c in PROFILE_COLUMNS}
 
     # ---- persistence ----
     def save(self, folder: Path) -> Path:
@@ -96,7 +123,8 @@ class Cohort:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
-            self.visits[VISIT_COLUMNS].to_parquet(tmp / "visits.parquet", index=False)
+            cols = VISIT_COLUMNS + [c for c in PROFILE_COLUMNS if c in self.visits]
+            self.visits[cols].to_parquet(tmp / "visits.parquet", index=False)
             self.codes.to_parquet(tmp / "codes.parquet", index=False)
             if self.split is not None:
                 (tmp / "split.json").write_text(json.dumps(self.split))
@@ -120,9 +148,16 @@ class Cohort:
         for col in ("diagnoses", "procedures", "drugs"):
             visits[col] = visits[col].map(lambda x: [str(c) for c in x] if x is not None else [])
         meta = json.loads((folder / "meta.json").read_text())
+        report = meta.get("report", {})
+        absent = [c for c in PROFILE_COLUMNS if c not in visits]
+        visits = with_profile(visits)
+        if absent:
+            # a workspace prepared before patient profiles existed: the profile is missing, and said so
+            report = {**report, "profile_missing": f"the saved cohort has no {', '.join(absent)} column(s) (prepared before "
+                      "patient profiles): profile fields are missing; run `kgrec prepare` again to read them"}
         split = json.loads((folder / "split.json").read_text()) if (folder / "split.json").exists() else None
         ddi = pd.read_parquet(folder / "ddi.parquet") if (folder / "ddi.parquet").exists() else None
-        return cls(visits, pd.read_parquet(folder / "codes.parquet"), meta["source"], meta.get("report", {}), split, ddi)
+        return cls(visits, pd.read_parquet(folder / "codes.parquet"), meta["source"], report, split, ddi)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -136,6 +171,41 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def with_profile(visits: pd.DataFrame) -> pd.DataFrame:
+    """``visits`` with every profile column present: absent ones are added as missing (NaN age, None text)."""
+    out = visits.copy()
+    for c in PROFILE_COLUMNS:
+        if c not in out:
+            out[c] = np.nan if c == "age" else None
+    out["age"] = pd.to_numeric(out["age"], errors="coerce").astype(float)
+    for c in PROFILE_COLUMNS[1:]:
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    rest = [c for c in out.columns if c not in PROFILE_COLUMNS]
+    return out[rest + PROFILE_COLUMNS]
+
+
+def cap_age(years: pd.Series) -> pd.Series:
+    """Ages in years at the visit, rounded to 0.1: 90 or more (older than 89) -> :data:`AGE_CAP`, as the
+    de-identified sources do (MIMIC-III shifts those birth dates by ~300 years, MIMIC-IV writes 91, eICU
+    ``> 89``); negative (a birth date after the visit) -> missing."""
+    a = pd.to_numeric(years, errors="coerce").astype(float)
+    a = a.where(a >= 0)
+    return a.where(a.isna() | (a < AGE_CAP), AGE_CAP).round(1)
+
+
+def norm_sex(values: pd.Series) -> pd.Series:
+    """``F``/``Female`` -> ``F``, ``M``/``Male`` -> ``M`` (any case); anything else (empty, ``Unknown``,
+    ``Other``) -> None: kgrec does not guess a sex."""
+    m = values.fillna("").astype(str).str.strip().str.upper().map({"F": "F", "FEMALE": "F", "M": "M", "MALE": "M"})
+    return m.astype(object).where(m.notna(), None)
+
+
+def norm_text(values: pd.Series) -> pd.Series:
+    """A categorical profile field as the source writes it, whitespace trimmed; empty -> None."""
+    s = values.fillna("").astype(str).str.strip()
+    return s.astype(object).where(s != "", None)
+
+
 def assemble(
     admissions: pd.DataFrame,
     diagnoses: pd.DataFrame,
@@ -146,7 +216,8 @@ def assemble(
 
     Args:
         admissions: ``patient_id``, ``visit_id``, ``time`` (datetime; NaT allowed), optionally ``order_key``
-            (a tie-breaker used after time, e.g. eICU's unitvisitnumber).
+            (a tie-breaker used after time, e.g. eICU's unitvisitnumber) and any :data:`PROFILE_COLUMNS`
+            (the others are added as missing).
         diagnoses, procedures: ``visit_id``, ``code``, optionally ``seq`` (order within the visit).
         drugs: ``visit_id``, ``code`` (ATC3).
 
@@ -179,7 +250,10 @@ def assemble(
     for col, df, sort in (("diagnoses", diagnoses, False), ("procedures", procedures, False), ("drugs", drugs, True)):
         m = lists(df, sort)
         out[col] = out["visit_id"].map(m).map(lambda x: list(x) if isinstance(x, list) else [])
-    return out
+    for col in PROFILE_COLUMNS:
+        if col in adm:
+            out[col] = adm[col].to_numpy()
+    return with_profile(out)
 
 
 def apply_protocol(visits: pd.DataFrame, protocol: str) -> pd.DataFrame:

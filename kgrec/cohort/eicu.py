@@ -34,7 +34,7 @@ import re
 
 import pandas as pd
 
-from kgrec.cohort.base import CohortLoader, assemble, top_unmapped
+from kgrec.cohort.base import AGE_CAP, PROFILE_COLUMNS, CohortLoader, assemble, cap_age, norm_sex, norm_text, top_unmapped
 from kgrec.cohort.codes import icd_id
 from kgrec.cohort.drugnames import matcher_for
 from kgrec.errors import InputError
@@ -81,6 +81,39 @@ def _bad_int(df: pd.DataFrame, col: str) -> None:
         )
 
 
+# patient.csv column -> profile field
+EICU_FIELDS = {"unittype": "unit_type", "unitadmitsource": "unit_admit_source", "hospitaladmitsource": "hospital_admit_source"}
+
+
+def parse_age(values: pd.Series) -> pd.Series:
+    """eICU ``age`` is text: whole years, ``> 89`` for older patients (-> 90), empty when unknown (-> NaN)."""
+    s = values.fillna("").astype(str).str.strip()
+    over = s.str.replace(" ", "", regex=False) == ">89"
+    return cap_age(pd.to_numeric(s.where(~over, str(AGE_CAP)), errors="coerce"))
+
+
+def _profile(p: pd.DataFrame, report: dict) -> dict[str, pd.Series]:
+    """Age at the unit stay, sex and admission fields of ``patient`` rows (absent columns: missing)."""
+    out: dict[str, pd.Series] = {}
+    if "age" in p:
+        age = parse_age(p["age"])
+        bad = (p["age"].str.strip() != "") & age.isna()
+        if bad.any():
+            i = bad[bad].index[0]
+            raise InputError(f"age must be whole years or '> 89', got {p.loc[i, 'age']!r}", path=p.attrs.get("path"), column="age", line=int(p.loc[i, "_line"]))
+        out["age"] = age
+        report["ages_capped_at_90"] = int((age == AGE_CAP).sum())
+    if "gender" in p:
+        out["sex"] = norm_sex(p["gender"])
+    for col, field in EICU_FIELDS.items():
+        if col in p:
+            out[field] = norm_text(p[col])
+    missing = [c for c in ("age", "gender", *EICU_FIELDS) if c not in p]
+    if missing:
+        report["profile_missing"] = f"patient table has no {', '.join(missing)} column: those profile fields are missing"
+    return out
+
+
 def _most_frequent(keys: pd.Series, values: pd.Series) -> dict:
     """key -> its most frequent value (ties: alphabetically first), over rows where both are non-empty."""
     df = pd.DataFrame({"k": keys.values, "v": values.values})
@@ -105,7 +138,7 @@ class EicuLoader(CohortLoader):
             self.source_dir,
             "patient",
             ["patientunitstayid", "patienthealthsystemstayid", "uniquepid", "hospitaldischargeyear", "unitvisitnumber"],
-            ["hospitaladmitoffset"],
+            ["hospitaladmitoffset", "age", "gender", *EICU_FIELDS],
         )
         for col in ("patientunitstayid", "patienthealthsystemstayid", "hospitaldischargeyear", "unitvisitnumber"):
             _bad_int(p, col)
@@ -122,6 +155,7 @@ class EicuLoader(CohortLoader):
                 "hs": _int(p["patienthealthsystemstayid"]),
                 "uvn": _int(p["unitvisitnumber"]),
                 "uid": _int(p["patientunitstayid"]),
+                **_profile(p, report),
             }
         )
         d = d.sort_values(["patient_id", "year", "hs", "uvn", "uid"], na_position="last", kind="stable")
@@ -131,7 +165,7 @@ class EicuLoader(CohortLoader):
         per_year = hs.groupby(["patient_id", "year"]).size()
         report["patient_years_with_several_hospital_stays"] = int((per_year > 1).sum())
         report["hospital_stays"] = int(len(hs))
-        out = d[["patient_id", "visit_id", "time", "order_key"]].reset_index(drop=True)
+        out = d[["patient_id", "visit_id", "time", "order_key", *[c for c in PROFILE_COLUMNS if c in d]]].reset_index(drop=True)
         out.attrs["path"] = p.attrs["path"]
         return out
 

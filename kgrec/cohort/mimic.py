@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kgrec.cohort.base import CohortLoader, assemble, top_unmapped
+from kgrec.cohort.base import AGE_CAP, CohortLoader, assemble, cap_age, norm_sex, norm_text, top_unmapped
 from kgrec.cohort.codes import icd_id
 from kgrec.errors import InputError
 from kgrec.tables import find_table, parse_times, read_source
@@ -30,6 +30,8 @@ class Layout:
     d_procedures: str
     code_col: str
     version_col: str | None  # None: every code is ICD-9
+    patients: str
+    age_from: str  # "dob" (MIMIC-III: PATIENTS.DOB) or "anchor" (MIMIC-IV: anchor_age at anchor_year)
     title_col: str = "long_title"
 
 
@@ -42,6 +44,8 @@ MIMIC3 = Layout(
     d_procedures="D_ICD_PROCEDURES",
     code_col="icd9_code",
     version_col=None,
+    patients="PATIENTS",
+    age_from="dob",
 )
 
 MIMIC4 = Layout(
@@ -53,6 +57,8 @@ MIMIC4 = Layout(
     d_procedures="d_icd_procedures",
     code_col="icd_code",
     version_col="icd_version",
+    patients="patients",
+    age_from="anchor",
 )
 
 
@@ -92,12 +98,46 @@ class _MimicLoader(CohortLoader):
         ok = versions.isin(["9", "10"]) & (df[lay.code_col] != "")
         return {icd_id(c, v, kind): t for c, v, t in zip(df[lay.code_col][ok], versions[ok], df[lay.title_col][ok])}
 
+    def _profile(self, admissions: pd.DataFrame, report: dict) -> pd.DataFrame:
+        """Age at admission and sex from the patients table (absent table: both missing, and said so)."""
+        lay = self.layout
+        try:
+            find_table(self._folder(), lay.patients)
+        except InputError:
+            report["profile_missing"] = f"no {lay.patients} table: age and sex are missing"
+            return admissions
+        cols = ["subject_id", "gender"] + (["dob"] if lay.age_from == "dob" else ["anchor_age", "anchor_year"])
+        pat = read_source(self._folder(), lay.patients, cols)
+        if pat["subject_id"].duplicated().any():
+            i = pat.index[pat["subject_id"].duplicated()][0]
+            raise InputError(f"subject_id {pat.loc[i, 'subject_id']!r} appears twice", path=pat.attrs["path"], column="subject_id", line=int(pat.loc[i, "_line"]))
+        path = pat.attrs["path"]
+        pat = pat.set_index("subject_id")
+        pat.attrs["path"] = path
+        out = admissions.copy()
+        out["sex"] = norm_sex(out["patient_id"].map(pat["gender"])).values
+        if lay.age_from == "dob":
+            years = _age_from_dob(pat, out)
+        else:
+            anchor_age = pd.to_numeric(out["patient_id"].map(pat["anchor_age"]), errors="coerce")
+            anchor_year = pd.to_numeric(out["patient_id"].map(pat["anchor_year"]), errors="coerce")
+            years = anchor_age + (out["time"].dt.year - anchor_year)
+            years = years.where(anchor_age < AGE_CAP, AGE_CAP)  # anchor_age 91 = "over 89" at anchor_year
+        out["age"] = cap_age(years).values
+        report["patients_without_profile_row"] = int((~out["patient_id"].isin(pat.index)).sum())
+        report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())
+        return out
+
     def read(self):
         lay, report = self.layout, {}
         folder = self._folder()
-        adm = read_source(folder, lay.admissions, ["subject_id", "hadm_id", "admittime"])
+        adm = read_source(folder, lay.admissions, ["subject_id", "hadm_id", "admittime"], list(ADMISSION_FIELDS))
         times = parse_times(adm["admittime"], adm.attrs["path"], "admittime", adm["_line"])
         admissions = pd.DataFrame({"patient_id": adm["subject_id"], "visit_id": adm["hadm_id"], "time": times})
+        for col, field in ADMISSION_FIELDS.items():
+            if col in adm:
+                admissions[field] = norm_text(adm[col]).values
+        admissions = self._profile(admissions, report)
         admissions.attrs["path"] = adm.attrs["path"]
         diag = self._codes(lay.diagnoses, "diagnosis", report)
         proc = self._codes(lay.procedures, "procedure", report)
@@ -126,6 +166,27 @@ class _MimicLoader(CohortLoader):
         names = {**self._names(lay.d_diagnoses, "diagnosis"), **self._names(lay.d_procedures, "procedure")}
         report["tables"] = {t: str(find_table(folder, t)) for t in (lay.admissions, lay.prescriptions)}
         return visits, names, report
+
+
+# admissions column (lower-case) -> profile field
+ADMISSION_FIELDS = {"admission_type": "admission_type", "admission_location": "admission_location", "insurance": "insurance"}
+_TWO_DIGIT_YEAR = r"^\s*\d{1,2}/\d{1,2}/\d{2}(\s|$)"
+
+
+def _age_from_dob(pat: pd.DataFrame, admissions: pd.DataFrame) -> pd.Series:
+    """MIMIC-III age at admission from ``DOB``: years between birth and ``ADMITTIME``.
+
+    Patients older than 89 have a birth date ~300 years before their admissions (a ``18xx`` DOB), which
+    :func:`cap_age` turns into 90. A DOB re-saved with a two-digit year (``3/5/94 0:00``, as in the
+    shared demo copy) lost its century: it is read as the one century that puts the age in [0, 100).
+    Pre-1900 DOBs keep four digits in such copies, so the >89 patients are still told apart.
+    """
+    raw = admissions["patient_id"].map(pat["dob"]).fillna("")
+    dob = parse_times(raw, pat.attrs["path"], "dob", admissions["patient_id"].map(pat["_line"]))
+    adm = admissions["time"]
+    years = (adm - dob).dt.days / 365.25
+    two_digit = raw.str.match(_TWO_DIGIT_YEAR)
+    return years.where(~two_digit, years % 100)
 
 
 class Mimic3Loader(_MimicLoader):

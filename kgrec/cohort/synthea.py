@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kgrec.cohort.base import CohortLoader, assemble, top_unmapped
+from kgrec.cohort.base import AGE_CAP, CohortLoader, assemble, cap_age, norm_sex, norm_text, top_unmapped
 from kgrec.cohort.drugnames import matcher_for
 from kgrec.errors import InputError
 from kgrec.tables import find_table, parse_times, read_source
@@ -44,6 +44,29 @@ def _optional(folder, name: str, required: list[str], optional: list[str] = ()) 
     except InputError:
         return None
     return read_source(folder, name, required, optional)
+
+
+def _profile(admissions: pd.DataFrame, patients: pd.DataFrame | None, report: dict) -> pd.DataFrame:
+    """Age at the encounter (``patients.BIRTHDATE`` to ``encounters.START``) and sex (``GENDER``);
+    without a patients table, or without those columns, both are missing and the report says so."""
+    missing = [c for c in ("birthdate", "gender") if patients is None or c not in patients]
+    if missing:
+        report["profile_missing"] = ("no patients table" if patients is None else f"patients table has no {', '.join(missing)} column") + ": age/sex missing"
+    if patients is None:
+        return admissions
+    if patients["id"].duplicated().any():
+        i = patients.index[patients["id"].duplicated()][0]
+        raise InputError(f"patient id {patients.loc[i, 'id']!r} appears twice", path=patients.attrs["path"], column="id", line=int(patients.loc[i, "_line"]))
+    pat = patients.set_index("id")
+    out = admissions.copy()
+    if "gender" in pat:
+        out["sex"] = norm_sex(out["patient_id"].map(pat["gender"])).values
+    if "birthdate" in pat:
+        born = parse_times(pat["birthdate"], patients.attrs["path"], "birthdate", pat["_line"])
+        years = (pd.to_datetime(out["time"]) - out["patient_id"].map(born)).dt.days / 365.25
+        out["age"] = cap_age(years).values
+        report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())
+    return out
 
 
 def _spread(counts: pd.Series) -> dict:
@@ -100,7 +123,7 @@ class SyntheaLoader(CohortLoader):
         enc = read_source(folder, "encounters", ["id", "start", "patient"], ["encounterclass"])
         cond = read_source(folder, "conditions", ["start", "stop", "patient", "encounter", "code", "description"])
         med = read_source(folder, "medications", ["start", "patient", "encounter", "code", "description"])
-        patients = _optional(folder, "patients", ["id"])
+        patients = _optional(folder, "patients", ["id"], ["birthdate", "gender"])
         procs = _optional(folder, "procedures", ["patient", "encounter", "code"], ["description"])
 
         if enc["id"].duplicated().any():
@@ -120,6 +143,9 @@ class SyntheaLoader(CohortLoader):
         admissions = pd.DataFrame(
             {"patient_id": visits_enc["patient"].values, "visit_id": visits_enc["id"].values, "time": visits_enc["time"].values}
         )
+        if "encounterclass" in visits_enc:
+            admissions["encounter_class"] = norm_text(visits_enc["encounterclass"]).values
+        admissions = _profile(admissions, patients, report)
         admissions.attrs["path"] = enc.attrs["path"]
 
         # diagnoses: conditions active at the encounter's start day (same patient), plus those recorded there
