@@ -1,61 +1,223 @@
 """Reading source tables: any header case, CRLF or LF, ``.csv`` or ``.csv.gz``, strict UTF-8.
 
-Every loader goes through :func:`read_table`, so every source gets the same clear errors: a missing
-file or column, an empty file or undecodable bytes name the file (and line or column).
+Every loader goes through :func:`read_table`, so every source gets the same checks and the same clear
+errors naming the file (and line or column):
+
+* the entry itself: missing, a directory, a FIFO or device, a broken link or a symbolic-link loop;
+  two files for one table whose names differ only in case (or in ``.csv`` / ``.csv.gz``);
+* the bytes: not gzip, not UTF-8, or holding a NUL byte. The file is read in 1 MiB chunks and the
+  first bad chunk stops the read, so junk appended to a table costs one chunk, not the whole file;
+* the header: a column name that appears twice (ignoring case), a missing required column;
+* the rows: a row with fewer fields than the header (a truncated file), a repeated header (two files
+  concatenated), and an empty or multi-line value in a key column (patient or visit id), which
+  would otherwise become a phantom patient ``''``. Blank lines are skipped.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import errno
 import gzip
 import io
+import os
+import stat
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from kgrec.errors import InputError
 
 SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+CHUNK = 1 << 20
+_BOM = codecs.BOM_UTF8
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_file(path: Path) -> None:
+    """An :class:`InputError` unless ``path`` is a readable regular file (links followed), saying what
+    it is instead: missing, a broken link, a link loop, a directory, a FIFO, a device."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"broken symbolic link (points to {os.readlink(path)!r}, which does not exist)", path=path) from None
+        raise InputError("file not found", path=path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError("symbolic link loop (the link points back to itself)", path=path) from None
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a directory, not a table file", path=path)
+    for test, kind in _KINDS:
+        if test(st.st_mode):
+            raise InputError(f"is {kind}, not a regular file", path=path)
+    if not os.access(path, os.R_OK):
+        raise InputError("cannot read: permission denied", path=path)
 
 
 def find_table(folder: Path, name: str) -> Path:
-    """Find ``name`` in ``folder`` as .csv/.csv.gz (file name in any case). ``name`` may hold a subfolder."""
+    """Find ``name`` in ``folder`` as .csv/.csv.gz/.tsv/.tsv.gz (file name in any case). ``name`` may hold
+    a subfolder. Two candidates (names differing only in case or suffix) are an error naming both."""
     folder = Path(folder)
     parent = folder / Path(name).parent
     stem = Path(name).name.lower()
     if parent.is_dir():
-        by_lower = {p.name.lower(): p for p in parent.iterdir() if p.is_file()}
-        for suffix in SUFFIXES:
-            hit = by_lower.get(stem + suffix)
-            if hit is not None:
-                return hit
+        wanted = {stem + s for s in SUFFIXES}
+        hits = sorted(e.name for e in os.scandir(parent) if e.name.lower() in wanted)
+        if len(hits) > 1:
+            raise InputError(
+                f"table {name!r} is ambiguous: {' and '.join(hits)} both match (names are compared ignoring "
+                "case and .csv/.csv.gz); keep one",
+                path=parent,
+            )
+        if hits:
+            hit = parent / hits[0]
+            check_file(hit)
+            return hit
     raise InputError(
         f"table {name!r} not found (looked for {', '.join(stem + s for s in SUFFIXES[:2])}, any case)",
         path=parent,
     )
 
 
-def _open_text(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"not a readable gzip file ({exc})", path=path) from exc
-    return raw
-
-
-def _check_utf8(raw: bytes, path: Path) -> str:
+def _read_checked(path: Path) -> bytes:
+    """The file's bytes (gunzipped), checked chunk by chunk for NUL bytes and UTF-8; BOM removed."""
+    gz = path.name.lower().endswith(".gz")
+    chunks: list[bytes] = []
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0  # newlines before the current chunk
+    offset = 0  # bytes before the current chunk
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(
-            f"bytes that are not UTF-8 at byte {exc.start} ({raw[exc.start:exc.start + 4]!r}); "
-            "re-save the file as UTF-8",
-            path=path,
-            line=line,
-        ) from exc
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                if offset == 0 and chunk.startswith(_BOM):
+                    chunk = chunk[len(_BOM):]
+                nul = chunk.find(b"\0")
+                if nul >= 0:
+                    raise InputError(
+                        f"NUL byte at byte {offset + nul}: binary data in a text table (a corrupt or "
+                        "truncated copy?); nothing was read",
+                        path=path,
+                        line=lines + chunk.count(b"\n", 0, nul) + 1,
+                    )
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    at = max(exc.start - pending, 0)
+                    raise InputError(
+                        f"bytes that are not UTF-8 at byte {offset + at} ({chunk[at:at + 4]!r}); "
+                        "re-save the file as UTF-8",
+                        path=path,
+                        line=lines + chunk.count(b"\n", 0, at) + 1,
+                    ) from None
+                lines += chunk.count(b"\n")
+                offset += len(chunk)
+                chunks.append(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise InputError("the file ends inside a UTF-8 character (truncated?)", path=path, line=lines + 1) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputError(f"not a readable gzip file ({exc})", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    return b"".join(chunks)
+
+
+def _header(data: bytes, sep: str, path: Path) -> list[str]:
+    """Lower-cased, stripped header names; a name that appears twice (ignoring case) is an error."""
+    end = data.find(b"\n")
+    first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+    fields = next(csv.reader([first], delimiter=sep), [])
+    columns = [f.strip().lower() for f in fields]
+    seen: dict[str, int] = {}
+    for i, col in enumerate(columns):
+        if col and col in seen:
+            raise InputError(
+                f"column {col!r} appears twice in the header (fields {seen[col] + 1} and {i + 1}: "
+                f"{fields[seen[col]]!r}, {fields[i]!r}); column names must be unique, ignoring case",
+                path=path,
+                line=1,
+            )
+        seen.setdefault(col, i)
+    return columns
+
+
+def _blank_lines(data: bytes) -> list[int]:
+    """Line numbers (1-based) of the empty lines, which the parser skips."""
+    out = []
+    for pat in (b"\n\n", b"\n\r\n"):
+        at = data.find(pat)
+        while at >= 0:
+            out.append(data.count(b"\n", 0, at + 1) + 1)
+            at = data.find(pat, at + 1)
+    return sorted(out)
+
+
+def _parse(data: bytes, sep: str, columns: list[str], keep: list[int], path: Path) -> pd.DataFrame:
+    """The kept columns as stripped strings plus ``_line``; a row with more or fewer fields than the
+    header is an error naming its line (a truncated file, a cut line, an unclosed quote)."""
+    bad: list = []
+
+    def on_bad(row) -> str:
+        bad.append(row)
+        return "error"
+
+    names = [f"f{i}" for i in range(len(columns))]
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1, block_size=CHUNK * 16),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=on_bad),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[names[i] for i in keep],
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if bad:
+            row = bad[0]
+            got = row.actual_columns
+            why = "a truncated file or a cut line?" if got < row.expected_columns else "an unquoted separator in a value?"
+            raise InputError(
+                f"the row has {got} field{'s' * (got != 1)}, the header {row.expected_columns} ({why})",
+                path=path,
+                line=_physical(row.number, _blank_lines(data)) if row.number else None,
+            ) from None
+        msg = str(exc).split(":", 1)[-1].strip() if "CSV parse error" in str(exc) else str(exc)
+        raise InputError(f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {msg[:200]}", path=path) from None
+    df = pd.DataFrame({columns[i]: table.column(names[i]).to_pandas().str.strip() for i in keep})
+    lines = np.arange(2, len(df) + 2)
+    for blank in _blank_lines(data):
+        lines[lines >= blank] += 1
+    df["_line"] = lines
+    return df
+
+
+def _physical(number: int, blanks: list[int]) -> int:
+    """The parser's row number (blank lines not counted) as a line number in the file."""
+    for blank in blanks:
+        if number >= blank:
+            number += 1
+    return number
 
 
 def read_table(
@@ -63,6 +225,7 @@ def read_table(
     required: Iterable[str],
     optional: Iterable[str] = (),
     sep: str | None = None,
+    keys: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text table as strings, with lower-cased headers.
 
@@ -71,49 +234,78 @@ def read_table(
         required: lower-case column names that must be present; a missing one is an :class:`InputError`.
         optional: lower-case column names kept if present.
         sep: delimiter; default ``,`` for .csv and tab for .tsv.
+        keys: required columns that must be non-empty in every row (patient and visit ids); an empty
+            cell is an :class:`InputError` naming the line and column.
 
     Returns:
         A DataFrame of ``str`` columns (missing cells are ``""``), only the required and optional columns,
         with an extra integer column ``_line`` holding each row's line number in the file (header = 1).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    text = _check_utf8(_open_text(path), path)
-    if not text.strip():
+    check_file(path)
+    data = _read_checked(path)
+    if not data.strip():
         raise InputError("file is empty", path=path)
     if sep is None:
         sep = "\t" if ".tsv" in path.name.lower() else ","
     required = [c.lower() for c in required]
-    wanted = set(required) | {c.lower() for c in optional}
-    header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0, dtype=str)
-    columns = [str(c).strip().lower() for c in header.columns]
-    for col in required:
+    keys = [c.lower() for c in keys]
+    wanted = set(required) | set(keys) | {c.lower() for c in optional}
+    columns = _header(data, sep, path)
+    for col in required + keys:
         if col not in columns:
             raise InputError(f"missing column (found: {', '.join(columns)})", path=path, column=col)
     keep = [i for i, c in enumerate(columns) if c in wanted]
-    try:
-        df = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            usecols=keep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[],
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise InputError(f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}", path=path) from exc
-    df.columns = [columns[i] for i in keep]
-    df = df.apply(lambda s: s.str.strip())
-    # Line numbers for error messages; exact for files without embedded newlines in quoted cells.
-    df["_line"] = range(2, len(df) + 2)
-    return df
+    df = _parse(data, sep, columns, keep, path)
+    names = [columns[i] for i in keep]
+    if len(names):
+        again = pd.Series(True, index=df.index)
+        for c in names:
+            again &= df[c].str.lower() == c
+        if again.any():
+            raise InputError(
+                "the header repeats inside the file (two files concatenated?)", path=path, line=int(df.loc[again.idxmax(), "_line"])
+            )
+    _check_keys(df, keys, path)
+    return df.reset_index(drop=True)
 
 
-def read_source(folder: Path, name: str, required: Iterable[str], optional: Iterable[str] = ()) -> pd.DataFrame:
-    """:func:`find_table` then :func:`read_table`; the frame's ``attrs['path']`` records the file."""
+def _check_keys(df: pd.DataFrame, keys: Iterable[str], path: Path) -> None:
+    for col in keys:
+        bad = df[col].eq("") | df[col].str.contains("[\r\n]", regex=True)
+        if bad.any():
+            i = bad.idxmax()
+            what = "is empty (a row of separators or a cut line?)" if df.loc[i, col] == "" else "holds a line break (an unclosed quote?)"
+            raise InputError(
+                f"key column {what}: every row needs a {col} (patient/visit id)", path=path, column=col, line=int(df.loc[i, "_line"])
+            )
+
+
+# The EHR sources' patient and visit (and encounter, stay) id columns. Wherever a source table is read
+# with one of them, every row must have it: an empty id would become a phantom patient or visit ''.
+ID_COLUMNS = frozenset(
+    {"subject_id", "hadm_id", "uniquepid", "patientunitstayid", "patienthealthsystemstayid", "patient", "encounter", "id"}
+)
+
+
+def read_source(
+    folder: Path, name: str, required: Iterable[str], optional: Iterable[str] = (), keys: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """:func:`find_table` then :func:`read_table`; the frame's ``attrs['path']`` records the file.
+
+    ``keys`` default: the :data:`ID_COLUMNS` among the requested columns (required or present optional).
+    """
     path = find_table(folder, name)
-    df = read_table(path, required, optional)
+    required, optional = [c.lower() for c in required], [c.lower() for c in optional]
+    if keys is None:
+        keys = [c for c in required if c in ID_COLUMNS]
+        optional_keys = [c for c in optional if c in ID_COLUMNS]
+    else:
+        optional_keys = []
+    df = read_table(path, required, optional, keys=keys)
+    for col in optional_keys:
+        if col in df:
+            _check_keys(df, [col], path)
     df.attrs["path"] = str(path)
     return df
 
