@@ -11,19 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kgrec import stages
+from kgrec import workspace as _ws
 from kgrec.cohort import Cohort, Mappings, get_loader
 from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError
 from kgrec.evaluation import EvaluationResult, evaluate_models
-
-
-def cohort_dir(workspace: Path | str) -> Path:
-    return Path(workspace) / "cohort"
-
-
-def reports_dir(workspace: Path | str) -> Path:
-    return Path(workspace) / "reports"
+from kgrec.workspace import cohort_dir, load_cohort, reports_dir
 
 
 @dataclass
@@ -69,10 +64,6 @@ def prepare(
     cohort.ddi = load_ddi(mappings, ddi_sources)
     path = cohort.save(cohort_dir(workspace))
     return PrepareResult(cohort, path)
-
-
-def load_cohort(workspace: Path | str) -> Cohort:
-    return Cohort.load(cohort_dir(workspace))
 
 
 def evaluate(
@@ -143,71 +134,44 @@ def run(
         progress("load-graph: building the knowledge graph (embedded store)")
     graph = load_graph(workspace, data_dir, store="embedded", exclude_nc=exclude_nc)
     t2 = time.perf_counter()
-    stages: dict = {}
+    trained: dict = {}
     if any(m in ("teacher", "student") for m in models):
-        from kgrec.stages import run_all
-
         patients = "none" if folds else "train"
         settings = {"kge": {"patients": patients, "seed": seed}, "gnn": {"patients": patients, "seed": seed},
                     "teacher": {**CPU_TEACHER, **(teacher or {}), "seed": seed}, "distill": {"seed": seed}}
-        stages = run_all(workspace, settings, progress=progress).to_json()
+        trained = stages.run_all(workspace, settings, progress=progress).to_json()
     t3 = time.perf_counter()
     ev = evaluate(workspace, tuple(models), folds=folds, seed=seed, progress=progress)
     t4 = time.perf_counter()
     seconds = {"prepare": round(t1 - t0, 2), "load_graph": round(t2 - t1, 2), "train": round(t3 - t2, 2), "evaluate": round(t4 - t3, 2), "total": round(t4 - t0, 2)}
-    return RunResult(prep, graph, ev, seconds, stages)
+    return RunResult(prep, graph, ev, seconds, trained)
 
 
 def train_kge(workspace: Path | str = "kgrec-workspace", **kwargs):
     """PyKEEN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_kge`)."""
-    from kgrec.embed.train import run_kge
-
-    return run_kge(workspace, **kwargs)
+    return stages.train_kge(workspace, **kwargs)
 
 
 def train_gnn(workspace: Path | str = "kgrec-workspace", **kwargs):
     """R-GCN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_gnn`)."""
-    from kgrec.embed.train import run_gnn
-
-    return run_gnn(workspace, **kwargs)
+    return stages.train_gnn(workspace, **kwargs)
 
 
 def train_teacher(workspace: Path | str = "kgrec-workspace", progress: bool = True, **config):
     """LEADER-style teacher on the saved split, saved to ``<workspace>/teacher/`` (see
     :func:`kgrec.teacher.split.train_on_split`; keyword arguments are :class:`~kgrec.teacher.TeacherConfig` fields)."""
-    from kgrec.teacher.config import TeacherConfig
-    from kgrec.teacher.split import train_on_split
-
-    return train_on_split(workspace, TeacherConfig(**config), progress=progress)
+    return stages.train_teacher(workspace, progress=progress, **config)
 
 
 def train_student(workspace: Path | str = "kgrec-workspace", progress: bool = True, teacher_config=None, **config):
     """The distilled student on the saved split, saved to ``<workspace>/student/`` (keyword arguments are
     :class:`~kgrec.student.train.StudentConfig` fields: ``alpha``, ``beta``, ``temperature``, ...)."""
-    from kgrec.student.stage import train_on_split
-    from kgrec.student.train import StudentConfig
-
-    return train_on_split(workspace, StudentConfig.from_dict(config), teacher_config=teacher_config, progress=progress)
+    return stages.train_student(workspace, progress=progress, teacher_config=teacher_config, **config)
 
 
 def load_model(workspace: Path | str, name: str = "student"):
     """A trained recommender from the workspace: ``student`` (``<ws>/student``) or ``teacher`` (``<ws>/teacher``)."""
-    from kgrec.errors import WorkspaceError
-
-    folder = Path(workspace) / name
-    if name == "student":
-        from kgrec.student.train import StudentRecommender
-
-        if not (folder / "student.json").exists():
-            raise WorkspaceError(f"no trained student in {folder}: run `kgrec train --stage distill` (or --stage all)")
-        return StudentRecommender.load(folder)
-    if name == "teacher":
-        from kgrec.teacher.recommender import TeacherRecommender
-
-        if not folder.is_dir() or not any(folder.iterdir()):
-            raise WorkspaceError(f"no trained teacher in {folder}: run `kgrec train --stage teacher`")
-        return TeacherRecommender.load(folder)
-    raise ValueError(f"unknown model {name!r}: choose student or teacher")
+    return _ws.load_model(workspace, name)
 
 
 def recommend(

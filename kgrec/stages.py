@@ -62,6 +62,41 @@ def mark_done(workspace: Path, stage: str, settings: dict) -> None:
     (out / "stage.json").write_text(json.dumps(fingerprint(workspace, stage, settings), default=str, indent=1))
 
 
+def train_kge(workspace: Path | str, progress: bool = True, **kwargs):
+    """PyKEEN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_kge`)."""
+    from kgrec.embed.train import run_kge
+
+    return run_kge(workspace, progress=progress, **kwargs)
+
+
+def train_gnn(workspace: Path | str, progress: bool = True, **kwargs):
+    """R-GCN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_gnn`)."""
+    from kgrec.embed.train import run_gnn
+
+    return run_gnn(workspace, progress=progress, **kwargs)
+
+
+def train_teacher(workspace: Path | str, progress: bool = True, **config):
+    """The teacher on the saved split (:func:`kgrec.teacher.split.train_on_split`; ``config``:
+    :class:`~kgrec.teacher.config.TeacherConfig` fields)."""
+    from kgrec.teacher.config import TeacherConfig
+    from kgrec.teacher.split import train_on_split
+
+    return train_on_split(workspace, TeacherConfig(**config), progress=progress)
+
+
+def train_student(workspace: Path | str, progress: bool = True, teacher_config=None, **config):
+    """The distilled student on the saved split (:func:`kgrec.student.stage.train_on_split`; ``config``:
+    :class:`~kgrec.student.train.StudentConfig` fields)."""
+    from kgrec.student.stage import train_on_split
+    from kgrec.student.train import StudentConfig
+
+    return train_on_split(workspace, StudentConfig.from_dict(config), teacher_config=teacher_config, progress=progress)
+
+
+RUNNERS: dict[str, Callable[..., object]] = {"kge": train_kge, "gnn": train_gnn, "teacher": train_teacher, "distill": train_student}
+
+
 @dataclass
 class AllResult:
     ran: list[str] = field(default_factory=list)
@@ -81,12 +116,10 @@ def run_all(
     progress: Callable[[str], None] | None = None,
 ) -> AllResult:
     """Run every stage in order. ``settings[stage]`` are the keyword arguments of that stage's API call
-    (:func:`kgrec.api.train_kge`, ``train_gnn``, ``train_teacher``, ``train_student``)."""
-    from kgrec import api
-
+    (:data:`RUNNERS`: :func:`train_kge`, :func:`train_gnn`, :func:`train_teacher`, :func:`train_student`)."""
     ws = Path(workspace)
     settings = settings or {}
-    runners = runners or {"kge": api.train_kge, "gnn": api.train_gnn, "teacher": api.train_teacher, "distill": api.train_student}
+    runners = runners or RUNNERS
     res = AllResult()
     for stage in STAGES:
         kw = dict(settings.get(stage, {}))

@@ -173,7 +173,7 @@ def _evaluate(model: Recommender, cohort: Cohort, ddi: np.ndarray, train: Sample
 def _evaluate_saved(name: str, workspace: Path, cohort: Cohort, vocab: list[str], ddi: np.ndarray, val: Samples, test: Samples, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
     """A model trained on the saved split (``kgrec train``), loaded and measured like the others; its
     training time is the one its ``metrics.json`` recorded."""
-    from kgrec.api import load_model
+    from kgrec.workspace import load_model
 
     kind = name.split("-", 1)[1]
     model = load_model(workspace, kind)
@@ -387,7 +387,7 @@ def run_benchmark(
         teacher_options: TeacherConfig fields over the workspace's teacher settings, for the teacher row
             and the teacher the student distils (e.g. ``{"lora_r": 0, "fuse_codes": True}``).
     """
-    from kgrec.api import load_cohort, reports_dir
+    from kgrec.workspace import load_cohort, reports_dir
     from kgrec.benchmark.exchange import load_smiles
 
     t_start = time.perf_counter()

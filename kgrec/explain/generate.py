@@ -83,7 +83,7 @@ def record_for(res: Any, d: Any) -> dict:
 def build_rationales(workspace: Path | str, out: Path | str | None = None, drugs_per_visit: int = 5, paths_per_drug: int = 3,
                      variants: bool = True, store: str = "embedded", store_kw: dict | None = None, limit: int | None = None) -> dict:
     """Write ``<workspace>/rationales/rationales.jsonl`` (or ``out``); returns a summary dict."""
-    from kgrec.api import load_cohort
+    from kgrec.workspace import load_cohort
     from kgrec.explain.paths import PathFinder
     from kgrec.graph.stores import get_store
 

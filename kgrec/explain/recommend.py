@@ -317,7 +317,7 @@ class RecommendService:
     """
 
     def __init__(self, workspace: Path | str, model: str = "student", store: str | None = "embedded", store_kw: dict | None = None, families: Sequence[str] = FAMILIES):
-        from kgrec.api import load_cohort, load_model
+        from kgrec.workspace import load_cohort, load_model
 
         t0 = time.perf_counter()
         self.workspace = Path(workspace)

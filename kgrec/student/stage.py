@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kgrec.api import load_cohort
 from kgrec.errors import WorkspaceError
 from kgrec.evaluation import fit_on_split
 from kgrec.student.train import StudentConfig, StudentRecommender, workspace_teacher
+from kgrec.workspace import load_cohort
 
 
 def student_dir(workspace: Path | str) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from kgrec.errors import WorkspaceError
 from kgrec.teacher.config import TeacherConfig, json_default, teacher_dir
 from kgrec.teacher.recommender import TeacherRecommender
+from kgrec.workspace import load_cohort
 
 
 @dataclass
@@ -30,7 +31,6 @@ class TeacherTrainResult:
 
 def train_on_split(workspace: Path | str, config: TeacherConfig | None = None, progress: bool = True) -> TeacherTrainResult:
     """Train on the saved split's train part (early stopping on val), test once, save to ``<workspace>/teacher/``."""
-    from kgrec.api import load_cohort
     from kgrec.embed.vectors import embed_dir
     from kgrec.evaluation import fit_on_split
 
