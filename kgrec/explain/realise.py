@@ -99,14 +99,14 @@ def realise_path(p: EvidencePath, variant: int = 0) -> Realised:
             f"{coded(code)} maps to {name(disease)}, a target of the trial {trial.id}{others}, which studied {name(ingredient)} ({coded(drug)}).",
         ]
         return Realised(texts[v], used)
-    if p.kind == "literature":
+    if p.kind == "literature":  # BC5CDR: a corpus of chemical-induced diseases, so a caution, never support
         pub, chem = p.node("Publication"), p.node("Chemical")
         n = p.support
         others = f" and {n - 1} other abstract{'s' if n > 2 else ''}" if n > 1 else ""
         texts = [
-            f"The abstract PMID {pub.id}{others} mentions {name(chem)} ({name(ingredient)}, in {coded(drug)}) together with {name(disease)}, the disease of {coded(code)}.",
-            f"{name(disease)} ({coded(code)}) and {name(chem)}, i.e. {name(ingredient)} from {coded(drug)}, are mentioned together in PMID {pub.id}{others}.",
-            f"In the literature (PMID {pub.id}{others}), {name(chem)} ({name(ingredient)}, {coded(drug)}) is mentioned with {name(disease)} ({coded(code)}).",
+            f"Caution: the abstract PMID {pub.id}{others} of a corpus of chemical-induced diseases mentions {name(chem)} ({name(ingredient)}, in {coded(drug)}) together with {name(disease)}, the disease of {coded(code)}.",
+            f"Caution: {name(disease)} ({coded(code)}) and {name(chem)}, i.e. {name(ingredient)} from {coded(drug)}, are mentioned together in PMID {pub.id}{others}, abstracts about chemical-induced diseases.",
+            f"Caution: in abstracts about chemical-induced diseases (PMID {pub.id}{others}), {name(chem)} ({name(ingredient)}, {coded(drug)}) is mentioned with {name(disease)} ({coded(code)}).",
         ]
         return Realised(texts[v], used)
     if p.kind == "similar_patients":
@@ -121,7 +121,7 @@ def realise_path(p: EvidencePath, variant: int = 0) -> Realised:
         return Realised(texts[v], used | {ex.id})
     if p.kind == "adverse":
         chem = p.node("Chemical")
-        pmids = sorted({str(e.get("pmid")) for st in p.steps if st.type == "INDUCES" for e in st.evidence if e.get("pmid")})
+        pmids = sorted({str(x) for x in p.extra.get("pmids", [])} | {str(e.get("pmid")) for st in p.steps if st.type == "INDUCES" for e in st.evidence if e.get("pmid")})
         ref = f" (PMID {', '.join(pmids[:3])})" if pmids else ""
         texts = [
             f"Caution: the literature reports that {name(chem)} ({name(ingredient)}, in {coded(drug)}) can induce {name(disease)}{ref}, the disease of {coded(code)}.",

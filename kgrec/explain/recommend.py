@@ -261,14 +261,16 @@ class RecommendedDrug:
     cautions: list[EvidencePath] = field(default_factory=list)
     n_paths: int = 0
     evidence_counts: dict = field(default_factory=dict)
+    caution_counts: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)  # what the per-drug cap or a statement's row limit left out
     rationale: str = ""
 
     def to_dict(self) -> dict:
         return {
             "rank": self.rank, "drug": self.drug, "name": self.name, "probability": round(float(self.probability), 4),
             "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
-            "evidence_counts": self.evidence_counts, "paths": [p.to_dict() for p in self.paths],
-            "cautions": [p.to_dict() for p in self.cautions],
+            "evidence_counts": self.evidence_counts, "caution_counts": self.caution_counts, "paths": [p.to_dict() for p in self.paths],
+            "cautions": [p.to_dict() for p in self.cautions], **({"cut": self.cut} if self.cut else {}),
         }
 
 
@@ -500,8 +502,10 @@ class RecommendService:
             for d in rec:
                 ev = evidence.get(d.drug, DrugEvidence(d.drug))
                 d.paths, d.cautions = select(ev.paths, paths_per_drug), ev.cautions[: max(1, paths_per_drug // 2)]
-                d.n_paths, d.evidence_counts = len(ev.paths), ev.counts()
+                d.evidence_counts, d.caution_counts, d.cut = ev.counts(), ev.caution_counts(), ev.cut()
+                d.n_paths = sum(d.evidence_counts.values())
                 d.rationale = realise_drug(Node(d.drug, "Drug", d.name), d.paths, d.cautions, d.probability).text
+            notes.extend(_cut_notes(rec))
         elif explain and self.paths is None:
             notes.append("no graph store: recommendations without paths")
         t4 = time.perf_counter()
@@ -556,6 +560,18 @@ def _check_atc_list(codes: Sequence[str]) -> list[str]:
         return _check_atc([str(c).strip() for c in codes])
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def _cut_notes(rec: Sequence[RecommendedDrug]) -> list[str]:
+    """Say when paths were left out: never a silent cap."""
+    notes = []
+    limited = sorted({f for d in rec for f in d.cut.get("row_limit_hit", [])})
+    if limited:
+        notes.append(f"the graph returned its row limit for the {', '.join(limited)} paths: some of them may be missing")
+    dropped = {d.drug: sum(d.cut["dropped"].values()) for d in rec if d.cut.get("dropped")}
+    if dropped:
+        notes.append("paths beyond the per-drug cap were counted but not returned: " + ", ".join(f"{k} {n}" for k, n in dropped.items()))
+    return notes
 
 
 def _merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
