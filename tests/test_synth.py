@@ -227,7 +227,7 @@ def test_without_the_mimic_demo_folder(tmp_path, data, graph):
 
 
 def test_cli_synth_then_prepare(tmp_path, data, knowledge, monkeypatch):
-    import kgrec.cohort.synth as synth_mod
+    import kgrec.cohort.synth.generate as synth_mod  # where synthesize_mimic3 looks build_knowledge up
     from kgrec.cli import app
 
     monkeypatch.setattr(synth_mod, "build_knowledge", lambda *a, **k: knowledge)  # the graph is built once per module
