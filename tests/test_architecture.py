@@ -48,15 +48,15 @@ LAYERS: dict[str, int] = {
     "kgrec.api": 10,
     "kgrec.serve": 11, "kgrec.cli": 11, "kgrec": 11, "kgrec.__main__": 11,
 }
-FOUNDATION = 0
+FOUNDATION = 0  # a new top-level helper module (kgrec/<name>.py not listed above) is foundation
 # Long modules another change is splitting (or giving a stated reason) right now. Remove an entry when
 # that lands; nothing else may join this list.
 BEING_SPLIT = {
-    "kgrec/fetch.py": "issue 17",
-    "kgrec/explain/recommend.py": "explanations", "kgrec/explain/generate.py": "explanations",
-"kgrec/benchmark/core.py": "issue 17",
+    "kgrec/benchmark/core.py": "issue 17",
+    "kgrec/explain/recommend.py": "explanations",
+    "kgrec/explain/generate.py": "explanations",
     "kgrec/cohort/drugnames.py": "cohort",
-}  # a new top-level helper module (kgrec/<name>.py not listed above) is foundation
+}
 
 
 def module_name(path: Path) -> str:
