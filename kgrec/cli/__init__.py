@@ -11,6 +11,7 @@ from kgrec.cli import train as _train  # noqa: F401,E402
 from kgrec.cli import explain as _explain  # noqa: F401,E402
 from kgrec.cli import synth as _synth  # noqa: F401,E402
 from kgrec.cli import benchmark as _benchmark  # noqa: F401,E402
+from kgrec.cli import transfer as _transfer  # noqa: F401,E402
 
 
 def main() -> None:

@@ -5,6 +5,12 @@ is the weighted multi-hot of the graph concepts its codes reach (:mod:`kgrec.gra
 category, GEM partners in the other ICD version, Disease Ontology terms and their ancestors). The
 difference between the two rows isolates what the graph adds from what the model adds, and it is what
 lets a model trained on one site's codes score another site's.
+
+**Sites.** Trained on a pooled cohort (:mod:`kgrec.transfer.pool`: visits with a ``site`` column) that
+holds several sites, the model knows the site by feature augmentation (Daumé III, "Frustratingly easy
+domain adaptation", ACL 2007): every concept feature appears once shared and once per site (zero for
+the other sites' visits), plus a per-site bias column. The L2 penalty keeps the site copies small unless
+a site prescribes differently; a site never seen in training is scored with the shared part alone.
 """
 
 from __future__ import annotations
@@ -54,11 +60,12 @@ class GraphLogRegRecommender(LogRegRecommender):
     name = "logreg-graph"
     uses_workspace = True
 
-    def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, expansion: ExpansionConfig | None = None, expander: CodeExpander | None = None, **kw):
+    def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, expansion: ExpansionConfig | None = None, expander: CodeExpander | None = None, adapt: bool = True, **kw):
         super().__init__(drug_vocab, **kw)
         if expander is None and workspace is None:
             raise ValueError("logreg-graph needs a workspace with a loaded graph (or an expander)")
-        self.workspace, self.expansion, self.expander = workspace, expansion, expander
+        self.workspace, self.expansion, self.expander, self.adapt = workspace, expansion, expander, adapt
+        self.sites: list[str] = []
 
     def _codes(self, samples: Samples) -> list[list[str]]:
         return [list(d) + list(p) for d, p in zip(samples.diagnoses, samples.procedures)]
@@ -70,7 +77,33 @@ class GraphLogRegRecommender(LogRegRecommender):
             self.expander.names.update({c: n for c, n in cohort.names().items() if c not in self.expander.names})
         self.concepts = sorted({k for cs in self._codes(train) for k in self.expander.expand_visit(cs)})
         self.chosen["n_concepts"] = len(self.concepts)
+        self._cohort = cohort
+        sites = sorted(set(_sites(cohort, train))) if self.adapt else []
+        self.sites = sites if len(sites) > 1 else []
+        if self.sites:
+            self.chosen["sites"] = self.sites
         return super().fit(cohort, train, val)
 
+    def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        self._cohort = cohort
+        return super().predict_proba(cohort, samples)
+
     def _x(self, samples: Samples):
-        return concept_matrix(self.expander, self._codes(samples), self.concepts)
+        x = concept_matrix(self.expander, self._codes(samples), self.concepts)
+        if not self.sites:
+            return x
+        site = np.asarray(_sites(self._cohort, samples))
+        blocks = [x]
+        for s in self.sites:
+            d = sparse.diags((site == s).astype(np.float32))
+            blocks.append(d @ x)
+        blocks.append(sparse.csr_matrix(np.stack([(site == s).astype(np.float32) for s in self.sites], axis=1)))
+        return sparse.hstack(blocks, format="csr")
+
+
+def _sites(cohort: Cohort, samples: Samples) -> list[str]:
+    """The site of each sample (pooled cohorts have a ``site`` column; others are one site)."""
+    if "site" not in cohort.visits.columns:
+        return [cohort.source] * len(samples)
+    col = cohort.visits["site"]
+    return [str(col.iat[i]) for i in samples.visit_idx]

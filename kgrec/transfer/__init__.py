@@ -1,0 +1,37 @@
+"""Across sites and code systems: pooled cohorts and the zero-shot / few-shot / pooled protocol.
+
+>>> from kgrec.transfer import transfer
+>>> res = transfer("ws-mimic3", ["ws-eicu"], modes=["zero-shot", "pooled"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kgrec.transfer.pool import Site, load_site, pool
+from kgrec.transfer.protocol import DEFAULT_MODELS, MODES, SHARES, TransferResult, run_transfer
+
+
+def transfer(
+    target_ws: Path | str,
+    source_ws: Sequence[Path | str],
+    modes: Sequence[str] = MODES,
+    models: Sequence[str] = DEFAULT_MODELS,
+    folds: int = 5,
+    seed: int = 42,
+    shares: Sequence[float] = SHARES,
+    progress: Callable[[str], None] | None = None,
+    save: bool = True,
+) -> TransferResult:
+    """Run :func:`~kgrec.transfer.protocol.run_transfer` and save the report under
+    ``<target_ws>/reports/transfer/`` (``transfer.json``, ``transfer.md``, ``transfer-prauc.png``)."""
+    from kgrec.transfer.report import save as save_report
+
+    res = run_transfer(target_ws, source_ws, modes, models, folds, seed, shares, progress)
+    if save:
+        res.pooling["saved"] = save_report(res, Path(target_ws) / "reports" / "transfer")
+    return res
+
+
+__all__ = ["DEFAULT_MODELS", "MODES", "SHARES", "Site", "TransferResult", "load_site", "pool", "run_transfer", "transfer"]

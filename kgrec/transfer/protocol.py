@@ -28,7 +28,7 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.ddi import ddi_matrix
 from kgrec.cohort.samples import Samples, build_samples
 from kgrec.cohort.split import kfold_patients, split_patients
-from kgrec.errors import WorkspaceError
+from kgrec.errors import OptionError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, ModelEvaluation, _aggregate
 from kgrec.metrics import evaluate_predictions
 from kgrec.models import get_model
@@ -92,10 +92,10 @@ class TransferRun:
         if not sources:
             raise WorkspaceError("transfer needs at least one source workspace (--source-ws)")
         if folds < 2:
-            raise ValueError(f"--folds must be at least 2, got {folds}")
+            raise OptionError(f"--folds must be at least 2, got {folds}")
         bad = [s for s in shares if not 0 < s <= 1]
         if bad:
-            raise ValueError(f"few-shot shares must lie in (0, 1], got {bad}")
+            raise OptionError(f"few-shot shares must lie in (0, 1], got {bad}")
         self.cohort, self.report = pool(target, sources)
         self.site_of = self.report["sites"]
         self.target_name = next(iter(self.site_of))
@@ -104,7 +104,10 @@ class TransferRun:
         self.models, self.k, self.seed, self.shares = list(models), folds, seed, tuple(shares)
         self.progress = progress or (lambda s: None)
         for m in self.models:
-            get_model(m)  # unknown names fail before any training
+            try:
+                get_model(m)  # unknown names fail before any training
+            except ValueError as exc:
+                raise OptionError(str(exc)) from None
         self.vocab = target.cohort.vocab("drug")
         ddi = target.cohort.ddi
         self.ddi = ddi_matrix(ddi, self.vocab) if ddi is not None else np.zeros((len(self.vocab),) * 2, np.int8)
@@ -192,7 +195,7 @@ def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: 
     """Run the cross-cohort protocol (module docstring) and return every mode's result."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"unknown transfer mode(s) {unknown}; choose from {', '.join(MODES)}")
+        raise OptionError(f"unknown transfer mode(s) {unknown}; choose from {', '.join(MODES)}")
     t0 = time.perf_counter()
     run = TransferRun(load_site(target_ws), [load_site(s) for s in source_ws], models, folds, seed, shares, progress)
     out = TransferResult(run.target_name, run.source_names, folds, pooling=run.report)
