@@ -29,271 +29,45 @@ cohort goes through the model's own featurizer); ``current_drugs`` are used for 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from kgrec.cohort.base import VISIT_COLUMNS, Cohort
-from kgrec.cohort.codes import atc3, icd_id
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
 from kgrec.explain.paths import (
     FAMILIES,
     DrugEvidence,
-    EvidencePath,
     Node,
     PathFinder,
     select,
 )
+from kgrec.explain.patient import (
+    MAX_CODE_LEN,
+    MAX_CODES,
+    MAX_DRUGS,
+    MAX_VISITS,
+    CodeIn,
+    PatientCodes,
+    PatientIn,
+    VisitIn,
+    _check_atc,
+    load_patient,
+    normalise_code,
+    normalise_patient,
+    parse_patient,
+    validation_message,
+)
 from kgrec.explain.realise import realise_drug
+from kgrec.explain.result import Recommendation, RecommendedDrug
 
-MAX_CODES = 200
-MAX_VISITS = 50
-MAX_DRUGS = 100
-MAX_CODE_LEN = 40
 MAX_TOP_K = 100
 MAX_PATHS_PER_DRUG = 20
-
-_CODE_CHARS = re.compile(r"^[A-Za-z0-9.\-:]+$")
-_PREFIXED = re.compile(r"^([A-Za-z][A-Za-z0-9]*):([A-Za-z0-9.\-]+)$")
-
-CodeText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CODE_LEN)]
-
-
-class CodeIn(BaseModel):
-    """One ICD code with its version: ``{"code": "401.9", "version": 9}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    code: CodeText
-    version: Literal[9, 10] | None = Field(None, description="ICD version (9 or 10); default: the patient's icd_version")
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _int_version(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip() in ("9", "10"):
-            return int(v)
-        return v
-
-
-CodeEntry = CodeText | CodeIn
-
-
-def _check_atc(codes: list[str]) -> list[str]:
-    out = []
-    for c in codes:
-        a = atc3(c)
-        if a is None:
-            raise ValueError(f"{c!r} is not an ATC code of level 3 or deeper (e.g. B01A or B01AC06)")
-        if a not in out:
-            out.append(a)
-    return out
-
-
-class VisitIn(BaseModel):
-    """An earlier visit of a new patient."""
-
-    model_config = ConfigDict(extra="forbid")
-    diagnoses: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
-    procedures: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
-    drugs: list[CodeText] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes (level 3 or deeper)")
-
-    _atc = field_validator("drugs")(classmethod(lambda cls, v: _check_atc(v)))
-
-
-class PatientIn(BaseModel):
-    """A new patient: the current visit's codes, optional earlier visits, the drugs taken now."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: Annotated[str, StringConstraints(max_length=100)] | None = None
-    icd_version: Literal[9, 10] | None = Field(None, description="version of plain codes such as '401.9'")
-    diagnoses: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
-    procedures: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
-    earlier_visits: list[VisitIn] = Field(default_factory=list, max_length=MAX_VISITS)
-    current_drugs: list[CodeText] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes the patient takes now (DDI screening)")
-
-    _atc = field_validator("current_drugs")(classmethod(lambda cls, v: _check_atc(v)))
-
-    @field_validator("icd_version", mode="before")
-    @classmethod
-    def _int_version(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip() in ("9", "10"):
-            return int(v)
-        return v
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> PatientIn:
-        if not self.diagnoses and not self.procedures:
-            raise ValueError("empty patient: the current visit needs at least one diagnosis or procedure code")
-        return self
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error as readable lines: ``diagnoses.2.code: String should have at most 40 characters``."""
-    lines = []
-    for e in exc.errors()[:20]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("str", "CodeIn", "constrained-str"))
-        msg = str(e.get("msg", "")).removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    more = len(exc.errors()) - 20
-    return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
-
-
-def parse_patient(data: Any) -> PatientIn:
-    """Validate a patient dict (or JSON text); errors as :class:`InputError` with readable messages."""
-    import json
-
-    if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    if isinstance(data, PatientIn):
-        return data
-    if not isinstance(data, dict):
-        raise InputError("a patient must be a JSON object with diagnoses/procedures (see docs/explain.md)")
-    try:
-        return PatientIn.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(f"invalid patient: {validation_message(exc)}") from None
-
-
-def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("patient file not found", path=p)
-    if p.stat().st_size > max_bytes:
-        raise InputError(f"patient file larger than {max_bytes // 1024} KiB", path=p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError("not UTF-8 text", path=p) from exc
-    try:
-        return parse_patient(text)
-    except InputError as exc:
-        raise InputError(str(exc), path=p) from None
-
-
-def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None) -> str:
-    """``"401.9"`` (version 9) -> ``ICD9CM:4019``; ``"ICD10CM:I10"`` kept (dots dropped, upper case)."""
-    if isinstance(entry, CodeIn):
-        code, version = entry.code, entry.version or default_version
-    else:
-        code, version = entry, default_version
-    code = code.strip()
-    if not _CODE_CHARS.match(code):
-        raise InputError(f"{code!r}: a code has letters, digits, '.', '-' only")
-    m = _PREFIXED.match(code)
-    if m:
-        system, rest = m.group(1).upper(), m.group(2)
-        if isinstance(entry, CodeIn) and entry.version:
-            raise InputError(f"{code!r}: give either a prefixed id or a version, not both")
-        return f"{system}:{rest.replace('.', '').upper()}"
-    if version is None:
-        raise InputError(f"{code!r} needs an ICD version: write {{\"code\": \"{code}\", \"version\": 9}} or set \"icd_version\"")
-    return icd_id(code, version, kind)
-
-
-@dataclass
-class PatientCodes:
-    """A patient with normalised code ids (``inputs`` maps each id back to what the user wrote)."""
-
-    diagnoses: list[str]
-    procedures: list[str]
-    earlier: list[dict]
-    current_drugs: list[str]
-    inputs: dict[str, str] = field(default_factory=dict)
-    label: str = "patient"
-
-
-def normalise_patient(p: PatientIn) -> PatientCodes:
-    errors: list[str] = []
-    inputs: dict[str, str] = {}
-
-    def norm(entries: Sequence, kind: str, where: str) -> list[str]:
-        out = []
-        for i, e in enumerate(entries):
-            try:
-                c = normalise_code(e, kind, p.icd_version)
-            except (InputError, ValueError) as exc:
-                errors.append(f"{where}.{i}: {exc}")
-                continue
-            inputs.setdefault(c, e.code if isinstance(e, CodeIn) else e)
-            if c not in out:
-                out.append(c)
-        return out
-
-    dx = norm(p.diagnoses, "diagnosis", "diagnoses")
-    px = norm(p.procedures, "procedure", "procedures")
-    earlier = [
-        {"diagnoses": norm(v.diagnoses, "diagnosis", f"earlier_visits.{k}.diagnoses"),
-         "procedures": norm(v.procedures, "procedure", f"earlier_visits.{k}.procedures"), "drugs": list(v.drugs)}
-        for k, v in enumerate(p.earlier_visits)
-    ]
-    if errors:
-        raise InputError("invalid patient: " + "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else ""))
-    return PatientCodes(dx, px, earlier, list(p.current_drugs), inputs, p.id or "patient")
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass
-class RecommendedDrug:
-    rank: int
-    drug: str
-    name: str
-    probability: float
-    above_threshold: bool
-    paths: list[EvidencePath] = field(default_factory=list)
-    cautions: list[EvidencePath] = field(default_factory=list)
-    n_paths: int = 0
-    evidence_counts: dict = field(default_factory=dict)
-    caution_counts: dict = field(default_factory=dict)
-    cut: dict = field(default_factory=dict)  # what the per-drug cap or a statement's row limit left out
-    rationale: str = ""
-
-    def to_dict(self) -> dict:
-        return {
-            "rank": self.rank, "drug": self.drug, "name": self.name, "probability": round(float(self.probability), 4),
-            "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
-            "evidence_counts": self.evidence_counts, "caution_counts": self.caution_counts, "paths": [p.to_dict() for p in self.paths],
-            "cautions": [p.to_dict() for p in self.cautions], **({"cut": self.cut} if self.cut else {}),
-        }
-
-
-@dataclass
-class Recommendation:
-    """What :func:`recommend` returns; :meth:`to_dict` is the ``--json`` / HTTP form."""
-
-    model: str
-    threshold: float
-    top_k: int
-    visit: dict
-    drugs: list[RecommendedDrug]
-    ddi_warnings: list[dict]
-    unknown_codes: list[dict]
-    notes: list[str] = field(default_factory=list)
-    timings_ms: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model, "threshold": self.threshold, "top_k": self.top_k, "visit": self.visit,
-            "drugs": [d.to_dict() for d in self.drugs], "ddi_warnings": self.ddi_warnings,
-            "unknown_codes": self.unknown_codes, "notes": self.notes, "timings_ms": self.timings_ms,
-        }
 
 
 # ---------------------------------------------------------------------------- the service
@@ -603,17 +377,22 @@ def recommend(
         return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs)
 
 
-__all__ = [
+__all__ = [  # the patient schema and the result types are re-exported here (their modules: patient, result)
     "MAX_CODES",
+    "MAX_CODE_LEN",
     "MAX_DRUGS",
+    "MAX_PATHS_PER_DRUG",
+    "MAX_TOP_K",
     "MAX_VISITS",
     "CodeIn",
+    "PatientCodes",
     "PatientIn",
     "RecommendService",
     "Recommendation",
     "RecommendedDrug",
     "VisitIn",
     "load_patient",
+    "normalise_code",
     "normalise_patient",
     "parse_patient",
     "recommend",

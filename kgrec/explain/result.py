@@ -1,0 +1,56 @@
+"""What :func:`kgrec.explain.recommend.recommend` returns: :class:`Recommendation` (``to_dict()`` is the
+``--json`` / HTTP form) holding one :class:`RecommendedDrug` per drug."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kgrec.explain.evidence import EvidencePath
+
+@dataclass
+class RecommendedDrug:
+    rank: int
+    drug: str
+    name: str
+    probability: float
+    above_threshold: bool
+    paths: list[EvidencePath] = field(default_factory=list)
+    cautions: list[EvidencePath] = field(default_factory=list)
+    n_paths: int = 0
+    evidence_counts: dict = field(default_factory=dict)
+    caution_counts: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)  # what the per-drug cap or a statement's row limit left out
+    rationale: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank, "drug": self.drug, "name": self.name, "probability": round(float(self.probability), 4),
+            "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
+            "evidence_counts": self.evidence_counts, "caution_counts": self.caution_counts, "paths": [p.to_dict() for p in self.paths],
+            "cautions": [p.to_dict() for p in self.cautions], **({"cut": self.cut} if self.cut else {}),
+        }
+
+
+@dataclass
+class Recommendation:
+    """What :func:`recommend` returns; :meth:`to_dict` is the ``--json`` / HTTP form."""
+
+    model: str
+    threshold: float
+    top_k: int
+    visit: dict
+    drugs: list[RecommendedDrug]
+    ddi_warnings: list[dict]
+    unknown_codes: list[dict]
+    notes: list[str] = field(default_factory=list)
+    timings_ms: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "threshold": self.threshold, "top_k": self.top_k, "visit": self.visit,
+            "drugs": [d.to_dict() for d in self.drugs], "ddi_warnings": self.ddi_warnings,
+            "unknown_codes": self.unknown_codes, "notes": self.notes, "timings_ms": self.timings_ms,
+        }
+
+
+__all__ = ["RecommendedDrug", "Recommendation"]
