@@ -194,6 +194,43 @@ class CodeExpander:
                     out[k] = w
         return out
 
+    def translate(self, code: str, known: Mapping[str, int] | set[str] | frozenset[str], limit: int = 3) -> list[dict]:
+        """Codes of ``known`` (what a model was trained on) that stand for ``code``, best first.
+
+        First the known codes the code's own expansion reaches (its GEM partners in the other ICD
+        version, its category); else the known codes that share its nearest graph concept (a Disease or
+        a category), scored by the product of the two weights. Each hit is ``{"code", "score", "via"}``
+        (``via``: the shared concept). Empty when the graph links the code to nothing known. With
+        ``known`` a mapping code -> training frequency, ties go to the more frequent code.
+        """
+        freq = known if isinstance(known, Mapping) else {}
+        exp = self.expand(code)
+        direct = sorted(((w, k) for k, w in exp.items() if k in known and k != code), key=lambda t: (-t[0], -freq.get(t[1], 0), t[1]))
+        if direct:
+            return [{"code": k, "score": round(w, 4), "via": k} for w, k in direct[:limit]]
+        index = self._known_index(known)
+        best: dict[str, tuple[float, str]] = {}
+        for concept, w in exp.items():
+            if concept == code:
+                continue
+            for k, wk in index.get(concept, ()):
+                s = w * wk
+                if k not in best or s > best[k][0]:
+                    best[k] = (s, concept)
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -freq.get(kv[0], 0), kv[0]))
+        return [{"code": k, "score": round(s, 4), "via": via} for k, (s, via) in ranked[:limit]]
+
+    def _known_index(self, known) -> dict[str, list[tuple[str, float]]]:
+        key = frozenset(known)
+        if getattr(self, "_index_key", None) != key:
+            index: dict[str, list[tuple[str, float]]] = defaultdict(list)
+            for k in sorted(key):
+                for concept, w in self.expand(k).items():
+                    if concept != k:
+                        index[concept].append((k, w))
+            self._index_key, self._index = key, index
+        return self._index
+
     def reaches_disease(self, code: str) -> bool:
         return any(c in self.diseases for c in self.expand(code))
 

@@ -1,0 +1,221 @@
+"""Graph-grounded codes and cross-cohort transfer (`kgrec transfer`), on two planted sites.
+
+Site "icd9" codes its diagnoses in ICD-9-CM, site "icd10" the same conditions in ICD-10-CM (and one
+of them only as an eICU-style diagnosis path). Heart failure -> C03C (loop diuretics), diabetes ->
+A10B, hypertension -> C09A, pneumonia -> J01D. A model over raw code ids cannot carry anything from one
+site to the other; the graph (GEM, categories, Disease Ontology terms) can.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kgrec.cohort.base import VISIT_COLUMNS, Cohort
+from kgrec.cohort.samples import build_samples
+from kgrec.errors import WorkspaceError
+from kgrec.evaluation import evaluate_models
+from kgrec.graph.expand import CodeExpander, ExpansionConfig
+from kgrec.graph.tables import GraphTables
+from kgrec.models.baselines import LogRegRecommender
+from kgrec.models.graph_logreg import GraphLogRegRecommender
+from kgrec.transfer import run_transfer, transfer
+
+LIC = "test"
+# condition: (ICD-9 code, ICD-10 code, DOID, disease name, drug)
+CONDITIONS = {
+    "hf": ("ICD9CM:4280", "ICD10CM:I509", "DOID:6000", "congestive heart failure", "C03C"),
+    "dm": ("ICD9CM:25000", "ICD10CM:E119", "DOID:9352", "type 2 diabetes mellitus", "A10B"),
+    "htn": ("ICD9CM:4019", "ICD10CM:I10", "DOID:10763", "hypertension", "C09A"),
+    "pna": ("ICD9CM:486", "ICD10CM:J189", "DOID:552", "pneumonia", "J01D"),
+}
+NOISE_DRUGS = ["A02B", "N02B", "B05X"]
+
+
+def _edges(rows) -> pd.DataFrame:
+    return pd.DataFrame([(a, b, "src", LIC) for a, b in rows], columns=["src", "dst", "source", "licence"])
+
+
+def graph_tables() -> GraphTables:
+    codes = []
+    for nine, ten, *_ in CONDITIONS.values():
+        codes += [nine, ten, nine[: nine.index(":") + 4], ten[: ten.index(":") + 4]]
+    codes = sorted(set(codes))
+    dx = pd.DataFrame({"id": codes, "name": [None] * len(codes), "system": [c.split(":")[0] for c in codes], "source": "icd"})
+    dis = pd.DataFrame({"id": [c[2] for c in CONDITIONS.values()] + ["DOID:4"], "name": [c[3] for c in CONDITIONS.values()] + ["disease"], "source": "do"})
+    nodes = {"DiagnosisCode": dx, "Disease": dis}
+    parent = [(c, c[: c.index(":") + 4]) for c in codes if len(c.split(":")[1]) > 3]
+    gem = [(c[0], c[1]) for c in CONDITIONS.values()]
+    maps = [(c[0], c[2]) for c in CONDITIONS.values() if c[0] != "ICD9CM:486"]  # pneumonia's ICD-9 code has no xref
+    maps += [("ICD10CM:J189", "DOID:552")]
+    dparent = [(c[2], "DOID:4") for c in CONDITIONS.values()]
+    edges = {"CODE_PARENT": _edges(parent), "GEM": _edges(gem), "MAPS_TO": _edges(maps), "DISEASE_PARENT": _edges(dparent)}
+    return GraphTables(nodes, edges)
+
+
+def make_cohort(site: str, n_patients: int, seed: int, version: int, drug_bias: float = 0.0) -> Cohort:
+    rng = np.random.default_rng(seed)
+    rows, names = [], {}
+    for p in range(n_patients):
+        for k in range(int(rng.integers(1, 3))):
+            conds = [c for c in CONDITIONS if rng.random() < 0.45] or ["htn"]
+            dx, drugs = [], []
+            for c in conds:
+                nine, ten, _, name, drug = CONDITIONS[c]
+                code = nine if version == 9 else ten
+                if version == 10 and c == "pna":  # this site records pneumonia as a diagnosis path only
+                    code = "EICUDX:pulmonary|infections|pneumonia"
+                    names[code] = "pulmonary|infections|pneumonia"
+                dx.append(code)
+                if rng.random() < 0.9:
+                    drugs.append(drug)
+            drugs += [d for d in NOISE_DRUGS if rng.random() < 0.3 + drug_bias]
+            rows.append({"patient_id": f"p{p}", "visit_id": f"{site}{p}-{k}", "visit_order": k, "time": pd.NaT,
+                         "diagnoses": dx, "procedures": [], "drugs": sorted(set(drugs)) or ["A02B"]})
+    visits = pd.DataFrame(rows, columns=VISIT_COLUMNS)
+    used = sorted({c for d in visits["diagnoses"] for c in d})
+    codes = pd.DataFrame({"code": used + sorted({d for ds in visits["drugs"] for d in ds}), "kind": ["diagnosis"] * len(used) + ["drug"] * len({d for ds in visits["drugs"] for d in ds})})
+    codes["name"] = codes["code"].map(lambda c: names.get(c, c))
+    ddi = pd.DataFrame({"atc3_a": ["C03C"], "atc3_b": ["C09A"], "source": ["test"], "licence": [LIC]})
+    return Cohort(visits, codes, site, {}, None, ddi)
+
+
+def make_workspace(root, site: str, version: int, n: int, seed: int, graph: bool = True):
+    ws = root / site
+    make_cohort(site, n, seed, version).save(ws / "cohort")
+    if graph:
+        graph_tables().save(ws / "graph" / "tables")
+    return ws
+
+
+# ---------------------------------------------------------------------------- graph-grounded codes
+def test_icd10_code_reaches_its_icd9_partner_disease_and_ancestor_with_decaying_weight():
+    ex = CodeExpander.from_tables(graph_tables())
+    e = ex.expand("ICD10CM:I509")
+    assert e["ICD10CM:I509"] == 1.0
+    assert e["ICD9CM:4280"] == 0.5 and e["ICD10CM:I50"] == 0.5  # GEM partner and category: one hop
+    assert e["DOID:6000"] == 0.25  # through the GEM partner's xref
+    assert e["DOID:4"] == 0.125  # the disease's parent: hop 3
+    assert "DOID:9352" not in e  # nothing of another condition
+    short = CodeExpander.from_tables(graph_tables(), ExpansionConfig(hops=1)).expand("ICD10CM:I509")
+    assert "DOID:6000" not in short
+
+
+def test_code_missing_from_the_graph_walks_on_from_its_category_and_unreached_codes_are_reported():
+    ex = CodeExpander.from_tables(graph_tables())
+    assert ex.expand("ICD9CM:4281")["ICD9CM:428"] == 0.5  # not a node: its category by id
+    assert ex.unreached(["ICD9CM:4281", "LOCAL:xyz", "ICD10CM:I509"]) == ["LOCAL:xyz"]
+
+
+def test_diagnosis_path_reaches_a_disease_by_its_most_specific_segment_and_coverage_counts_it():
+    ex = CodeExpander.from_tables(graph_tables(), names={"EICUDX:pulmonary|infections|pneumonia": "pulmonary|infections|pneumonia",
+                                                        "LOCAL:1": "Acute kidney failure, unspecified"})
+    assert ex.expand("EICUDX:pulmonary|infections|pneumonia")["DOID:552"] == 0.5
+    assert not ex.reaches_disease("LOCAL:1")  # no such label in this graph: not invented
+    cov = ex.coverage([["EICUDX:pulmonary|infections|pneumonia", "LOCAL:1"], ["LOCAL:1"], []])
+    assert cov["codes_reaching_disease"] == 0.5 and cov["code_occurrences_reaching_disease"] == pytest.approx(1 / 3, abs=1e-4)
+    assert cov["visits_with_a_code_reaching_disease"] == 0.5
+    assert cov["by_system"]["LOCAL"] == {"n_codes": 1, "reaching_disease": 0.0}
+
+
+def test_translate_prefers_the_gem_partner_then_a_code_sharing_a_disease():
+    ex = CodeExpander.from_tables(graph_tables())
+    known = {"ICD9CM:4280": 5, "ICD9CM:25000": 3, "ICD9CM:4019": 9}
+    assert ex.translate("ICD10CM:I509", known)[0]["code"] == "ICD9CM:4280"
+    assert ex.translate("ICD10CM:E119", known)[0]["code"] == "ICD9CM:25000"
+    assert ex.translate("LOCAL:xyz", known) == []
+    with pytest.raises(ValueError, match="unknown expansion relations"):
+        ExpansionConfig(relations=("NOPE",))
+
+
+# ---------------------------------------------------------------------------- logreg-graph
+def test_logreg_graph_carries_an_icd9_site_to_an_icd10_site_where_raw_codes_cannot(tmp_path):
+    src = make_cohort("icd9", 120, 1, 9)
+    tgt = make_cohort("icd10", 60, 2, 10)
+    ex = CodeExpander.from_tables(graph_tables(), names=tgt.names())
+    vocab = sorted(set(src.vocab("drug")) | set(tgt.vocab("drug")))
+    s_all = build_samples(src)
+    idx = np.arange(len(s_all))
+    tr, va = s_all.subset(idx[: int(0.8 * len(idx))]), s_all.subset(idx[int(0.8 * len(idx)):])
+    test = build_samples(tgt)
+
+    def prauc(model, cohort_fit, cohort_test):
+        model.fit(cohort_fit, tr, va)
+        p = model.predict_proba(cohort_test, test)
+        y = model.targets(test)
+        from kgrec.metrics import per_visit
+        return float(per_visit(y, p, p > 0.5)["prauc"].mean())
+
+    raw = prauc(LogRegRecommender(vocab), src, tgt)
+    graph = prauc(GraphLogRegRecommender(vocab, expander=ex), src, tgt)
+    assert graph > raw + 0.15, (graph, raw)
+
+
+# ---------------------------------------------------------------------------- the protocol
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sites")
+    return make_workspace(root, "icd10", 10, 45, 2), make_workspace(root, "icd9", 9, 100, 1, graph=False)
+
+
+def test_transfer_modes_have_evaluate_shape_pair_with_in_domain_and_save_a_report(sites):
+    target, source = sites
+    res = transfer(target, [source], modes=("zero-shot", "few-shot", "pooled"), models=("frequency", "logreg", "logreg-graph"), folds=3, shares=(0.5, 1.0))
+    j = json.loads(json.dumps(res.to_json(), default=float))
+    # in-domain is exactly `kgrec evaluate --folds 3` on the target
+    ev = evaluate_models(Cohort.load(target / "cohort"), ("frequency", "logreg", "logreg-graph"), folds=3, workspace=target).to_json()
+    for m in ("frequency", "logreg", "logreg-graph"):
+        assert j["modes"]["in-domain"]["models"][m]["metrics"]["prauc"]["folds"] == pytest.approx(ev["models"][m]["metrics"]["prauc"]["folds"])
+    zs = j["modes"]["zero-shot"]
+    assert set(zs["models"]) == {"frequency", "logreg", "logreg-graph"}
+    assert zs["paired_differences"]["reference"] == "in-domain logreg"
+    assert len(zs["paired_differences"]["logreg-graph"]["prauc"]["folds"]) == 3
+    # the graph carries the ICD-9 site to the ICD-10 site; raw code ids carry only drug frequencies
+    assert zs["models"]["logreg-graph"]["metrics"]["prauc"]["mean"] > zs["models"]["logreg"]["metrics"]["prauc"]["mean"] + 0.1
+    assert zs["models"]["logreg-graph"]["all_target_visits"]["intervals"]["prauc"][0] > zs["models"]["logreg"]["all_target_visits"]["metrics"]["prauc"]
+    fs = j["modes"]["few-shot"]
+    assert set(fs["models"]) == {f"{m}@{s}" for m in ("frequency", "logreg", "logreg-graph") for s in ("50%", "100%")}
+    assert j["modes"]["pooled"]["models"]["logreg"]["chosen"][0]["C"] in (0.03, 0.1, 0.3, 1.0)
+    out = target / "reports" / "transfer"
+    assert json.loads((out / "transfer.json").read_text())["target"] == "icd10"
+    md = (out / "transfer.md").read_text()
+    assert "## zero-shot" in md and "logreg-graph" in md
+    assert (out / "transfer-prauc.png").stat().st_size > 1000
+
+
+def test_cli_transfer_json_and_bad_inputs_name_the_workspace_and_write_nothing(sites, tmp_path):
+    from kgrec.cli import app
+
+    target, source = sites
+    r = CliRunner().invoke(app, ["transfer", "-w", str(target), "--source-ws", str(source), "--mode", "zero-shot", "-m", "logreg-graph", "--folds", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert j["modes"]["zero-shot"]["models"]["logreg-graph"]["metrics"]["prauc"]["mean"] > 0.5
+    # a source sharing no drug with the target
+    other = make_cohort("other", 20, 5, 9)
+    other.visits["drugs"] = [["Z99Z"]] * len(other.visits)
+    other.save(tmp_path / "other" / "cohort")
+    before = sorted(p.name for p in (target / "reports" / "transfer").iterdir())
+    r = CliRunner().invoke(app, ["transfer", "-w", str(target), "--source-ws", str(tmp_path / "other"), "--mode", "zero-shot"])
+    assert r.exit_code == 2 and "other" in r.output and "share no ATC3 class" in r.output
+    assert sorted(p.name for p in (target / "reports" / "transfer").iterdir()) == before
+    # a workspace prepared by an older kgrec (no code kinds), and one with no cohort
+    old = tmp_path / "old" / "cohort"
+    make_cohort("old", 10, 6, 9).save(old)
+    pd.read_parquet(old / "codes.parquet").drop(columns="kind").to_parquet(old / "codes.parquet")
+    with pytest.raises(WorkspaceError, match=r"old.*older kgrec"):
+        run_transfer(target, [tmp_path / "old"], modes=("zero-shot",))
+    with pytest.raises(WorkspaceError, match="no cohort"):
+        run_transfer(target, [tmp_path / "missing"], modes=("zero-shot",))
+    # a target with no evaluable visit
+    empty = make_cohort("empty", 10, 7, 10)
+    empty.visits["diagnoses"] = [[]] * len(empty.visits)
+    empty.save(tmp_path / "empty" / "cohort")
+    with pytest.raises(WorkspaceError, match="empty.*no evaluable visit"):
+        run_transfer(tmp_path / "empty", [source], modes=("zero-shot",))
+    r = CliRunner().invoke(app, ["transfer", "-w", str(target), "--source-ws", str(source), "--mode", "sideways"])
+    assert r.exit_code == 2 and "unknown transfer mode" in r.output
