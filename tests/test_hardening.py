@@ -214,3 +214,19 @@ def test_find_table_names_both_candidates(tmp_path):
     write(tmp_path / "ADMISSIONS.csv.gz", "a\n1\n", gz=True)
     with pytest.raises(InputError, match="ADMISSIONS.csv.gz and Admissions.csv both match"):
         find_table(tmp_path, "admissions")
+
+
+def test_patient_json_deeply_nested_and_bom(tmp_path):
+    """Item 6: '[' x 100,000 was a RecursionError traceback (exit 1); item 9: a BOM was rejected."""
+    from kgrec.explain.patient import load_patient, parse_patient
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(InputError, match="deep.json: not a patient: JSON nested too deeply"):
+        load_patient(deep)
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse_patient("{\"a\": " * 50_000)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"icd_version": 9, "diagnoses": ["401.9"]}')
+    assert load_patient(bom).diagnoses == ["401.9"]
+    assert parse_patient('\ufeff{"icd_version": 9, "diagnoses": ["401.9"]}').icd_version == 9

@@ -174,3 +174,120 @@ def test_real_server_on_loopback(service):
     finally:
         server.should_exit = True
         th.join(timeout=10)
+
+
+# ---------------------------------------------------------------- issue 16: no 500s, one error path, documented errors
+def _encodable(r) -> dict:
+    r.content.decode("utf-8")  # strict: no lone surrogates in the body
+    return r.json()
+
+
+@pytest.mark.parametrize("body, words", [
+    ('{"visit_id": "100", "threshold": NaN}', "NaN is not a JSON number"),
+    ('{"visit_id": "100", "top_k": NaN}', "NaN is not a JSON number"),
+    ('{"visit_id": "100", "paths_per_drug": -Infinity}', "-Infinity is not a JSON number"),
+    ('{"visit_id": "100", "threshold": 1e400}', "out of range"),
+    ('{"visit_id": "100", "top_k": 1' + "0" * 5000 + "}", "out of range"),
+    ('{"visit_id": "\\ud800"}', "lone surrogate"),
+    ('{"patient": {"id": "\\udfff", "icd_version": 9, "diagnoses": ["401.9"]}}', "lone surrogate"),
+    ('{"patient": {"icd_version": 9, "diagnoses": ["40\\ud8001.9"]}}', "lone surrogate"),
+    ('{"visit_id": "100", "x": ' + "[" * 30000 + "]" * 30000 + "}", "nested deeper"),
+    ('{"visit_id": "100"}'.encode("utf-8") + b"\xff", "not UTF-8"),
+])
+@pytest.mark.parametrize("path", ["/recommend", "/explain"])
+def test_hostile_json_is_400_not_500(client, body, words, path):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text[:300]
+    detail = _encodable(r)["detail"]
+    assert detail.startswith("malformed JSON") and words in detail, detail
+
+
+def test_422_body_matches_the_documented_shape(client):
+    r = client.post("/recommend", json={"visit_id": "100", "top_k": "many", "threshold": 7})
+    assert r.status_code == 422
+    body = _encodable(r)
+    assert set(body) == {"detail", "errors"} and isinstance(body["detail"], str)
+    assert sorted(e["loc"] for e in body["errors"]) == [["body", "threshold"], ["body", "top_k"]]
+    assert all(set(e) == {"loc", "msg", "type"} for e in body["errors"])  # the input is never echoed
+    assert "many" not in r.text
+
+
+def test_error_response_encodes_anything():
+    from kgrec.serve.guard import error_response
+
+    r = error_response(400, "visit '\ud800' is not in the workspace", [{"loc": ("body", "\udfff"), "msg": float("nan"), "type": "x"}])
+    body = json.loads(r.body.decode("utf-8"))
+    assert body["detail"] == "visit '?' is not in the workspace" and body["errors"][0]["loc"] == ["body", "?"]
+
+
+def test_health_counts_each_error_once(client):
+    before = client.get("/health").json()
+    client.post("/recommend", content='{"threshold": NaN}', headers={"content-type": "application/json"})  # 400 strict JSON
+    client.post("/recommend", json={"visit_id": "100", "top_k": 0})  # 422
+    client.post("/recommend", json={"visit_id": "nope"})  # 400 service
+    client.post("/recommend", content=b"x" * (70 * 1024), headers={"content-type": "application/json"})  # 413
+    client.post("/recommend", json={"visit_id": "100", "top_k": 1, "explain": False})  # 200
+    after = client.get("/health").json()
+    assert after["errors"] - before["errors"] == 4
+    assert after["requests"] - before["requests"] == 5
+
+
+def test_openapi_documents_what_the_service_answers(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path in ("/recommend", "/explain"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ValidationErrorBody")
+        assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+        assert {"408", "413"} <= set(responses)
+    assert schemas["ValidationErrorBody"]["properties"]["detail"]["type"] == "string"
+    assert "HTTPValidationError" not in schemas  # FastAPI's list-shaped 422 is not what the service sends
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # installed with schemathesis (the test extra)
+    validator = jsonschema_rs.Draft202012Validator({**schemas["RecommendRequest"], "components": spec["components"]})
+    assert not validator.is_valid({})  # before: {} was valid by the schema and rejected by the service
+    assert not validator.is_valid({"visit_id": "100", "patient": PATIENT})
+    assert validator.is_valid({"visit_id": "100"}) and validator.is_valid({"patient": PATIENT})
+    assert client.post("/recommend", json={}).status_code == 422
+
+
+def test_docs_are_served_without_a_cdn(client):
+    r = client.get("/docs")
+    assert r.status_code == 200
+    assert "cdn" not in r.text.lower() and "https://" not in r.text
+    if "/docs-assets/" in r.text:  # Swagger UI from the installed swagger-ui-bundle-v2 package
+        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+        assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+
+
+def test_half_a_body_times_out(service):
+    """Before: a client that sent half its body held the connection open indefinitely."""
+    import uvicorn
+
+    from kgrec.serve.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service=service, body_timeout=1.0), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                      b'{"visit_id":')
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            waited = time.monotonic() - t0
+        assert data.startswith(b"HTTP/1.1 408"), data[:200]
+        assert b"did not arrive in full" in data
+        assert 0.9 < waited < 8, waited  # answered after the body timeout, and the connection closed
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)

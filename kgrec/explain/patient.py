@@ -118,9 +118,11 @@ def parse_patient(data: Any) -> PatientIn:
 
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
+            data = json.loads(data.removeprefix("\ufeff") if isinstance(data, str) else data)
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+        except RecursionError:  # e.g. "[" x 100,000: the parser's recursion limit, not a crash
+            raise InputError("not a patient: JSON nested too deeply") from None
     if isinstance(data, PatientIn):
         return data
     if not isinstance(data, dict):
@@ -138,7 +140,7 @@ def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
     if p.stat().st_size > max_bytes:
         raise InputError(f"patient file larger than {max_bytes // 1024} KiB", path=p)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a UTF-8 BOM (Windows editors) is fine
     except UnicodeDecodeError as exc:
         raise InputError("not UTF-8 text", path=p) from exc
     try:

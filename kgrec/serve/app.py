@@ -8,16 +8,23 @@ from the workspace cohort) and ``GET /visits`` (a few visits of the workspace).
 default. The model, the cohort and the graph store are loaded once, at start-up (the app's lifespan);
 requests share them under a lock (the embedded store's connection is not shared between threads).
 
-Errors are JSON ``{"detail": ...}``: 400 for a well-formed request the service cannot answer (unknown
-visit, no known code, malformed JSON), 413 for a body over ``max_body`` bytes (256 KiB by default),
-422 for a request that fails the schema (empty patient, wrong types, too many codes), with
-``detail`` a readable message and ``errors`` pydantic's list. The OpenAPI schema is at
-``/openapi.json`` (interactive: ``/docs``).
+Errors go through one path (:func:`error_response`) and are JSON ``{"detail": "..."}``: 400 for a
+well-formed request the service cannot answer (unknown visit, no known code) and for malformed JSON
+(including NaN/Infinity, numbers out of range, lone surrogates, nesting deeper than 200: strict JSON,
+checked before FastAPI sees the body), 408 for a body not complete within ``body_timeout`` seconds,
+413 for a body over ``max_body`` bytes (256 KiB by default), 422 for a request that fails the schema
+(empty patient, wrong types, too many codes) with ``errors`` the list of ``{loc, msg, type}`` (never the
+input: it may hold patient data or text that cannot be encoded). Every string in an error body is
+encodable UTF-8. ``/health`` counts requests and error responses, each once, in one middleware.
+
+The OpenAPI document (``/openapi.json``) describes exactly these bodies and statuses and states the
+"exactly one of ``visit_id`` or ``patient``" rule as a ``oneOf``. ``/docs`` is Swagger UI served from the
+installed ``swagger-ui-bundle-v2`` package (no CDN); without that package ``/docs`` is a plain page
+listing the operations and linking the document.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,7 +34,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -39,20 +47,31 @@ from kgrec.explain.recommend import (
     PatientIn,
     RecommendService,
 )
+from kgrec.serve.guard import ErrorBody, Guard, ValidationErrorBody, _readable, error_response, error_responses, strict_json_problem
 from kgrec.serve.lookup import CodeIndex, list_visits
 
 log = logging.getLogger("kgrec.serve")
 
 MAX_BODY = 256 * 1024
+BODY_TIMEOUT = 10.0  # seconds for a request body to arrive in full (a client sending half a body)
 STATIC = Path(__file__).with_name("static")
 
 Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
 
 
+# "exactly one of visit_id or patient", as JSON Schema (the model validator below is the same rule)
+_ONE_TARGET = {
+    "oneOf": [
+        {"required": ["visit_id"], "properties": {"visit_id": {"type": "string"}}},
+        {"required": ["patient"], "properties": {"patient": {"type": "object"}}},
+    ]
+}
+
+
 class _Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    visit_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = Field(
-        None, description="a visit of the workspace cohort (e.g. '100375')")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_TARGET)
+    visit_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"\S")] | None = Field(
+        None, description="a visit of the workspace cohort (e.g. '100375'); surrounding spaces are ignored")
     patient: PatientIn | None = Field(None, description="a new patient (see PatientIn)")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="minimum probability (default: the model's tuned threshold)")
     paths_per_drug: int = Field(3, ge=0, le=MAX_PATHS_PER_DRUG)
@@ -61,6 +80,8 @@ class _Target(BaseModel):
     def _one_target(self):
         if (self.visit_id is None) == (self.patient is None):
             raise ValueError("give exactly one of visit_id or patient")
+        if self.visit_id is not None:
+            self.visit_id = self.visit_id.strip()
         return self
 
 
@@ -79,60 +100,8 @@ class ExplainRequest(_Target):
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
 
 
-class _BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes (by Content-Length, or counted
-    as it streams in when there is none)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        cl = headers.get(b"content-length")
-        too_big = JSONResponse({"detail": f"request body larger than {self.limit} bytes"}, status_code=413)
-        if cl is not None:
-            try:
-                if int(cl) > self.limit:
-                    return await too_big(scope, receive, send)
-            except ValueError:
-                return await JSONResponse({"detail": "bad Content-Length"}, status_code=400)(scope, receive, send)
-        if cl is not None:
-            return await self.app(scope, receive, send)
-        # no Content-Length (chunked): read the body up to the limit, then replay it
-        body, more = b"", True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body += msg.get("body", b"")
-            more = bool(msg.get("more_body", False))
-            if len(body) > self.limit:
-                return await too_big(scope, receive, send)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-def _readable(errors: list[dict]) -> str:
-    parts = []
-    for e in errors[:10]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))
-        msg = str(e.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts) + (f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
-
-
 def create_app(workspace: Path | str | None = None, model: str = "student", store: str | None = "embedded", store_kw: dict | None = None,
-               service: RecommendService | None = None, max_body: int = MAX_BODY) -> FastAPI:
+               service: RecommendService | None = None, max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """The app; pass ``service`` to reuse an already loaded :class:`RecommendService` (tests)."""
     state: dict[str, Any] = {"service": service, "lock": threading.Lock(), "started": time.time(), "requests": 0, "errors": 0}
 
@@ -155,27 +124,29 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
         description="Ranked ATC3 drug classes with probabilities, DDI warnings, rationale paths from the knowledge graph "
         "(each step with its source and licence) and natural-language rationales. See docs/explain.md.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            state["errors"] += 1
-            return JSONResponse({"detail": "malformed JSON: " + _readable(errors)}, status_code=400)
-        state["errors"] += 1
-        return JSONResponse({"detail": _readable(errors), "errors": json.loads(json.dumps(errors, default=str))}, status_code=422)
+            return error_response(400, "malformed JSON: " + _readable(errors))
+        return error_response(422, _readable(errors), errors)
 
     @app.exception_handler(KgrecError)
     async def _kgrec(request: Request, exc: KgrecError):
-        state["errors"] += 1
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return error_response(400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        state["errors"] += 1
         log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the service is still running"}, status_code=500)
+        return error_response(500, f"internal error ({type(exc).__name__}); the service is still running")
 
     def svc() -> RecommendService:
         s = state["service"]
@@ -198,18 +169,18 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             "errors": state["errors"],
         }
 
-    @app.post("/recommend", summary="Ranked drug classes with DDI warnings, rationale paths and rationales")
+    @app.post("/recommend", summary="Ranked drug classes with DDI warnings, rationale paths and rationales",
+              responses=error_responses(400, 408, 413, 422))
     def post_recommend(req: RecommendRequest) -> dict:
-        state["requests"] += 1
         s = svc()
         with state["lock"]:
             res = s.recommend(req.visit_id, req.patient, top_k=req.top_k, threshold=req.threshold, paths_per_drug=req.paths_per_drug,
                               current_drugs=req.current_drugs, explain=req.explain)
         return res.to_dict()
 
-    @app.post("/explain", summary="Natural-language rationales (deterministic realiser) with their paths")
+    @app.post("/explain", summary="Natural-language rationales (deterministic realiser) with their paths",
+              responses=error_responses(400, 408, 413, 422))
     def post_explain(req: ExplainRequest) -> dict:
-        state["requests"] += 1
         s = svc()
         with state["lock"]:
             res = s.recommend(req.visit_id, req.patient, top_k=req.top_k, threshold=req.threshold if req.drugs is None else 0.0,
@@ -221,7 +192,8 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             "timings_ms": res.timings_ms,
         }
 
-    @app.get("/codes", summary="Code autocomplete: the workspace cohort's codes matching a code or words of a name")
+    @app.get("/codes", summary="Code autocomplete: the workspace cohort's codes matching a code or words of a name",
+             responses=error_responses(400, 422))
     def get_codes(
         q: Annotated[str, Query(min_length=1, max_length=64, description="code (427.31, 42731, ICD9CM:42731) or words of its name")],
         kind: Annotated[list[Literal["diagnosis", "procedure", "drug"]] | None, Query(description="only these kinds (repeat: kind=diagnosis&kind=procedure)")] = None,
@@ -232,7 +204,8 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             state["codes"] = CodeIndex(s)
         return {"q": q, "codes": state["codes"].search(q, kind, limit)}
 
-    @app.get("/visits", summary="Visits of the workspace cohort (test split first), by visit or patient id prefix")
+    @app.get("/visits", summary="Visits of the workspace cohort (test split first), by visit or patient id prefix",
+             responses=error_responses(400, 422))
     def get_visits(
         q: Annotated[str, Query(max_length=64, description="visit or patient id prefix")] = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -250,10 +223,98 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
         return RedirectResponse("/")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    if max_body:
-        app.add_middleware(_BodyLimit, limit=max_body)
+    _docs(app)
+    _state_rules(app)
+    app.add_middleware(Guard, limit=max_body or 1 << 62, timeout=body_timeout, state=state)
     return app
+
+
+# Rules the patient models' validators enforce that pydantic's generated schema does not say (their
+# validators run after whitespace is stripped, accept "9" for 9, and check ATC codes by shape).
+# tests/test_hardening_api.py (Schemathesis: schema-valid requests accepted, schema-invalid rejected)
+# fails when these drift from the validators.
+_NON_BLANK = r"\S"
+_ATC = r"^\s*[A-Za-z][0-9]{2}[A-Za-z]"
+_VERSION = {"anyOf": [{"enum": [9, 10]}, {"enum": ["9", "10"]}, {"type": "null"}]}
+
+
+def _state_rules(app: FastAPI) -> None:
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = FastAPI.openapi(app)
+        schemas = spec["components"]["schemas"]
+        for name, atc_fields in (("PatientIn", ("current_drugs",)), ("VisitIn", ("drugs",)), ("RecommendRequest", ("current_drugs",)),
+                                 ("ExplainRequest", ("drugs",))):
+            props = schemas.get(name, {}).get("properties", {})
+            for f in atc_fields:
+                items = props.get(f, {}).get("items") or next((a.get("items") for a in props.get(f, {}).get("anyOf", []) if "items" in a), None)
+                if items is not None:
+                    items["pattern"] = _ATC
+        for name in ("PatientIn", "VisitIn", "CodeIn"):
+            for prop in schemas.get(name, {}).get("properties", {}).values():
+                _non_blank(prop)
+        for name, field in (("PatientIn", "icd_version"), ("CodeIn", "version")):
+            prop = schemas.get(name, {}).get("properties", {}).get(field)
+            if prop is not None:
+                keep = {k: v for k, v in prop.items() if k in ("description", "title", "default")}
+                prop.clear()
+                prop.update({**keep, **_VERSION})
+        if "PatientIn" in schemas:  # the current visit needs a diagnosis or a procedure
+            schemas["PatientIn"]["anyOf"] = [
+                {"required": ["diagnoses"], "properties": {"diagnoses": {"minItems": 1}}},
+                {"required": ["procedures"], "properties": {"procedures": {"minItems": 1}}},
+            ]
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi
+
+
+def _non_blank(schema: Any) -> None:
+    """Stripped strings with a minimum length: at least one non-space character."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and schema.get("minLength", 0) >= 1 and "pattern" not in schema:
+            schema["pattern"] = _NON_BLANK
+        for v in schema.values():
+            _non_blank(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            _non_blank(v)
+
+
+def _docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the installed ``swagger-ui-bundle-v2`` assets (nothing from a CDN), else a
+    plain page listing the operations."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+
+    if swagger_ui_path is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="kgrec API", swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        return
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_plain() -> HTMLResponse:
+        from html import escape
+
+        rows = "".join(
+            f"<li><code>{escape(m.upper())} {escape(path)}</code>: {escape(op.get('summary', ''))}</li>"
+            for path, ops in app.openapi()["paths"].items() for m, op in ops.items()
+        )
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>kgrec API</title><h1>kgrec API</h1>"
+            "<p>Interactive docs need the <code>swagger-ui-bundle-v2</code> package (<code>pip install kgrec[serve]</code>); "
+            f"the OpenAPI document is at <a href=/openapi.json>/openapi.json</a>.</p><ul>{rows}</ul>"
+        )
 
 
 def _version() -> str:
@@ -262,4 +323,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MAX_BODY", "STATIC", "ExplainRequest", "RecommendRequest", "create_app"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "STATIC", "ErrorBody", "ExplainRequest", "RecommendRequest", "ValidationErrorBody", "create_app",
+           "error_response", "strict_json_problem"]
