@@ -5,11 +5,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from kgrec.cohort.base import Cohort
-from kgrec.cohort.samples import Samples, multi_hot
+from kgrec.cohort.samples import Samples, multi_hot, profile_tokens
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
 
@@ -33,16 +34,29 @@ class LogRegRecommender(Recommender):
 
     The inverse regularisation ``C`` is chosen from ``grid`` by mean PRAUC on the validation visits.
     Drugs with a single class in training get that class's constant probability.
+
+    With ``profile=True`` the patient profile at the visit is appended to the code features as one-hot
+    columns (:func:`kgrec.cohort.samples.profile_tokens`: 10-year age bins, sex, each admission field's
+    value seen in training); a missing field sets none of its columns.
     """
 
     name = "logreg"
 
-    def __init__(self, drug_vocab: list[str], grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0), seed: int = 0):
+    def __init__(self, drug_vocab: list[str], grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0), seed: int = 0, profile: bool = False):
         super().__init__(drug_vocab)
-        self.grid, self.seed = grid, seed
+        self.grid, self.seed, self.profile = grid, seed, profile
+        self.profile_features: list[str] = []
 
     def _x(self, samples: Samples):
         return multi_hot([d + p for d, p in zip(samples.diagnoses, samples.procedures)], self.features)
+
+    def _design(self, samples: Samples):
+        """The code features (:meth:`_x`, which subclasses replace), then the profile columns if on."""
+        x = self._x(samples)
+        if not self.profile:
+            return x
+        p = multi_hot([profile_tokens(pr) for pr in samples.profiles()], self.profile_features)
+        return sparse.hstack([sparse.csr_matrix(x), p], format="csr")
 
     def _fit_c(self, x, y, c: float) -> list:
         models = []
@@ -66,15 +80,27 @@ class LogRegRecommender(Recommender):
 
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> LogRegRecommender:
         self.features = sorted({c for d, p in zip(train.diagnoses, train.procedures) for c in d + p})
-        x, y = self._x(train), self.targets(train)
+        if self.profile:
+            self.profile_features = sorted({t for pr in train.profiles() for t in profile_tokens(pr)})
+            self.chosen["profile_features"] = len(self.profile_features)
+        x, y = self._design(train), self.targets(train)
         best, best_c, best_models = -1.0, self.grid[0], None
         for c in self.grid if len(val) else self.grid[-1:]:
             models = self._fit_c(x, y, c)
-            score = per_visit(self.targets(val), self._proba(models, self._x(val)), np.zeros((len(val), y.shape[1]), bool))["prauc"].mean() if len(val) else 0.0
+            score = per_visit(self.targets(val), self._proba(models, self._design(val)), np.zeros((len(val), y.shape[1]), bool))["prauc"].mean() if len(val) else 0.0
             if score > best:
                 best, best_c, best_models = score, c, models
         self.models, self.chosen["C"] = best_models, best_c
         return self
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
-        return self._proba(self.models, self._x(samples))
+        return self._proba(self.models, self._design(samples))
+
+
+class LogRegProfileRecommender(LogRegRecommender):
+    """:class:`LogRegRecommender` with the patient profile appended to the code features."""
+
+    name = "logreg-profile"
+
+    def __init__(self, drug_vocab: list[str], grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0), seed: int = 0, profile: bool = True):
+        super().__init__(drug_vocab, grid, seed, profile)

@@ -8,6 +8,10 @@ graph neighbourhood of their diagnoses stands in (the graph-vector mean of the d
 those codes, weighted by the evidence). The graph prior itself (evidence counts per drug) also enters
 the head directly with a learned per-drug weight, beside a wide code -> drug term for codes seen in
 training (the capacity of the logistic-regression baseline, inside the student).
+
+With a patient profile (``StudentConfig.profile``) LEADER's profile encoder makes a prompt vector that
+is attended over with the earlier visits (first visits: added to the graph neighbourhood).
+:class:`LeaderStudentModel` is the reference code's own student (set- and visit-level transformers).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class StudentModel(nn.Module):
         first seen after training) share the "unknown" embedding and rely on their graph vector.
     """
 
-    def __init__(self, code_vectors: torch.Tensor, drug_vectors: torch.Tensor, n_known_codes: int, n_known_drugs: int, n_out: int, dim: int = 64, max_history: int = 8, dropout: float = 0.2):
+    def __init__(self, code_vectors: torch.Tensor, drug_vectors: torch.Tensor, n_known_codes: int, n_known_drugs: int, n_out: int, dim: int = 64, max_history: int = 8, dropout: float = 0.2,
+                 profile_vocab: int = 0, profile_fields: int = 0):
         super().__init__()
         self.register_buffer("code_vectors", code_vectors.float())
         self.register_buffer("drug_vectors", drug_vectors.float())
@@ -62,6 +67,16 @@ class StudentModel(nn.Module):
         # wide part: a direct code -> drug weight for codes seen in training (logistic regression's capacity)
         self.wide = nn.EmbeddingBag(n_known_codes + 2, n_out, mode="sum", padding_idx=0)
         nn.init.zeros_(self.wide.weight)
+        # the patient profile (off when profile_fields == 0): a prompt vector read with the history
+        self.profile = ProfileEncoder(profile_vocab, profile_fields, dim) if profile_fields else None
+
+    def prompt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.profile(batch["profile"])
+
+    def drug_set(self, drugs: torch.Tensor) -> torch.Tensor:
+        """(n, L) drug ids -> (n, d): the mean of the set's drug vectors (the alignment loss's drug side)."""
+        m = (drugs > 0).unsqueeze(-1).float()
+        return (self._drugs(drugs) * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def _codes(self, idx: torch.Tensor) -> torch.Tensor:
         known = torch.where(idx > self.n_known_codes, torch.full_like(idx, self.n_known_codes + 1), idx)
@@ -86,6 +101,12 @@ class StudentModel(nn.Module):
             history = torch.zeros_like(current)
         has_hist = batch["hist_mask"].any(-1, keepdim=True) if h else torch.zeros(n, 1, dtype=torch.bool)
         neigh = self.neighbourhood(batch["prior"] @ self.drug_vectors[1:1 + batch["prior"].shape[1]] / batch["prior"].sum(-1, keepdim=True).clamp(min=1e-6)) + self.no_history
+        if self.profile is not None:
+            # LEADER's profile prompt, placed before the earlier visits (first visits: beside the graph neighbourhood)
+            p = self.prompt(batch)
+            if h:
+                history = self.pool_history(torch.cat([p.unsqueeze(1), visits], 1), torch.cat([torch.ones(n, 1, dtype=torch.bool), batch["hist_mask"]], 1))
+            neigh = neigh + p
         history = torch.where(has_hist, history, neigh)
         prior = self.prior_in(batch["prior"])
         return self.mlp(torch.cat([current, history, prior], dim=-1))
@@ -96,3 +117,182 @@ class StudentModel(nn.Module):
         known = torch.where(cur > self.n_known_codes, torch.zeros_like(cur), cur)
         logits = self.head(self.dropout(feat)) + self.prior_weight * batch["prior"] + self.wide(known)
         return logits, feat
+
+
+# ---------------------------------------------------------------- patient profile (LEADER's profile encoder)
+class ProfileVocab:
+    """Profile fields of a cohort -> per-field token ids, as LEADER's ``profile_tokenizer``: one
+    vocabulary per field, a missing value being its own ``<missing>`` token (LEADER fills "unknown").
+
+    Token ids index one shared table: field ``f``'s tokens are ``offsets[f] .. offsets[f+1]-1``, the first
+    of them ``<missing>``. Values first seen after training map to ``<missing>`` too.
+    """
+
+    def __init__(self, fields: list[str], values: dict[str, list[str]]):
+        self.fields = list(fields)
+        self.values = {f: list(values.get(f, [])) for f in self.fields}
+        self.index: dict[str, dict[str, int]] = {}
+        n = 0
+        for f in self.fields:
+            self.index[f] = {"<missing>": n, **{v: n + 1 + i for i, v in enumerate(self.values[f])}}
+            n += 1 + len(self.values[f])
+        self.size = n
+
+    @classmethod
+    def from_samples(cls, fields: list[str], profiles: list[dict]) -> ProfileVocab:
+        from kgrec.cohort.samples import profile_tokens
+
+        vals: dict[str, set] = {f: set() for f in fields}
+        for p in profiles:
+            for t in profile_tokens(p):
+                f, _, v = t.partition(":")
+                if f in vals:
+                    vals[f].add(v)
+        return cls(fields, {f: sorted(v) for f, v in vals.items()})
+
+    def encode(self, profiles: list[dict]) -> torch.Tensor:
+        """(n, n_fields) token ids."""
+        from kgrec.cohort.samples import profile_tokens
+
+        out = torch.zeros(len(profiles), max(len(self.fields), 1), dtype=torch.long)
+        for i, p in enumerate(profiles):
+            toks = dict(t.split(":", 1) for t in profile_tokens(p))
+            for k, f in enumerate(self.fields):
+                idx = self.index[f]
+                out[i, k] = idx.get(toks.get(f, "<missing>"), idx["<missing>"])
+        return out
+
+    def state(self) -> dict:
+        return {"fields": self.fields, "values": self.values}
+
+
+class ProfileEncoder(nn.Module):
+    """LEADER's profile encoder: one embedding per field, concatenated, a linear map to a prompt vector
+    of the visit encoder's width. Without fields it is LEADER's ``PaddingEncoder`` (a learned constant)."""
+
+    def __init__(self, vocab_size: int, n_fields: int, dim: int):
+        super().__init__()
+        self.n_fields = max(n_fields, 1)
+        self.emb = nn.Embedding(max(vocab_size, 1), dim)
+        self.head = nn.Linear(self.n_fields * dim, dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids).flatten(1))
+
+
+def alignment_loss(x: torch.Tensor, y: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """LEADER's profile–visit alignment (its ``Contrastive_Loss``, both directions): cosine similarities
+    of the batch's (profile prompt, drug-set) pairs; for each column ``-log(exp(s_ii/τ) / Σ_{j≠i} exp(s_ji/τ))``,
+    summed over the two directions and averaged over the batch. Needs ≥ 2 samples (0 otherwise)."""
+    if x.shape[0] < 2:
+        return x.sum() * 0.0
+
+    def one(a, b):
+        sim = nn.functional.cosine_similarity(a.unsqueeze(1), b.unsqueeze(0), dim=2) / tau
+        pos = torch.diagonal(sim)
+        neg = torch.logsumexp(sim.masked_fill(torch.eye(len(sim), dtype=torch.bool, device=sim.device), float("-inf")), dim=0)
+        return neg - pos
+
+    return (one(x, y) + one(y, x)).mean()
+
+
+# ---------------------------------------------------------------- LEADER's student (set + visit transformers)
+class _SetTransformer(nn.Module):
+    """Transformer layers over the items of each set, then the masked mean: (N, L, d) -> (N, d)."""
+
+    def __init__(self, dim: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] == 0:
+            return x.sum(-2)
+        key = mask.clone()
+        key[:, 0] |= ~mask.any(-1)  # an empty set attends to its padding slot (pooled away below), not to nothing
+        h = self.enc(x, src_key_padding_mask=~key)
+        m = mask.unsqueeze(-1).float()
+        return (h * m).sum(-2) / m.sum(-2).clamp(min=1.0)
+
+
+class LeaderStudentModel(nn.Module):
+    """The student of LEADER's reference code (``models/LEADER.py``), on kgrec's batches.
+
+    Diagnosis, procedure and drug sets of each visit are encoded by one set transformer per kind and
+    mean-pooled; the visit sequences (history, then the current visit; drugs: the profile prompt, then
+    the history's drug sets, the current drugs being the label) go through one visit transformer shared
+    by the three streams and are mean-pooled; ``ReLU → Linear(3d, 2d) → ReLU → Linear(2d, n_drugs)``
+    scores the drugs. The distilled feature is the ``Linear(3d, 2d)`` output (LEADER's "mediator").
+    Item embeddings are kgrec's ``id + W · graph vector`` (zero graph vectors when ``graph`` is off, which
+    is LEADER's plain id embedding). Same batch keys as :class:`StudentModel`.
+    """
+
+    def __init__(self, code_vectors, drug_vectors, code_is_procedure: torch.Tensor, n_known_codes: int, n_known_drugs: int, n_out: int,
+                 dim: int = 64, layers: int = 1, heads: int = 4, dropout: float = 0.2, profile_vocab: int = 0, profile_fields: int = 0):
+        super().__init__()
+        self.register_buffer("code_vectors", code_vectors.float())
+        self.register_buffer("drug_vectors", drug_vectors.float())
+        self.register_buffer("code_is_procedure", code_is_procedure.bool())
+        self.n_known_codes, self.n_known_drugs = n_known_codes, n_known_drugs
+        g = code_vectors.shape[1]
+        self.code_id = nn.Embedding(n_known_codes + 2, dim, padding_idx=0)
+        self.drug_id = nn.Embedding(n_known_drugs + 2, dim, padding_idx=0)
+        self.code_graph = nn.Linear(g, dim, bias=False)
+        self.drug_graph = nn.Linear(g, dim, bias=False)
+        self.diag_set = _SetTransformer(dim, layers, heads, dropout)
+        self.proc_set = _SetTransformer(dim, layers, heads, dropout)
+        self.drug_set_enc = _SetTransformer(dim, layers, heads, dropout)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True)
+        self.visit = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.profile = ProfileEncoder(profile_vocab, profile_fields, dim)
+        self.mid = nn.Linear(3 * dim, 2 * dim)
+        self.out = nn.Linear(2 * dim, n_out)
+
+    _codes = StudentModel._codes
+    _drugs = StudentModel._drugs
+
+    def prompt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        n = batch["codes"].shape[0]
+        ids = batch.get("profile")
+        if ids is None:
+            ids = torch.zeros(n, self.profile.n_fields, dtype=torch.long, device=batch["codes"].device)
+        return self.profile(ids)
+
+    def drug_set(self, drugs: torch.Tensor) -> torch.Tensor:
+        """(n, L) drug ids -> (n, d) set vectors (the alignment loss's drug side, as LEADER's ``align_profile``)."""
+        return self.drug_set_enc(self._drugs(drugs), drugs > 0)
+
+    def _visits(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, T, L) code ids -> diagnosis and procedure set vectors (n, T, d) each."""
+        n, t, l_ = codes.shape
+        flat = codes.reshape(n * t, l_)
+        emb = self._codes(flat)
+        proc = self.code_is_procedure[flat] & (flat > 0)
+        diag = ~self.code_is_procedure[flat] & (flat > 0)
+        return self.diag_set(emb, diag).reshape(n, t, -1), self.proc_set(emb, proc).reshape(n, t, -1)
+
+    def _pool_visits(self, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        key = mask.clone()
+        key[:, 0] |= ~mask.any(-1)
+        h = self.visit(seq, src_key_padding_mask=~key)
+        m = mask.unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        cur, hc, hd, hm = batch["codes"], batch["hist_codes"], batch["hist_drugs"], batch["hist_mask"]
+        n, h = hc.shape[:2]
+        width = max(cur.shape[1], hc.shape[2] if h else 0)
+        pad = lambda x: nn.functional.pad(x, (0, width - x.shape[-1]))  # noqa: E731
+        codes = torch.cat([pad(hc), pad(cur).unsqueeze(1)], dim=1) if h else pad(cur).unsqueeze(1)
+        vmask = torch.cat([hm, torch.ones(n, 1, dtype=torch.bool)], dim=1) if h else torch.ones(n, 1, dtype=torch.bool)
+        dx, px = self._visits(codes)
+        p = self.prompt(batch)
+        if h:
+            dsets = self.drug_set_enc(self._drugs(hd.reshape(n * h, -1)), hd.reshape(n * h, -1) > 0).reshape(n, h, -1)
+            med = torch.cat([p.unsqueeze(1), dsets], dim=1)
+            mmask = torch.cat([torch.ones(n, 1, dtype=torch.bool), hm], dim=1)
+        else:
+            med, mmask = p.unsqueeze(1), torch.ones(n, 1, dtype=torch.bool)
+        z = torch.cat([self._pool_visits(dx, vmask), self._pool_visits(px, vmask), self._pool_visits(med, mmask)], dim=-1)
+        feat = self.mid(torch.relu(z))
+        return self.out(torch.relu(feat)), feat

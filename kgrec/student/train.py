@@ -2,6 +2,7 @@
 
 loss = BCE(logits, labels) + α · MSE(P · student_feature, teacher_feature)
        + β · T² · BCE(σ(logits / T), σ(teacher_logits / T))
+       + λ · align(profile prompt, current drug set)      (LEADER's profile–visit alignment; off by default)
 
 Teacher features and logits are computed once and cached in the workspace by the teacher stage
 (:func:`kgrec.teacher.teacher_features`), so distillation never holds the language model in memory.
@@ -25,7 +26,7 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
-from kgrec.student.model import StudentModel
+from kgrec.student.model import LeaderStudentModel, ProfileVocab, StudentModel, alignment_loss
 
 # (cohort, train, val) -> (features (len(train), d_teacher), logits (len(train), n_drugs) or None)
 TeacherProvider = Callable[[Cohort, Samples, Samples], tuple[np.ndarray, np.ndarray | None]]
@@ -51,6 +52,16 @@ class StudentConfig:
     temperature: float = 2.0
     graph: bool = True  # use fused graph vectors and the graph prior (False: ablation)
     seed: int = 42
+    # LEADER's profile machinery (docs/student.md "Patient profile"); each a switch, off by default until
+    # measured better (scripts/bench_profile.py)
+    profile: bool = False  # profile encoder: age bin, sex, admission fields -> a prompt vector
+    align: bool = False  # LEADER's profile–visit alignment loss (needs profile)
+    align_weight: float = 0.005  # LEADER's --align_weight (experiment/mimic3/online_distill.bash)
+    # "kgrec": attention-pooling student (model.StudentModel); "leader": the reference code's set- and
+    # visit-level transformers (model.LeaderStudentModel)
+    arch: str = "kgrec"
+    layers: int = 1  # transformer layers per encoder (arch "leader"; LEADER's --num_trm_layers)
+    heads: int = 4  # attention heads (arch "leader")
 
     def __post_init__(self):
         if self.alpha < 0 or self.beta < 0:
@@ -59,6 +70,14 @@ class StudentConfig:
             raise ValueError("temperature must be > 0")
         if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("dim, epochs and batch_size must be ≥ 1")
+        if self.arch not in ("kgrec", "leader"):
+            raise ValueError(f"arch must be 'kgrec' or 'leader', got {self.arch!r}")
+        if self.align and not self.profile:
+            raise ValueError("align (the profile–visit alignment loss) needs profile = True")
+        if self.align_weight < 0:
+            raise ValueError("align_weight must be ≥ 0")
+        if self.arch == "leader" and self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
     @classmethod
     def from_dict(cls, d: dict) -> StudentConfig:
@@ -135,7 +154,10 @@ class Featurizer:
         for i, x in enumerate(cur):
             rows[i, x] = 1.0
         prior = torch.as_tensor(np.asarray(self.prior.T.dot(rows.T).T if self.prior.nnz else np.zeros((n, len(self.drugs))), dtype=np.float32))
-        return {"codes": codes, "hist_codes": hist_codes, "hist_drugs": hist_drugs, "hist_mask": hist_mask, "hist_age": hist_age, "prior": prior}
+        out = {"codes": codes, "hist_codes": hist_codes, "hist_drugs": hist_drugs, "hist_mask": hist_mask, "hist_age": hist_age, "prior": prior}
+        if getattr(self, "profile_vocab", None) is not None:  # helper-15: the patient profile (StudentConfig.profile)
+            out["profile"] = self.profile_vocab.encode(samples.profiles())
+        return out
 
     def state(self) -> dict:
         return {"codes": self.codes, "n_known": self.n_known, "drugs": self.drugs, "max_history": self.max_history, "graph_parts": list(self.graph_parts)}
@@ -166,6 +188,21 @@ def _codes_of(cohort: Cohort, row: int) -> list[str]:
 
 def _hist_rows(samples: Samples) -> set[int]:
     return {j for h in samples.history for j in h}
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("kgrec.student").warning(message)
+
+
+def _target_ids(y: torch.Tensor) -> torch.Tensor:
+    """(n, n_drugs) 0/1 labels -> (n, L) drug ids (1-based, 0 = padding), the current visit's drug set."""
+    rows = [torch.nonzero(r).flatten() + 1 for r in y]
+    out = torch.zeros(len(rows), max([len(r) for r in rows] + [1]), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
 
 
 def _slice(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -201,7 +238,17 @@ class StudentRecommender(Recommender):
         rng = np.random.default_rng(cfg.seed)
         self.featurizer = Featurizer(cohort, train, self.drug_vocab, self.workspace, cfg)
         fz = self.featurizer
-        self.model = StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab), cfg.dim, cfg.max_history, cfg.dropout)
+        fz.profile_vocab = None
+        if cfg.profile:
+            fields = cohort.profile_fields()
+            self.chosen["profile_fields"] = fields
+            if fields:
+                fz.profile_vocab = ProfileVocab.from_samples(fields, train.profiles())
+            else:
+                # said and recorded, never silent: the switch is on but the cohort has no profile to read
+                self.chosen["profile_missing"] = cohort.report.get("profile_missing", "the cohort has no profile fields")
+                _warn(f"student: profile is on but {self.chosen['profile_missing']}; training without it")
+        self.model = self._build_model(fz)
         xb = fz.batch(cohort, train)
         y = torch.as_tensor(self.targets(train), dtype=torch.float)
         t_feat = t_logit = proj = None
@@ -212,7 +259,7 @@ class StudentRecommender(Recommender):
             f, lg = self.teacher(cohort, train, val)
             t_feat = torch.as_tensor(f, dtype=torch.float)
             t_logit = torch.as_tensor(lg, dtype=torch.float) if lg is not None else None
-            proj = nn.Linear(cfg.dim, t_feat.shape[1])
+            proj = nn.Linear(2 * cfg.dim if cfg.arch == "leader" else cfg.dim, t_feat.shape[1])
         params = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         xv = fz.batch(cohort, val) if len(val) else None
@@ -230,6 +277,9 @@ class StudentRecommender(Recommender):
                     loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
                     if cfg.alpha > 0:
                         loss = loss + cfg.alpha * nn.functional.mse_loss(proj(feat), t_feat[idx])
+                    if cfg.align and fz.profile_vocab is not None and len(idx) > 1:
+                        drugs = _target_ids(y[idx])
+                        loss = loss + cfg.align_weight * alignment_loss(self.model.prompt(_slice(xb, idx)), self.model.drug_set(drugs))
                     if cfg.beta > 0 and t_logit is not None:
                         T = cfg.temperature
                         loss = loss + cfg.beta * T * T * nn.functional.binary_cross_entropy_with_logits(logits / T, torch.sigmoid(t_logit[idx] / T))
@@ -252,6 +302,19 @@ class StudentRecommender(Recommender):
         self.chosen.update(best_epoch=int(np.argmax([h["val_prauc"] for h in self.history])), val_prauc=round(best, 4), graph=list(fz.graph_parts))
         self.model.eval()
         return self
+
+    def _build_model(self, fz: Featurizer) -> nn.Module:
+        cfg = self.config
+        pv = getattr(fz, "profile_vocab", None)
+        prof = {"profile_vocab": pv.size, "profile_fields": len(pv.fields)} if pv is not None else {}
+        if cfg.arch == "leader":
+            if pv is None:
+                prof = {"profile_vocab": 1, "profile_fields": 1}  # LEADER's PaddingEncoder: a learned constant prompt
+            is_proc = torch.as_tensor([False] + [_is_procedure(c) for c in fz.codes], dtype=torch.bool)
+            return LeaderStudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), is_proc, fz.n_known, len(fz.drugs),
+                                      len(self.drug_vocab), cfg.dim, cfg.layers, cfg.heads, cfg.dropout, **prof)
+        return StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab),
+                            cfg.dim, cfg.max_history, cfg.dropout, **prof)
 
     def _val_prauc(self, xv, yv) -> float:
         if xv is None:
@@ -276,6 +339,7 @@ class StudentRecommender(Recommender):
         (folder / "student.json").write_text(json.dumps({
             "config": asdict(self.config), "drug_vocab": self.drug_vocab, "threshold": self.threshold,
             "featurizer": self.featurizer.state(), "chosen": self.chosen, "prior_shape": list(self.featurizer.prior.shape),
+            "profile_vocab": self.featurizer.profile_vocab.state() if getattr(self.featurizer, "profile_vocab", None) is not None else None,
         }, indent=1))
         return folder
 
@@ -296,8 +360,10 @@ class StudentRecommender(Recommender):
         fz.code_vectors, fz.drug_vectors = state["code_vectors"].numpy(), state["drug_vectors"].numpy()
         pr = load_file(str(folder / "prior.safetensors"))
         fz.prior = sparse.csr_matrix((pr["val"].numpy(), (pr["row"].numpy(), pr["col"].numpy())), shape=tuple(meta["prior_shape"]))
+        pv = meta.get("profile_vocab")
+        fz.profile_vocab = ProfileVocab(pv["fields"], pv["values"]) if pv else None
         obj.featurizer = fz
-        obj.model = StudentModel(state["code_vectors"], state["drug_vectors"], fz.n_known, len(fz.drugs), len(obj.drug_vocab), obj.config.dim, obj.config.max_history, obj.config.dropout)
+        obj.model = obj._build_model(fz)
         obj.model.load_state_dict(state)
         obj.model.eval()
         return obj
