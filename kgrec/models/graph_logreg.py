@@ -10,7 +10,8 @@ lets a model trained on one site's codes score another site's.
 holds several sites, the model knows the site by feature augmentation (Daumé III, "Frustratingly easy
 domain adaptation", ACL 2007): every concept feature appears once shared and once per site (zero for
 the other sites' visits), plus a per-site bias column. The L2 penalty keeps the site copies small unless
-a site prescribes differently; a site never seen in training is scored with the shared part alone.
+a site prescribes differently; a site never seen in training is scored with the shared part alone. The
+shared block's scale (how cheaply the sites share a weight) is chosen with ``C`` on validation visits.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from scipy import sparse
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.graph.expand import CodeExpander, ExpansionConfig
+from kgrec.metrics import per_visit
 from kgrec.models.baselines import LogRegRecommender
+
+SHARED_SCALES = (1.0, 2.0, 4.0)  # scale of the shared block against the per-site copies (chosen on validation)
 
 
 def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, config: ExpansionConfig | None = None) -> CodeExpander:
@@ -66,6 +70,7 @@ class GraphLogRegRecommender(LogRegRecommender):
             raise ValueError("logreg-graph needs a workspace with a loaded graph (or an expander)")
         self.workspace, self.expansion, self.expander, self.adapt = workspace, expansion, expander, adapt
         self.sites: list[str] = []
+        self.shared_scale = 1.0
 
     def _codes(self, samples: Samples) -> list[list[str]]:
         return [list(d) + list(p) for d, p in zip(samples.diagnoses, samples.procedures)]
@@ -80,9 +85,21 @@ class GraphLogRegRecommender(LogRegRecommender):
         self._cohort = cohort
         sites = sorted(set(_sites(cohort, train))) if self.adapt else []
         self.sites = sites if len(sites) > 1 else []
-        if self.sites:
-            self.chosen["sites"] = self.sites
-        return super().fit(cohort, train, val)
+        if not self.sites or not len(val):
+            return super().fit(cohort, train, val)
+        # how strongly the sites share their weights: the shared block's scale, chosen with C on validation
+        self.chosen["sites"] = self.sites
+        best = None
+        for scale in SHARED_SCALES:
+            self.shared_scale = scale
+            super().fit(cohort, train, val)
+            p = self.predict_proba(cohort, val)
+            score = float(per_visit(self.targets(val), p, p > 0.5)["prauc"].mean())
+            if best is None or score > best[0]:
+                best = (score, scale, self.models, self.chosen["C"])
+        _, self.shared_scale, self.models, self.chosen["C"] = best
+        self.chosen["shared_scale"] = self.shared_scale
+        return self
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
         self._cohort = cohort
@@ -93,7 +110,7 @@ class GraphLogRegRecommender(LogRegRecommender):
         if not self.sites:
             return x
         site = np.asarray(_sites(self._cohort, samples))
-        blocks = [x]
+        blocks = [x * self.shared_scale]
         for s in self.sites:
             d = sparse.diags((site == s).astype(np.float32))
             blocks.append(d @ x)
