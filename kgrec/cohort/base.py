@@ -8,9 +8,7 @@ a save replaces the folder atomically, so a failed ``prepare`` never leaves half
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from kgrec import fsatomic
 from kgrec.cohort.codes import Mappings
 from kgrec.errors import InputError, WorkspaceError
 
@@ -121,7 +120,7 @@ class Cohort:
         """Write ``visits.parquet``, ``codes.parquet``, ``meta.json`` into ``folder``, replacing it atomically."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        tmp = fsatomic.temp_dir(folder)  # .cohort.tmp-<pid>-<rand>: swept once this process is gone
         try:
             cols = VISIT_COLUMNS + [c for c in PROFILE_COLUMNS if c in self.visits]
             self.visits[cols].to_parquet(tmp / "visits.parquet", index=False)
@@ -161,14 +160,8 @@ class Cohort:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``: the old folder survives until the new one is in place."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Swap ``new`` into ``target`` atomically (no moment without a cohort); see :mod:`kgrec.fsatomic`."""
+    fsatomic.replace_dir(new, target)
 
 
 def with_profile(visits: pd.DataFrame) -> pd.DataFrame:

@@ -8,11 +8,14 @@ them into a store. ``kgrec load-graph`` calls this.
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgrec import fsatomic
 from kgrec.errors import WorkspaceError
 from kgrec.graph.schema import Schema, load_schema
 from kgrec.graph.stores import get_store
@@ -80,19 +83,34 @@ def load_graph(
     if store == "embedded" and ws is None:
         raise WorkspaceError("the embedded store lives in a workspace: pass --workspace")
     t0 = time.perf_counter()
+    if ws is not None:  # finish a swap a killed load left half done, and remove killed loads' files
+        fsatomic.recover(ws / "graph")
+        fsatomic.sweep(ws / "graph")
     built = _build_graph(
         Path(data_dir), workspace=ws, sources=list(sources) if sources else None, exclude_nc=exclude_nc, progress=progress
     )
     t_build = time.perf_counter() - t0
     if store == "embedded":
         store_kw = {"workspace": ws, **store_kw}
-    with get_store(store, **store_kw) as st:
-        loaded = st.load(built.tables, schema, progress=on_table)
-        stats = st.stats(schema)
-        location = st.describe()
-    if ws is not None:
-        # the exact tables just loaded: the embedding stage exports from them (same graph, no store round trip)
-        built.tables.save(ws / "graph" / "tables")
+    # the exact tables loaded, for the embedding stage (same graph, no store round trip): staged first,
+    # then swapped in with the embedded graph file in one commit (or alone after a Neo4j load)
+    tables_dir = ws / "graph" / "tables" if ws is not None else None
+    staged = None
+    try:
+        with get_store(store, **store_kw) as st:
+            if tables_dir is not None:
+                build_id = getattr(st, "build_id", None) or uuid.uuid4().hex
+                staged = built.tables.stage(tables_dir, build_id)
+                if hasattr(st, "commit_with"):
+                    st.commit_with = [(staged, tables_dir)]
+            loaded = st.load(built.tables, schema, progress=on_table)
+            stats = st.stats(schema)
+            location = st.describe()
+        if staged is not None and staged.exists():  # a store without a joint commit (neo4j)
+            fsatomic.replace_dir(staged, tables_dir)
+    finally:
+        if staged is not None and staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
     total = time.perf_counter() - t0
     report = built.report if isinstance(built.report, dict) else getattr(built.report, "to_dict", lambda: {})()
     skipped = (report.get("selection") or {}).get("skipped") or {}

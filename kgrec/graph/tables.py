@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kgrec import fsatomic
 from kgrec.errors import WorkspaceError
 
 from kgrec.graph.schema import Schema
@@ -88,26 +89,37 @@ class GraphTables:
             edges[name] = out
         return GraphTables(nodes, edges)
 
-    def save(self, folder) -> None:
-        """Write one Parquet file per table under ``folder/nodes`` and ``folder/edges`` (replacing it)."""
+    def save(self, folder, build_id: str | None = None) -> None:
+        """Write one Parquet file per table under ``folder/nodes`` and ``folder/edges``, replacing the folder
+        atomically (:func:`kgrec.fsatomic.replace_dir`: the old tables stay until the new ones are in)."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        tmp = self.stage(folder, build_id or uuid.uuid4().hex)
+        try:
+            fsatomic.replace_dir(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def stage(self, folder, build_id: str) -> Path:
+        """Write the tables into a new folder beside ``folder`` (not swapped in) with ``BUILD`` holding
+        ``build_id``; :func:`kgrec.fsatomic.commit` swaps it in together with the graph file."""
+        folder = Path(folder)
+        tmp = fsatomic.temp_dir(folder)
         try:
             for kind, tables in (("nodes", self.nodes), ("edges", self.edges)):
                 (tmp / kind).mkdir()
                 for name, df in tables.items():
                     df.to_parquet(tmp / kind / f"{name}.parquet", index=False)
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
+            (tmp / "BUILD").write_text(build_id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return tmp
 
     @classmethod
     def load(cls, folder) -> GraphTables:
         folder = Path(folder)
+        fsatomic.recover(folder.parent)  # a load killed mid-commit: finish it first
         if not (folder / "nodes").is_dir():
             raise WorkspaceError(f"no graph tables in {folder}: run `kgrec load-graph` first")
         read = lambda sub: {p.stem: pd.read_parquet(p) for p in sorted((folder / sub).glob("*.parquet"))}  # noqa: E731

@@ -4,9 +4,12 @@
   (``FROM <src> TO <dst>``), properties typed as in the schema.
 * Bulk load with ``COPY <table> FROM $frame`` from pyarrow tables (``UNWIND ... CREATE`` is ~200x
   slower).
-* All-or-nothing and idempotent: a load builds a new database file beside the live one and, only
-  once every table is in, renames it over the live file (``os.replace``, atomic on POSIX). A failure
-  leaves the previous graph untouched; running the same load twice gives identical graphs.
+* All-or-nothing and idempotent: a load builds a new database file beside the live one
+  (``.embedded.lbug.build-<pid>-<rand>``) and, only once every table is in, swaps it in with
+  :func:`kgrec.fsatomic.commit`, together with the staged graph tables when ``load_graph`` hands them
+  over (:attr:`EmbeddedStore.commit_with`), so the graph file and the tables always come from one
+  build, even when the process is killed mid-swap (the next open finishes it). A failure leaves the
+  previous graph untouched; running the same load twice gives identical graphs.
 
 Only one of ``ladybug`` / ``kuzu`` may be imported in a process; kgrec imports ``ladybug`` lazily
 here. Variable-length matches with an unbound start are very slow in Ladybug 0.20-0.22: the shared
@@ -15,7 +18,6 @@ queries in ``cypher/`` bind their start node and give a direction.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from kgrec import fsatomic
 from kgrec.errors import WorkspaceError
 from kgrec.graph.schema import NodeType, RelType, Schema
 from kgrec.graph.stores.base import (
@@ -94,6 +97,9 @@ class EmbeddedStore(GraphStore):
         self._conn: Any = None
         self._build: tuple[Path, Any, Any] | None = None  # (path, db, conn) of a load in progress
         self._tables: set[str] | None = None  # table names of the open database (cache)
+        # folders swapped in with the new database file, all or nothing: [(staged folder, target)]
+        self.commit_with: list[tuple[Path, Path]] = []
+        self.build_id: str = uuid.uuid4().hex
 
     def describe(self) -> str:
         return f"embedded ({self.path})"
@@ -113,6 +119,7 @@ class EmbeddedStore(GraphStore):
     def _live(self, create: bool = False) -> Any:
         """Connection to the live database (opened on first use)."""
         if self._conn is None:
+            fsatomic.recover(self.path.parent)  # a load killed mid-swap: finish it before reading
             if not self.path.exists():
                 if not create or self.read_only:
                     raise WorkspaceError(f"no graph at {self.path}: run `kgrec load-graph` first")
@@ -154,7 +161,9 @@ class EmbeddedStore(GraphStore):
         if self.read_only:
             raise GraphStoreError(f"{self.path} is open read-only")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        fsatomic.recover(self.path.parent)
+        fsatomic.sweep(self.path.parent, [self.path.name])  # build files of killed loads
+        tmp = fsatomic.temp_path(self.path, "build")
         db, conn = self._open(tmp, read_only=False, build=True)
         self._build = (tmp, db, conn)
         self._tables = None
@@ -187,9 +196,10 @@ class EmbeddedStore(GraphStore):
         for extra in tmp.parent.glob(tmp.name + ".*"):
             raise GraphLoadError(f"ladybug left {extra} beside the new database; not swapping it in")
         self._close_live()
-        os.replace(tmp, self.path)  # atomic: readers see the old graph or the new one
-        for stale in self.path.parent.glob(self.path.name + ".wal"):
-            stale.unlink()
+        # atomic: readers see the old graph (and tables) or the new ones; the live file's WAL goes first
+        wal = list(self.path.parent.glob(self.path.name + ".wal"))
+        fsatomic.commit([*self.commit_with, (tmp, self.path)], self.path.parent, self.build_id, drop=wal)
+        self.commit_with = []
 
     def _abort_load(self) -> None:
         if self._build is None:
