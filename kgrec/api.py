@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError
 from kgrec.evaluation import EvaluationResult, evaluate_models
+from kgrec.stages import Reporter, StageResult, as_reporter
 from kgrec.workspace import cohort_dir, load_cohort, reports_dir
 
 
@@ -84,13 +88,28 @@ def evaluate(
 
 @dataclass
 class RunResult:
-    """What :func:`run` produced, stage by stage."""
+    """What :func:`run` produced, stage by stage (:attr:`steps`: every step, ran or skipped and why)."""
 
     prepare: PrepareResult
     graph: object  # kgrec.graph.load.LoadResult
     evaluation: EvaluationResult
     seconds: dict
     stages: dict = field(default_factory=dict)  # kgrec.stages.AllResult.to_json() when models were trained
+    steps: list[StageResult] = field(default_factory=list)
+    path: Path | None = None  # <workspace>/reports/run.json
+
+    def to_json(self) -> dict:
+        return {"stats": self.prepare.stats, "graph": self.graph.to_dict()["counts"], "steps": [s.to_json() for s in self.steps],
+                "stages": self.stages, "evaluation": self.evaluation.to_json(), "seconds": self.seconds}
+
+    def save(self, folder: Path | str) -> Path:
+        """``<folder>/run.json`` (the steps, the cohort and graph counts, the evaluation, the times)."""
+        self.path = Path(folder) / "run.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
+        os.replace(tmp, self.path)
+        return self.path
 
 
 # The teacher `kgrec run` trains by default: a frozen MiniLM whose pooled states are cached once, plus a
@@ -111,7 +130,10 @@ def run(
     exclude_nc: bool = False,
     models: Sequence[str] = RUN_MODELS,
     teacher: dict | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Reporter | Callable[[str], None] | None = None,
+    kge: dict | None = None,
+    gnn: dict | None = None,
+    student: dict | None = None,
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
     graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
@@ -119,32 +141,90 @@ def run(
 
     With folds, the embeddings are trained without Patient/Visit nodes (``patients="none"``): every
     patient is in some test fold. ``teacher``: :class:`~kgrec.teacher.TeacherConfig` fields (default
-    :data:`CPU_TEACHER`).
+    :data:`CPU_TEACHER`); ``kge``, ``gnn``, ``student``: keyword arguments of those stages (e.g.
+    ``{"epochs": 5}``). Each step's :class:`~kgrec.stages.StageResult` is saved under
+    ``<workspace>/reports/run/`` as it finishes, and the whole run in ``<workspace>/reports/run.json``.
     """
-    import time
+    from kgrec.logs import quiet_third_party
 
+    quiet_third_party()
+    rep = as_reporter(progress)
+    record = reports_dir(workspace) / "run"
+    steps: list[StageResult] = []
+    prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep)
+    steps.append(step)
+    step.save(record)
+    graph, step = _handle_graph(workspace, data_dir, exclude_nc, rep)
+    steps.append(step)
+    step.save(record)
+    patients = "none" if folds else "train"
+    settings = {"kge": {"patients": patients, "seed": seed, **(kge or {})}, "gnn": {"patients": patients, "seed": seed, **(gnn or {})},
+                "teacher": {**CPU_TEACHER, **(teacher or {}), "seed": seed}, "distill": {"seed": seed, **(student or {})}}
+    trained, train_steps = _handle_training(workspace, settings, models, rep, record)
+    steps += train_steps
+    ev, step = _handle_evaluate(workspace, models, folds, seed, rep)
+    steps.append(step)
+    step.save(record)
+    seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
+               "evaluate": steps[-1].seconds}
+    seconds["total"] = round(sum(seconds.values()), 2)
+    res = RunResult(prep, graph, ev, seconds, trained, steps)
+    res.save(reports_dir(workspace))
+    return res
+
+
+def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, round(time.perf_counter() - t0, 2)
+
+
+def _handle_prepare(source, workspace, data_dir, source_dir, seed, rep: Reporter) -> tuple[PrepareResult, StageResult]:
+    rep.start("prepare", f"reading {source}")
+    prep, sec = _timed(prepare, source, workspace, data_dir, source_dir, seed=seed)
+    st = prep.stats
+    step = StageResult("prepare", True, "always (the cohort is re-read from the source)", sec,
+                       f"{st['n_patients']} patients, {st['n_visits']} visits", {"path": str(prep.path), "stats": st})
+    rep.end(step)
+    return prep, step
+
+
+def _handle_graph(workspace, data_dir, exclude_nc, rep: Reporter) -> tuple[object, StageResult]:
     from kgrec.graph.load import load_graph
 
-    t0 = time.perf_counter()
-    if progress:
-        progress(f"prepare: reading {source}")
-    prep = prepare(source, workspace, data_dir, source_dir, seed=seed)
-    t1 = time.perf_counter()
-    if progress:
-        progress("load-graph: building the knowledge graph (embedded store)")
-    graph = load_graph(workspace, data_dir, store="embedded", exclude_nc=exclude_nc)
-    t2 = time.perf_counter()
-    trained: dict = {}
-    if any(m in ("teacher", "student") for m in models):
-        patients = "none" if folds else "train"
-        settings = {"kge": {"patients": patients, "seed": seed}, "gnn": {"patients": patients, "seed": seed},
-                    "teacher": {**CPU_TEACHER, **(teacher or {}), "seed": seed}, "distill": {"seed": seed}}
-        trained = stages.run_all(workspace, settings, progress=progress).to_json()
-    t3 = time.perf_counter()
-    ev = evaluate(workspace, tuple(models), folds=folds, seed=seed, progress=progress)
-    t4 = time.perf_counter()
-    seconds = {"prepare": round(t1 - t0, 2), "load_graph": round(t2 - t1, 2), "train": round(t3 - t2, 2), "evaluate": round(t4 - t3, 2), "total": round(t4 - t0, 2)}
-    return RunResult(prep, graph, ev, seconds, trained)
+    rep.start("load-graph", "building the knowledge graph (embedded store)")
+    graph, sec = _timed(load_graph, workspace, data_dir, store="embedded", exclude_nc=exclude_nc)
+    counts = graph.to_dict()["counts"]
+    step = StageResult("load-graph", True, "always (the graph follows the new cohort)", sec,
+                       f"{counts['n_nodes']:,} nodes, {counts['n_edges']:,} edges", {"counts": counts})
+    rep.end(step)
+    return graph, step
+
+
+def _handle_training(workspace, settings: dict, models: Sequence[str], rep: Reporter, record: Path) -> tuple[dict, list[StageResult]]:
+    """The model stages (:func:`kgrec.stages.run_all`), or a skipped step per stage when no model needs them."""
+    if not any(m in ("teacher", "student") for m in models):
+        skipped = [StageResult(s, False, f"no model to evaluate needs it (models: {', '.join(models)})") for s in stages.STAGES]
+        for s in skipped:
+            s.save(record)
+            rep.end(s)
+        return {}, skipped
+    out = stages.run_all(workspace, settings, progress=rep, record=record)
+    return out.to_json(), list(out.stages)
+
+
+def _handle_evaluate(workspace, models: Sequence[str], folds: int | None, seed: int, rep: Reporter) -> tuple[EvaluationResult, StageResult]:
+    what = f"{folds}-fold patient-level CV" if folds else "the saved split"
+    rep.start("evaluate", f"{', '.join(models)} on {what}")
+    ev, sec = _timed(evaluate, workspace, tuple(models), folds=folds, seed=seed, progress=rep.detail)
+    figure = "PRAUC " + ", ".join(f"{name} {_mean(e.summary['metrics'].get('prauc')):.3f}" for name, e in ev.models.items())
+    step = StageResult("evaluate", True, "always", sec, figure, {"report": str(reports_dir(workspace))})
+    rep.end(step)
+    return ev, step
+
+
+def _mean(v) -> float:
+    return float(v["mean"]) if isinstance(v, dict) else float("nan") if v is None else float(v)
 
 
 def train_kge(workspace: Path | str = "kgrec-workspace", **kwargs):

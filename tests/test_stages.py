@@ -63,3 +63,78 @@ def test_interrupted_stage_is_redone(ws):
     calls.clear()
     r = run_all(ws, runners=fake_runners(calls))
     assert r.skipped == ["kge", "gnn"] and calls == ["teacher", "distill"]
+
+
+def test_each_stage_says_why_it_ran_or_was_skipped_and_saves_itself(ws):
+    import json
+
+    calls = []
+    r = run_all(ws, {"kge": {"epochs": 5}}, runners=fake_runners(calls), record=ws / "run")
+    assert [(s.stage, s.ran, s.reason) for s in r.stages] == [(st, True, "no finished earlier run") for st in STAGES]
+    saved = json.loads((ws / "run" / "teacher.json").read_text())
+    assert saved["status"] == "ran" and saved["output"] == {"stage": "teacher"} and saved["seconds"] >= 0
+    r = run_all(ws, {"kge": {"epochs": 6}}, runners=fake_runners(calls), record=ws / "run")
+    why = {s.stage: (s.ran, s.reason) for s in r.stages}
+    assert why["kge"] == (True, "settings changed: epochs")
+    assert why["gnn"] == (True, "input changed: embed/kge/vectors.safetensors")  # the new kge vectors
+    r = run_all(ws, {"kge": {"epochs": 6}}, runners=fake_runners(calls), record=ws / "run")
+    assert all(not s.ran and s.reason.startswith("outputs current") for s in r.stages)
+    assert json.loads((ws / "run" / "distill.json").read_text())["status"] == "skipped"
+    assert r.to_json()["stages"][0] == {"stage": "kge", "status": "skipped", "reason": r.stages[0].reason, "seconds": 0.0, "figure": "", "output": {}}
+    r = run_all(ws, {"kge": {"epochs": 6}}, runners=fake_runners(calls), force=True)
+    assert all(s.ran and s.reason == "forced (--force)" for s in r.stages)
+
+
+def test_key_figures():
+    from kgrec.stages import key_figure
+
+    assert key_figure("kge", {"metrics": {"mrr": 0.21345}}) == "held-out MRR 0.213"
+    assert key_figure("distill", {"test": {"metrics": {"prauc": 0.6}}}) == "test PRAUC 0.600"
+    assert key_figure("teacher", {}) == ""
+
+
+SCRIPT = r'''
+import sys, warnings
+from pathlib import Path
+from kgrec.cli.common import stage_progress
+from kgrec.logs import quiet_third_party
+from kgrec.stages import run_all
+from tests.test_stages import fake_runners
+
+quiet_third_party()
+# the same warning from torch's data loader (silenced) and from anywhere else (kept)
+warnings.warn_explicit("'pin_memory' argument is set as true but no accelerator is found", UserWarning, "dataloader.py", 1, module="torch.utils.data.dataloader")
+warnings.warn_explicit("'pin_memory' argument is set as true but no accelerator is found", UserWarning, "mine.py", 1, module="kgrec.mine")
+import logging
+logging.basicConfig()
+logging.getLogger("torch_max_mem.api").warning("Encountered tensors on device_types={'cpu'}")
+logging.getLogger("pykeen.evaluation.evaluator").info("Evaluation took 1s")
+with stage_progress("training") as rep:
+    rep.detail("epoch 3 of 5")
+    run_all(Path(sys.argv[1]), runners=fake_runners([]), progress=rep)
+'''
+
+
+def test_without_a_terminal_each_stage_prints_a_start_and_an_end_line(ws):
+    """stderr to a pipe (a log file, CI): two lines per stage, with the time; no third-party noise."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(ws)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    warned = [ln for ln in lines if "pin_memory" in ln]
+    assert len(warned) == 1 and "mine.py" in warned[0]  # kept where it does not come from torch's loader
+    rest = [ln for ln in lines if "pin_memory" not in ln and ln.strip() != "warnings.warn_explicit(" and not ln.startswith("  ")]
+    assert not [ln for ln in rest if "torch_max_mem" in ln or "Evaluation took" in ln], rest
+    stage_lines = [ln for ln in rest if re.match(r"^\d\d:\d\d:\d\d ", ln)]
+    assert stage_lines == rest, rest  # nothing else: no per-epoch detail, no spinner
+    expected = []
+    for st in STAGES:
+        expected += [rf"{st}: started, training .* \(no finished earlier run\)", rf"{st}: done in \d+\.\d s"]
+    assert len(stage_lines) == len(expected)
+    for ln, pat in zip(stage_lines, expected):
+        assert re.fullmatch(r"\d\d:\d\d:\d\d " + pat, ln), (ln, pat)

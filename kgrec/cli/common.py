@@ -1,11 +1,14 @@
-"""Options and output shared by every command: workspace, data folder, --json, error handling."""
+"""Options and output shared by every command: workspace, data folder, --json, error handling, and the
+stage lines a long command prints (:func:`stage_progress`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,6 +74,9 @@ def handle_errors(fn: Callable) -> Callable:
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        from kgrec.logs import quiet_third_party
+
+        quiet_third_party()  # every command: library warnings that tell a user nothing stay off
         try:
             return fn(*args, **kwargs)
         except KgrecError as exc:
@@ -78,3 +84,55 @@ def handle_errors(fn: Callable) -> Callable:
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+class _TerminalStages:
+    """On a terminal: a spinner names the current stage (and its details); each stage's end is printed."""
+
+    def __init__(self, status):
+        self.status = status
+
+    def start(self, stage: str, what: str) -> None:
+        self.status.update(f"{stage}: {what}")
+
+    def detail(self, message: str) -> None:
+        self.status.update(message)
+
+    def end(self, result) -> None:
+        from kgrec.stages import end_line
+
+        console.print(end_line(result), highlight=False, markup=False, soft_wrap=True)
+
+
+class _LineStages:
+    """Without a terminal (a log file, CI, a notebook): one line when a stage starts, one when it ends."""
+
+    def start(self, stage: str, what: str) -> None:
+        _line(f"{stage}: started, {what}")
+
+    def detail(self, message: str) -> None:
+        pass  # per-fold and per-epoch messages would drown the stage lines
+
+    def end(self, result) -> None:
+        from kgrec.stages import end_line
+
+        _line(end_line(result))
+
+
+def _line(message: str) -> None:
+    console.print(f"{time.strftime('%H:%M:%S')} {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+@contextmanager
+def stage_progress(what: str, quiet: bool = False) -> Iterator[object]:
+    """A :class:`kgrec.stages.Reporter` for a command that runs stages: a spinner plus an end line per
+    stage on a terminal, plain start/end lines with the time otherwise; nothing with ``quiet``."""
+    if quiet:
+        from kgrec.stages import MessageReporter
+
+        yield MessageReporter(None)
+    elif console.is_terminal:
+        with console.status(what) as status:
+            yield _TerminalStages(status)
+    else:
+        yield _LineStages()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from kgrec import api
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir
+from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, stage_progress
 from kgrec.cli.cohort import metrics_table
 from kgrec.cohort import LOADERS
 
@@ -26,6 +26,10 @@ def run(
     teacher_model: Annotated[str | None, typer.Option(help="Teacher backbone: a folder or Hugging Face id (default: the offline all-MiniLM-L6-v2).", show_default=False)] = None,
     teacher_lora_r: Annotated[int, typer.Option(help="Teacher LoRA rank; 0 (default here) freezes the backbone and caches its states, which keeps 5-fold CV to minutes on a CPU. On a GPU use 8 or more with --teacher-graph-prompt (the LEADER setting).")] = 0,
     teacher_graph_prompt: Annotated[bool, typer.Option("--teacher-graph-prompt/--no-teacher-graph-prompt", help="Teacher: graph soft prompts (slower: no state cache).")] = False,
+    kge_epochs: Annotated[int | None, typer.Option(help="KGE epochs (default 30); fewer for a quick run.", rich_help_panel="shorter runs", show_default=False)] = None,
+    gnn_epochs: Annotated[int | None, typer.Option(help="R-GCN epochs (default 100); fewer for a quick run.", rich_help_panel="shorter runs", show_default=False)] = None,
+    teacher_epochs: Annotated[int | None, typer.Option(help="Teacher epochs with LoRA or a soft prompt (default 3; the frozen default trains only its head).", rich_help_panel="shorter runs", show_default=False)] = None,
+    student_epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the student's own).", rich_help_panel="shorter runs", show_default=False)] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
@@ -33,15 +37,22 @@ def run(
     stages whose outputs are current are skipped), then evaluate baselines, teacher and student with
     patient-level K-fold CV (paired differences against logistic regression).
 
-    Everything lands in the workspace (cohort/, graph/, embed/, teacher/, student/, reports/). With
-    --folds, the embeddings leave out Patient/Visit nodes, since every patient is in some test fold.
+    Everything lands in the workspace (cohort/, graph/, embed/, teacher/, student/, reports/); what each
+    step did (ran or skipped, and why) is in reports/run.json. With --folds, the embeddings leave out
+    Patient/Visit nodes, since every patient is in some test fold. Without a terminal (a log file, CI)
+    each step prints one line when it starts and one when it ends.
     """
-    teacher = {"lora_r": teacher_lora_r, "graph_prompt": teacher_graph_prompt, **({"model": teacher_model} if teacher_model else {})}
+    teacher = {"lora_r": teacher_lora_r, "graph_prompt": teacher_graph_prompt, **({"model": teacher_model} if teacher_model else {}),
+               **({"epochs": teacher_epochs} if teacher_epochs else {})}
     models = model or list(api.RUN_MODELS)
-    with console.status("running ...") as status:
-        res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher, progress=lambda m: status.update(m))
+    kge = {"epochs": kge_epochs} if kge_epochs else None
+    gnn = {"epochs": gnn_epochs} if gnn_epochs else None
+    student = {"epochs": student_epochs} if student_epochs else None
+    with stage_progress("running ...") as progress:
+        res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,
+                      progress=progress, kge=kge, gnn=gnn, student=student)
     if json_out:
-        emit_json({"stats": res.prepare.stats, "graph": res.graph.to_dict()["counts"], "stages": res.stages, "evaluation": res.evaluation.to_json(), "seconds": res.seconds})
+        emit_json({**res.to_json(), "path": str(res.path)})
         return
     stats = res.prepare.stats
     console.print(

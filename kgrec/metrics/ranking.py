@@ -23,7 +23,7 @@ ScoreFn = Callable[[torch.Tensor, int, str], torch.Tensor]
 
 def rank_evaluate(score_fn: ScoreFn, export, which: str = "test", batch_size: int = 512, seed: int = 0) -> dict[str, float]:
     """MRR, Hits@1/3/10 (both sides, realistic, filtered) and AUC on ``export.<which>`` triples."""
-    triples = torch.as_tensor(getattr(export, which), dtype=torch.long)
+    triples = torch.from_numpy(np.array(getattr(export, which), dtype=np.int64))  # a copy: the export's arrays are read-only
     if len(triples) == 0:
         raise ValueError(f"no {which} triples to evaluate")
     labels = np.asarray(export.labels)
