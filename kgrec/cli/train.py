@@ -83,8 +83,10 @@ def train(
             "teacher": _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision),
             "distill": {"alpha": alpha, "beta": beta, "temperature": temperature, "seed": seed},
         }
-        with console.status("training ...") as status:
-            out = run_all(workspace, settings, force=force, progress=lambda m: status.update(m))
+        from kgrec.cli.common import stage_progress
+
+        with stage_progress("training ...") as progress:  # without a terminal: a line per stage start and end
+            out = run_all(workspace, settings, force=force, progress=progress)
         if json_out:
             emit_json(out.to_json())
         else:
