@@ -75,6 +75,22 @@ def test_safedrug_protocol_keeps_multi_visit_patients(mini_data):
     assert c.visits.empty
 
 
+def test_safedrug_protocol_non_empty_case(tmp_path, mini_data):
+    """With a procedure on patient 10's second visit, both of its full visits stay, in order and untouched;
+    patient 20 (one full visit) and patient 30 (no drug) go."""
+    src = make_mimic3(tmp_path / "m3", crlf=False)
+    write(src / "PROCEDURES_ICD.csv", MIMIC3_TABLES["PROCEDURES_ICD.csv"] + "3,10,101,1,3605\n")
+    loader = get_loader("mimic3")(src, Mappings(mini_data))
+    every = visits_by_id(loader.load())
+    c = loader.load(protocol="safedrug")
+    assert c.visits["visit_id"].tolist() == ["100", "101"] and set(c.visits["patient_id"]) == {"10"}
+    assert c.visits["visit_order"].tolist() == [0, 1] and c.report["protocol"] == "safedrug"
+    for v in c.visits.to_dict("records"):
+        assert v["diagnoses"] and v["procedures"] and v["drugs"]
+        assert (v["diagnoses"], v["procedures"], v["drugs"]) == tuple(every[v["visit_id"]][k] for k in ("diagnoses", "procedures", "drugs"))
+    assert every["101"]["procedures"] == ["ICD9PROC:3605"] and len(every) == 4  # protocol "all" keeps every visit
+
+
 @pytest.mark.parametrize(
     "table, edit, message",
     [

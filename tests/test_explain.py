@@ -117,8 +117,8 @@ def test_recommend_visit_paths_scores_ddi(svc):
     assert ev.cautions[0].extra["pmids"] == ["2234567"] and ev.cut() == {}
     # documented score, best first, every step with a source and a licence
     for d in res.drugs:
-        scores = [p.score for p in ev.paths]
-        assert scores == sorted(scores, reverse=True)
+        scores = [p.score for p in d.paths]
+        assert scores == sorted(scores, reverse=True), d.drug
         for p in d.paths:
             assert p.score == pytest.approx(p.weight * p.specificity * (1 + math.log10(min(max(p.support, 1), 10))))
             assert 0 < p.specificity <= 1
