@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kgrec import api
 from kgrec.cli.app import app
 from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors
+from kgrec.cli.lazy import api
 
 
 class Stage(str, Enum):
@@ -19,6 +19,11 @@ class Stage(str, Enum):
     teacher = "teacher"
     distill = "distill"
     all = "all"
+
+
+class Recipe(str, Enum):
+    kgrec = "kgrec"
+    leader = "leader"
 
 
 class PatientNodes(str, Enum):
@@ -55,6 +60,9 @@ def train(
     beta: Annotated[float, typer.Option(help="distill: weight of the soft-label term on the teacher's logits.", rich_help_panel="student")] = 0.5,
     temperature: Annotated[float, typer.Option(help="distill: temperature of the soft-label term.", rich_help_panel="student")] = 2.0,
     force: Annotated[bool, typer.Option(help="all: rerun every stage even when its outputs are current.")] = False,
+    device: Annotated[str, typer.Option(help="Where every stage trains: cpu, cuda (an error without a GPU) or auto (cuda where PyTorch sees a GPU). The device used is recorded in each stage's JSON.")] = "auto",
+    recipe: Annotated[Recipe, typer.Option(help="kgrec: kgrec's own settings. leader: the LEADER paper's settings (all-linear LoRA, 2,048 tokens, full history, bf16 on a GPU, feature-only distillation at weight 0.4, the reference code's transformer student with profile encoder and alignment loss; docs/teacher.md, docs/student.md). Options given explicitly (other than their default) win over the recipe.")] = Recipe.kgrec,
+    profile: Annotated[bool, typer.Option("--profile/--no-profile", help="teacher: the patient's profile line in the prompt. distill: the student's profile encoder and profile–visit alignment loss (LEADER). Default: off (the leader recipe turns both on).")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Train graph embeddings on the workspace graph and rank held-out drug -> disease indications.
@@ -70,18 +78,24 @@ def train(
     it to WORKSPACE/student/. --stage all chains kge, gnn, teacher and distill with their defaults and
     skips every stage whose outputs are newer than its inputs (rerun after an interruption to resume).
     """
+    from kgrec.embed.device import resolve_device
+    from kgrec.recipes import recipe_settings
+
+    resolve_device(device)  # a bad or unavailable device fails here, before any stage writes
+    r_teacher, r_student = recipe_settings(recipe.value)
+    student_cfg = _student_settings(r_student, alpha, beta, temperature, seed, device, profile)
     if stage is Stage.distill:
-        res = api.train_student(workspace, progress=not json_out, alpha=alpha, beta=beta, temperature=temperature, seed=seed)
+        res = api.train_student(workspace, progress=not json_out, **student_cfg)
         _report_split("student", res.to_json(), json_out)
         return
     if stage is Stage.all:
         from kgrec.stages import run_all
 
         settings = {
-            "kge": {"patients": patients.value, "seed": seed},
-            "gnn": {"patients": patients.value, "seed": seed},
-            "teacher": _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision),
-            "distill": {"alpha": alpha, "beta": beta, "temperature": temperature, "seed": seed},
+            "kge": {"patients": patients.value, "seed": seed, "device": device},
+            "gnn": {"patients": patients.value, "seed": seed, "device": device},
+            "teacher": _with_recipe(r_teacher, _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision), device, profile),
+            "distill": student_cfg,
         }
         from kgrec.cli.common import stage_progress
 
@@ -95,12 +109,13 @@ def train(
                 console.print(f"  {st}: {sec:.1f} s")
         return
     if stage is Stage.teacher:
-        _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out)
+        cfg = _with_recipe(r_teacher, _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision), device, profile)
+        _train_teacher(workspace, cfg, json_out)
         return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out, device=device)
     else:
-        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out)
+        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out, device=device)
     if json_out:
         emit_json(res.to_json())
         return
@@ -111,7 +126,26 @@ def train(
     for m in ("mrr", "hits_at_1", "hits_at_3", "hits_at_10", "auc"):
         table.add_row(m, f"{res.metrics[m]:.4f}", f"{res.baseline[m]:.4f}")
     console.print(table)
-    console.print(f"trained in {res.seconds:.1f} s; saved in {res.path}")
+    console.print(f"trained in {res.seconds:.1f} s on {res.device}; saved in {res.path}")
+
+
+# the CLI defaults of the options a recipe may set (an option left at its default takes the recipe's value)
+_TEACHER_DEFAULTS = dict(model="minilm", epochs=3, lr=1e-3, batch_size=8, lora_r=8, lora_alpha=16.0, lora_dropout=0.1, soft_tokens=4, graph_prompt=True,
+                         max_length=256, history=3, fuse_codes=False, fuse_graph=False, ddi_weight=0.0, mixed_precision="no", profile=False)
+_STUDENT_DEFAULTS = dict(alpha=0.3, beta=0.5, temperature=2.0, profile=False, align=False)
+
+
+def _with_recipe(recipe: dict, cfg: dict, device: str, profile: bool) -> dict:
+    from kgrec.recipes import merge
+
+    return {**merge(recipe, {**cfg, "profile": profile}, _TEACHER_DEFAULTS), "device": device}
+
+
+def _student_settings(recipe: dict, alpha: float, beta: float, temperature: float, seed: int, device: str, profile: bool) -> dict:
+    from kgrec.recipes import merge
+
+    explicit = {"alpha": alpha, "beta": beta, "temperature": temperature, "profile": profile, "align": profile}
+    return {**merge(recipe, explicit, _STUDENT_DEFAULTS), "seed": seed, "device": device}
 
 
 def _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision) -> dict:
@@ -123,10 +157,9 @@ def _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, l
     )
 
 
-def _train_teacher(workspace, model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision, json_out) -> None:
+def _train_teacher(workspace, cfg: dict, json_out) -> None:
     from kgrec.metrics import METRICS
 
-    cfg = _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision)
     res = api.train_teacher(workspace, progress=not json_out, **cfg)
     if json_out:
         emit_json(res.to_json())

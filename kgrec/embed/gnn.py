@@ -91,7 +91,8 @@ class RGCNEncoder(nn.Module):
         for layer in self.layers:
             h = layer(x, plan)
             x = {label: v + nn.functional.dropout(torch.relu(h[label]), self.dropout, self.training) for label, v in x.items()}
-        z = torch.zeros(num_nodes, next(iter(x.values())).shape[1])
+        first = next(iter(x.values()))
+        z = torch.zeros(num_nodes, first.shape[1], device=first.device)
         for label, ids in global_ids.items():
             z = z.index_copy(0, ids, x[label])
         return z
@@ -162,6 +163,7 @@ def train_gnn(
     weight_decay: float = 0.0,
     eval_every: int = 5,
     patience: int = 4,
+    device: str = "auto",
 ) -> GNNResult:
     """Train the R-GCN on the export's training triples; rank the held-out indications.
 
@@ -179,22 +181,28 @@ def train_gnn(
 
     Args:
         init_vectors: (n_entities, k) vectors (e.g. the KGE ones) to initialise node inputs; None = random.
+        device: ``auto`` (a GPU where PyTorch sees one), ``cpu`` or ``cuda[:N]``; recorded in ``config.device``.
     """
+    from kgrec.embed.device import device_info, resolve_device
+
+    dev = resolve_device(device)
     if not 0.0 <= supervision_ratio < 1.0:
         raise ValueError(f"supervision_ratio must be in [0, 1), got {supervision_ratio}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n = len(export.entities)
     global_ids, edges = _message_graph(export)
+    global_ids = {k: v.to(dev) for k, v in global_ids.items()}
+    edges = {k: v.to(dev) for k, v in edges.items()}
     init = torch.as_tensor(init_vectors, dtype=torch.float) if init_vectors is not None else None
-    enc = RGCNEncoder(n, sorted(global_ids), list(edges), dim, num_layers, init=init)
+    enc = RGCNEncoder(n, sorted(global_ids), list(edges), dim, num_layers, init=init).to(dev)
     full_plan = message_plan(edges)
-    rel_vec = nn.Parameter(torch.ones(dim))
-    deg_w = nn.Parameter(torch.ones(2)) if degree_prior else None
+    rel_vec = nn.Parameter(torch.ones(dim, device=dev))
+    deg_w = nn.Parameter(torch.ones(2, device=dev)) if degree_prior else None
     params = list(enc.parameters()) + [rel_vec] + ([deg_w] if deg_w is not None else [])
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     rel_id = export.target_relation
-    pos_all = torch.as_tensor(export.train[export.train[:, 1] == rel_id][:, [0, 2]], dtype=torch.long)
+    pos_all = torch.as_tensor(export.train[export.train[:, 1] == rel_id][:, [0, 2]], dtype=torch.long, device=dev)
     head_label = export.labels[int(pos_all[0, 0])]
     tail_label = export.labels[int(pos_all[0, 1])]
     heads_pool = export.label_ids(head_label)
@@ -215,12 +223,12 @@ def train_gnn(
     def embed() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         enc.eval()
         with torch.no_grad():
-            return enc(global_ids, full_plan, n), rel_vec.detach().clone(), (deg_w.detach().clone() if deg_w is not None else torch.zeros(2))
+            return enc(global_ids, full_plan, n), rel_vec.detach().clone(), (deg_w.detach().clone() if deg_w is not None else torch.zeros(2, device=dev))
 
     def scorer(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
         def score(anchors: torch.Tensor, rel: int, side: str) -> torch.Tensor:
             prior = b[1] * full_deg[1] if side == "tail" else b[0] * full_deg[0]
-            return (z[anchors] * w) @ z.T + prior[None, :]
+            return ((z[anchors.to(dev)] * w) @ z.T + prior[None, :]).cpu()
 
         return score
 
@@ -236,15 +244,15 @@ def train_gnn(
             enc.train()
             opt.zero_grad()
             if supervision_ratio > 0:
-                drop = torch.zeros(len(pos_all), dtype=torch.bool)
-                drop[torch.as_tensor(rng.choice(len(pos_all), n_sup, replace=False))] = True
+                drop = torch.zeros(len(pos_all), dtype=torch.bool, device=dev)
+                drop[torch.as_tensor(rng.choice(len(pos_all), n_sup, replace=False), device=dev)] = True
                 msg, pos, deg = _drop_edges(edges, target_type, drop), pos_all[drop], log_degrees(pos_all[~drop])
             else:
                 msg, pos, deg = edges, pos_all, full_deg
             z = enc(global_ids, message_plan(msg) if msg is not edges else full_plan, n)
             k = len(pos) * num_negs
-            neg_t = torch.as_tensor(rng.choice(tails_pool, k))
-            neg_h = torch.as_tensor(rng.choice(heads_pool, k))
+            neg_t = torch.as_tensor(rng.choice(tails_pool, k), device=dev)
+            neg_h = torch.as_tensor(rng.choice(heads_pool, k), device=dev)
             rep = pos.repeat(num_negs, 1)
             half = k // 2
             neg = torch.cat([torch.stack([rep[:half, 0], neg_t[:half]], 1), torch.stack([neg_h[half:], rep[half:, 1]], 1)])
@@ -276,5 +284,5 @@ def train_gnn(
     metrics = rank_evaluate(scorer(z, w, b), export, "test", seed=seed) if evaluate else {}
     if history:
         metrics = {**metrics, "best_epoch": best[1], "valid_mrr": best[0] if best[2] is not None else None}
-    config = {"dim": dim, "epochs": epochs, "lr": lr, "num_layers": num_layers, "num_negs": num_negs, "layer": "R-GCN (per-relation W_r, mean aggregation, per-type self term, residual)", "init": "kge" if init is not None else "random", "supervision_ratio": supervision_ratio, "degree_prior": degree_prior, "weight_decay": weight_decay, "eval_every": eval_every, "patience": patience, "seed": seed, "validation": history}
-    return GNNResult(z.numpy().astype(np.float32), export.entities, w.numpy(), metrics, config, round(seconds, 2), losses)
+    config = {"dim": dim, "epochs": epochs, "lr": lr, "num_layers": num_layers, "num_negs": num_negs, "layer": "R-GCN (per-relation W_r, mean aggregation, per-type self term, residual)", "init": "kge" if init is not None else "random", "supervision_ratio": supervision_ratio, "degree_prior": degree_prior, "weight_decay": weight_decay, "eval_every": eval_every, "patience": patience, "seed": seed, "validation": history, **device_info(dev)}
+    return GNNResult(z.cpu().numpy().astype(np.float32), export.entities, w.cpu().numpy(), metrics, config, round(seconds, 2), losses)

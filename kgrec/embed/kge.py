@@ -71,6 +71,7 @@ def train_kge(
     seed: int = 42,
     progress: bool = True,
     evaluate: bool = True,
+    device: str = "auto",
 ) -> KGEResult:
     """Train a PyKEEN model on the export's training triples and rank the held-out indications.
 
@@ -82,9 +83,14 @@ def train_kge(
             open graph near 6 s on 2 cores; dim 64 with 16 negatives and batches of 2048 took ~6x longer
             per epoch (measured with scripts/bench_embed.py).
         evaluate: rank the held-out indications (off for timing runs on scaled graphs).
+        device: ``auto`` (a GPU where PyTorch sees one), ``cpu`` or ``cuda[:N]``
+            (:func:`kgrec.embed.device.resolve_device`); recorded in ``config.device``.
     """
     from pykeen.pipeline import pipeline
 
+    from kgrec.embed.device import device_info, resolve_device
+
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     result = pipeline(
@@ -104,22 +110,23 @@ def train_kge(
         # entities; 36 GB on a 10x graph), which dominated the stage's peak memory
         evaluation_kwargs={"use_tqdm": False, "batch_size": 16},
         random_seed=seed,
-        device="cpu",
+        device=dev,
         use_tqdm=progress,
     )
     seconds = time.perf_counter() - t0
     m = result.model.eval()
 
     def score(anchors: torch.Tensor, rel: int, side: str) -> torch.Tensor:
+        anchors = anchors.to(dev)
         r = torch.full_like(anchors, rel)
         if side == "tail":
-            return m.score_t(torch.stack([anchors, r], 1))
-        return m.score_h(torch.stack([r, anchors], 1))
+            return m.score_t(torch.stack([anchors, r], 1)).cpu()
+        return m.score_h(torch.stack([r, anchors], 1)).cpu()
 
     metrics = rank_evaluate(score, export, "test", batch_size=16, seed=seed) if evaluate else {}
     metrics["pykeen_unrestricted_mrr"] = float(result.metric_results.get_metric("both.realistic.inverse_harmonic_mean_rank"))
     with torch.no_grad():
         ent = to_real(m.entity_representations[0](indices=None)).cpu().numpy().astype(np.float32)
         rel = to_real(m.relation_representations[0](indices=None)).cpu().numpy().astype(np.float32)
-    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)"}
+    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
     return KGEResult(ent, rel, export.entities, export.relations, metrics, config, round(seconds, 2), [float(x) for x in result.losses])

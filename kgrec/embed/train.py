@@ -25,10 +25,11 @@ class EmbedStageResult:
     seconds: float
     export_info: dict
     path: Path
+    device: str = "cpu"  # where it trained (config.device of the saved metrics.json)
 
     def to_json(self) -> dict:
         return {"stage": self.stage, "metrics": self.metrics, "popularity_baseline": self.baseline,
-                "train_seconds": self.seconds, "export": self.export_info, "path": str(self.path)}
+                "train_seconds": self.seconds, "export": self.export_info, "path": str(self.path), "device": self.device}
 
 
 def prepare_export(workspace: Path | str, patients: str = "train", seed: int = 42, reuse: bool = False) -> GraphExport:
@@ -50,16 +51,16 @@ def baseline_metrics(export: GraphExport, workspace: Path | str, seed: int = 42)
     return m
 
 
-def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.01, num_negs=4, seed=42, patients="train", progress=True) -> EmbedStageResult:
+def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.01, num_negs=4, seed=42, patients="train", progress=True, device="auto") -> EmbedStageResult:
     from kgrec.embed.kge import train_kge
 
     ex = prepare_export(workspace, patients=patients, seed=seed)
-    res = train_kge(ex, model=model, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, num_negs=num_negs, seed=seed, progress=progress)
+    res = train_kge(ex, model=model, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, num_negs=num_negs, seed=seed, progress=progress, device=device)
     path = res.save(embed_dir(workspace) / "kge")
-    return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path)
+    return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path, res.config["device"])
 
 
-def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=True, seed=42, patients="train", progress=True) -> EmbedStageResult:
+def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=True, seed=42, patients="train", progress=True, device="auto") -> EmbedStageResult:
     from kgrec.embed.gnn import train_gnn
     from kgrec.embed.kge import KGEResult
 
@@ -73,6 +74,6 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
         init = kge.entity_vectors
     else:
         ex = prepare_export(workspace, patients=patients, seed=seed, reuse=(kge_dir / "vectors.safetensors").exists())
-    res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress)
+    res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress, device=device)
     path = res.save(embed_dir(workspace) / "gnn")
-    return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path)
+    return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, path, res.config["device"])

@@ -99,13 +99,13 @@ class StudentModel(nn.Module):
             history = self.pool_history(visits, batch["hist_mask"])
         else:
             history = torch.zeros_like(current)
-        has_hist = batch["hist_mask"].any(-1, keepdim=True) if h else torch.zeros(n, 1, dtype=torch.bool)
+        has_hist = batch["hist_mask"].any(-1, keepdim=True) if h else torch.zeros(n, 1, dtype=torch.bool, device=cur.device)
         neigh = self.neighbourhood(batch["prior"] @ self.drug_vectors[1:1 + batch["prior"].shape[1]] / batch["prior"].sum(-1, keepdim=True).clamp(min=1e-6)) + self.no_history
         if self.profile is not None:
             # LEADER's profile prompt, placed before the earlier visits (first visits: beside the graph neighbourhood)
             p = self.prompt(batch)
             if h:
-                history = self.pool_history(torch.cat([p.unsqueeze(1), visits], 1), torch.cat([torch.ones(n, 1, dtype=torch.bool), batch["hist_mask"]], 1))
+                history = self.pool_history(torch.cat([p.unsqueeze(1), visits], 1), torch.cat([torch.ones(n, 1, dtype=torch.bool, device=cur.device), batch["hist_mask"]], 1))
             neigh = neigh + p
         history = torch.where(has_hist, history, neigh)
         prior = self.prior_in(batch["prior"])
@@ -116,6 +116,9 @@ class StudentModel(nn.Module):
         cur = batch["codes"]
         known = torch.where(cur > self.n_known_codes, torch.zeros_like(cur), cur)
         logits = self.head(self.dropout(feat)) + self.prior_weight * batch["prior"] + self.wide(known)
+        concept_head = getattr(self, "concept_head", None)  # graph-grounded codes (kgrec.student.concepts), when set
+        if concept_head is not None:
+            logits = logits + concept_head(batch)
         return logits, feat
 
 
@@ -284,15 +287,16 @@ class LeaderStudentModel(nn.Module):
         width = max(cur.shape[1], hc.shape[2] if h else 0)
         pad = lambda x: nn.functional.pad(x, (0, width - x.shape[-1]))  # noqa: E731
         codes = torch.cat([pad(hc), pad(cur).unsqueeze(1)], dim=1) if h else pad(cur).unsqueeze(1)
-        vmask = torch.cat([hm, torch.ones(n, 1, dtype=torch.bool)], dim=1) if h else torch.ones(n, 1, dtype=torch.bool)
+        one = torch.ones(n, 1, dtype=torch.bool, device=cur.device)
+        vmask = torch.cat([hm, one], dim=1) if h else one
         dx, px = self._visits(codes)
         p = self.prompt(batch)
         if h:
             dsets = self.drug_set_enc(self._drugs(hd.reshape(n * h, -1)), hd.reshape(n * h, -1) > 0).reshape(n, h, -1)
             med = torch.cat([p.unsqueeze(1), dsets], dim=1)
-            mmask = torch.cat([torch.ones(n, 1, dtype=torch.bool), hm], dim=1)
+            mmask = torch.cat([one, hm], dim=1)
         else:
-            med, mmask = p.unsqueeze(1), torch.ones(n, 1, dtype=torch.bool)
+            med, mmask = p.unsqueeze(1), one
         z = torch.cat([self._pool_visits(dx, vmask), self._pool_visits(px, vmask), self._pool_visits(med, mmask)], dim=-1)
         feat = self.mid(torch.relu(z))
         return self.out(torch.relu(feat)), feat

@@ -51,6 +51,9 @@ class StudentConfig:
     beta: float = 0.5  # weight of the soft-label term on teacher logits
     temperature: float = 2.0
     graph: bool = True  # use fused graph vectors and the graph prior (False: ablation)
+    # graph-grounded codes: a wide concept -> drug term over each code's graph expansion, shared and per site
+    # (kgrec.student.concepts; needs the workspace graph tables; arch "kgrec" only)
+    concepts: bool = False
     seed: int = 42
     # LEADER's profile machinery (docs/student.md "Patient profile"); each a switch, off by default until
     # measured better (scripts/bench_profile.py)
@@ -62,6 +65,7 @@ class StudentConfig:
     arch: str = "kgrec"
     layers: int = 1  # transformer layers per encoder (arch "leader"; LEADER's --num_trm_layers)
     heads: int = 4  # attention heads (arch "leader")
+    device: str = "auto"  # cpu, cuda or auto (a GPU where one is visible); the one used is in chosen["device"]
 
     def __post_init__(self):
         if self.alpha < 0 or self.beta < 0:
@@ -76,6 +80,8 @@ class StudentConfig:
             raise ValueError("align (the profile–visit alignment loss) needs profile = True")
         if self.align_weight < 0:
             raise ValueError("align_weight must be ≥ 0")
+        if self.concepts and self.arch != "kgrec":
+            raise ValueError("concepts (graph-grounded codes) work with arch 'kgrec' only")
         if self.arch == "leader" and self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
@@ -100,6 +106,9 @@ class Featurizer:
         self.drug_index = {d: i + 1 for i, d in enumerate(self.drugs)}
         self.max_history = config.max_history
         self.code_vectors, self.drug_vectors, self.prior = self._graph_inputs(cohort, workspace, config.graph)
+        self.concept_features = None
+        if config.concepts:
+            self.concept_features = _concept_features(cohort, train, workspace)
 
     def _graph_inputs(self, cohort: Cohort, workspace: Path | None, use_graph: bool):
         from scipy import sparse
@@ -157,10 +166,14 @@ class Featurizer:
         out = {"codes": codes, "hist_codes": hist_codes, "hist_drugs": hist_drugs, "hist_mask": hist_mask, "hist_age": hist_age, "prior": prior}
         if getattr(self, "profile_vocab", None) is not None:  # helper-15: the patient profile (StudentConfig.profile)
             out["profile"] = self.profile_vocab.encode(samples.profiles())
+        if getattr(self, "concept_features", None) is not None:
+            out.update(self.concept_features.batch(cohort, samples))
         return out
 
     def state(self) -> dict:
-        return {"codes": self.codes, "n_known": self.n_known, "drugs": self.drugs, "max_history": self.max_history, "graph_parts": list(self.graph_parts)}
+        cf = getattr(self, "concept_features", None)
+        return {"codes": self.codes, "n_known": self.n_known, "drugs": self.drugs, "max_history": self.max_history, "graph_parts": list(self.graph_parts),
+                **({"concepts": cf.state()} if cf is not None else {})}
 
 
 def workspace_teacher(workspace: Path | str, teacher_config=None) -> TeacherProvider:
@@ -176,6 +189,19 @@ def workspace_teacher(workspace: Path | str, teacher_config=None) -> TeacherProv
         return np.asarray(feats)[rows], (np.asarray(logits)[rows] if logits is not None else None)
 
     return provide
+
+
+def _concept_features(cohort: Cohort, train: Samples, workspace: Path | None):
+    """The graph-grounded concept features (StudentConfig.concepts); an error when there is no graph to ground in."""
+    from kgrec.errors import WorkspaceError
+    from kgrec.graph.expand import CodeExpander
+    from kgrec.graph.tables import GraphTables
+    from kgrec.student.concepts import ConceptFeatures
+
+    folder = Path(workspace) / "graph" / "tables" if workspace is not None else None
+    if folder is None or not (folder / "nodes").is_dir():
+        raise WorkspaceError(f"the student's graph-grounded codes (concepts=True) need the workspace graph: run `kgrec load-graph`{' -w ' + str(workspace) if workspace else ''}")
+    return ConceptFeatures.fit(cohort, train, CodeExpander.from_tables(GraphTables.load(folder), names=cohort.names()), folder)
 
 
 def _is_procedure(code: str) -> bool:
@@ -203,6 +229,10 @@ def _target_ids(y: torch.Tensor) -> torch.Tensor:
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out
+
+
+def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()} if device != "cpu" else batch
 
 
 def _slice(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -248,28 +278,34 @@ class StudentRecommender(Recommender):
                 # said and recorded, never silent: the switch is on but the cohort has no profile to read
                 self.chosen["profile_missing"] = cohort.report.get("profile_missing", "the cohort has no profile fields")
                 _warn(f"student: profile is on but {self.chosen['profile_missing']}; training without it")
-        self.model = self._build_model(fz)
-        xb = fz.batch(cohort, train)
-        y = torch.as_tensor(self.targets(train), dtype=torch.float)
+        self._check_graph(fz)
+        from kgrec.embed.device import resolve_device
+
+        dev = self.device = resolve_device(cfg.device)
+        self.chosen["device"] = dev
+        self.model = self._build_model(fz).to(dev)
+        xb = _to(fz.batch(cohort, train), dev)
+        y = torch.as_tensor(self.targets(train), dtype=torch.float, device=dev)
         t_feat = t_logit = proj = None
         distil = cfg.alpha > 0 or cfg.beta > 0
         if distil:
             if self.teacher is None:
                 raise ValueError("distillation (alpha or beta > 0) needs teacher features: train the teacher first, or set alpha = beta = 0")
+            self._note_teacher()
             f, lg = self.teacher(cohort, train, val)
-            t_feat = torch.as_tensor(f, dtype=torch.float)
-            t_logit = torch.as_tensor(lg, dtype=torch.float) if lg is not None else None
-            proj = nn.Linear(2 * cfg.dim if cfg.arch == "leader" else cfg.dim, t_feat.shape[1])
+            t_feat = torch.as_tensor(f, dtype=torch.float, device=dev)
+            t_logit = torch.as_tensor(lg, dtype=torch.float, device=dev) if lg is not None else None
+            proj = nn.Linear(2 * cfg.dim if cfg.arch == "leader" else cfg.dim, t_feat.shape[1]).to(dev)
         params = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        xv = fz.batch(cohort, val) if len(val) else None
+        xv = _to(fz.batch(cohort, val), dev) if len(val) else None
         yv = self.targets(val) if len(val) else None
         best, best_state, bad = -1.0, None, 0
         with Progress(transient=True, disable=not self.progress) as bar:
             task = bar.add_task("student", total=cfg.epochs)
             for epoch in range(cfg.epochs):
                 self.model.train()
-                order = torch.as_tensor(rng.permutation(len(train)))
+                order = torch.as_tensor(rng.permutation(len(train)), device=dev)
                 total = 0.0
                 for s in range(0, len(order), cfg.batch_size):
                     idx = order[s:s + cfg.batch_size]
@@ -278,7 +314,7 @@ class StudentRecommender(Recommender):
                     if cfg.alpha > 0:
                         loss = loss + cfg.alpha * nn.functional.mse_loss(proj(feat), t_feat[idx])
                     if cfg.align and fz.profile_vocab is not None and len(idx) > 1:
-                        drugs = _target_ids(y[idx])
+                        drugs = _target_ids(y[idx]).to(dev)
                         loss = loss + cfg.align_weight * alignment_loss(self.model.prompt(_slice(xb, idx)), self.model.drug_set(drugs))
                     if cfg.beta > 0 and t_logit is not None:
                         T = cfg.temperature
@@ -313,26 +349,60 @@ class StudentRecommender(Recommender):
             is_proc = torch.as_tensor([False] + [_is_procedure(c) for c in fz.codes], dtype=torch.bool)
             return LeaderStudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), is_proc, fz.n_known, len(fz.drugs),
                                       len(self.drug_vocab), cfg.dim, cfg.layers, cfg.heads, cfg.dropout, **prof)
-        return StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab),
-                            cfg.dim, cfg.max_history, cfg.dropout, **prof)
+        model = StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab),
+                             cfg.dim, cfg.max_history, cfg.dropout, **prof)
+        cf = getattr(fz, "concept_features", None)
+        if cf is not None:
+            from kgrec.student.concepts import ConceptHead
+
+            model.concept_head = ConceptHead(cf.n_inputs, len(cf.sites), len(self.drug_vocab))
+        return model
 
     def _val_prauc(self, xv, yv) -> float:
         if xv is None:
             return 0.0
         self.model.eval()
         with torch.no_grad():
-            p = torch.sigmoid(self.model(xv)[0]).numpy()
+            p = torch.sigmoid(self.model(xv)[0]).cpu().numpy()
         return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        dev = next(self.model.parameters()).device
         with torch.no_grad():
-            return torch.sigmoid(self.model(self.featurizer.batch(cohort, samples))[0]).numpy()
+            return torch.sigmoid(self.model(_to(self.featurizer.batch(cohort, samples), dev))[0]).cpu().numpy()
+
+    def _check_graph(self, fz: Featurizer) -> None:
+        """Say and record what the graph inputs lack (never a silent degradation)."""
+        if not self.config.graph or self.workspace is None:
+            self.chosen["graph_inputs"] = "off" if not self.config.graph else "off: no workspace"
+            return
+        parts = [p for p in fz.graph_parts if p in ("kge", "gnn")]
+        if len(parts) < 2:
+            msg = f"only {'/'.join(parts) or 'no'} graph vectors in the workspace (kge and gnn expected): the fused vectors use {'/'.join(parts) or 'nothing'}"
+            self.chosen["graph_degraded"] = msg
+            _warn("student: " + msg)
+        cv = np.asarray(fz.code_vectors[1:])
+        missing = int((np.abs(cv).sum(1) == 0).sum()) if cv.size else 0
+        if missing:
+            self.chosen["codes_without_graph_vector"] = {"n": missing, "of": int(len(cv))}
+            _warn(f"student: {missing} of {len(cv)} codes have no graph vector (they rely on their id embedding)")
+
+    def _note_teacher(self) -> None:
+        """Record (and say) when the distill stage trains a teacher of its own."""
+        if self.workspace is None:
+            return
+        from kgrec.teacher.config import teacher_dir
+
+        if not (teacher_dir(self.workspace) / "config.json").exists():
+            msg = "no teacher trained in the workspace (`kgrec train --stage teacher`): the teacher stage's defaults are trained here for the distillation"
+            self.chosen["teacher_trained_by_distill"] = msg
+            _warn("student: " + msg)
 
     # ---- persistence: safetensors + JSON ----
     def save(self, folder: Path | str) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(folder / "student.safetensors"))
         p = self.featurizer.prior.tocoo()
         save_file({"row": torch.as_tensor(p.row, dtype=torch.long), "col": torch.as_tensor(p.col, dtype=torch.long), "val": torch.as_tensor(p.data, dtype=torch.float)}, str(folder / "prior.safetensors"))
@@ -362,6 +432,11 @@ class StudentRecommender(Recommender):
         fz.prior = sparse.csr_matrix((pr["val"].numpy(), (pr["row"].numpy(), pr["col"].numpy())), shape=tuple(meta["prior_shape"]))
         pv = meta.get("profile_vocab")
         fz.profile_vocab = ProfileVocab(pv["fields"], pv["values"]) if pv else None
+        fz.concept_features = None
+        if st.get("concepts"):
+            from kgrec.student.concepts import ConceptFeatures
+
+            fz.concept_features = ConceptFeatures.from_state(st["concepts"], folder.parent / "graph" / "tables")
         obj.featurizer = fz
         obj.model = obj._build_model(fz)
         obj.model.load_state_dict(state)

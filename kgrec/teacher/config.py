@@ -34,6 +34,9 @@ class TeacherConfig:
         head_epochs: epochs of the head-only training on cached states (frozen backbone, no soft prompt).
         patience: epochs without a better validation PRAUC before stopping.
         mixed_precision: ``no``, ``bf16`` or ``fp16`` (GPU), passed to ``Accelerator``.
+        profile: start each prompt with the patient's profile line (age, sex, admission fields;
+            :func:`kgrec.teacher.prompts.profile_line`), LEADER's profile prompt.
+        device: ``auto`` (a GPU where one is visible), ``cpu`` or ``cuda``; the one used is recorded.
     """
 
     model: str = DEFAULT_MODEL
@@ -59,6 +62,8 @@ class TeacherConfig:
     dropout: float = 0.1
     projector_dim: int = 256
     mixed_precision: str = "no"
+    profile: bool = False
+    device: str = "auto"
     seed: int = 42
 
     def to_json(self) -> dict:
@@ -80,6 +85,8 @@ class TeacherConfig:
             raise KgrecError("teacher: dropouts must lie in [0, 1)")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise KgrecError(f"teacher: mixed_precision must be no, bf16 or fp16 (got {self.mixed_precision!r})")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise KgrecError(f"teacher: device must be auto, cpu or cuda (got {self.device!r})")
 
 
 

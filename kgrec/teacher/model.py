@@ -38,6 +38,9 @@ LORA_TARGETS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("q", "v"), "T5"),
     (("query_proj", "value_proj"), "DeBERTa-v2"),
 )
+# LEADER's LoRA targets (experiment/llm_cls.bash: q_proj,k_proj,v_proj,o_proj,down_proj,gate_proj,up_proj):
+# every linear layer of a Llama-family decoder block. ``lora_targets=["all-linear"]`` asks for them.
+ALL_LINEAR_LLAMA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta", "deberta-v2", "mpnet", "camembert", "modernbert", "nomic_bert"}
 
 
@@ -135,10 +138,31 @@ def find_lora_targets(model: nn.Module) -> list[str]:
     )
 
 
+def resolve_lora_targets(model: nn.Module, targets: list[str] | None) -> list[str]:
+    """The LoRA target suffixes: found for the architecture when None; ``["all-linear"]``: LEADER's
+    all-linear set for Llama-family models (q, k, v, o and the MLP's gate, up, down projections), every
+    linear layer's suffix for others. An explicit name that matches no linear layer is an error."""
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _linear_like(m)}
+    if not targets:
+        return find_lora_targets(model)
+    if list(targets) == ["all-linear"]:
+        if set(ALL_LINEAR_LLAMA) <= names:
+            return list(ALL_LINEAR_LLAMA)
+        skip = {"lm_head", "score", "classifier", "pooler", "dense_head"}
+        return sorted(n for n in names if n not in skip)
+    unknown = [t for t in targets if t not in names]
+    if unknown:
+        raise ModelError(
+            f"LoRA target(s) {', '.join(unknown)} match no linear layer of {type(model).__name__} "
+            f"(its linear layers end in: {', '.join(sorted(names)) or 'none'})"
+        )
+    return list(targets)
+
+
 def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str] | None = None):
     from peft import LoraConfig, get_peft_model
 
-    targets = list(targets) if targets else find_lora_targets(model)
+    targets = resolve_lora_targets(model, targets)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none", fan_in_fan_out=targets == ["c_attn"])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -8,10 +8,17 @@ A prompt reads (history visits oldest first, each with *its own* codes)::
     In this visit (visit 3), the patient has diagnoses: ...; procedures: ....
     Which medications should the patient be prescribed in this visit?
 
+With ``profile=True`` a profile line comes first, as in LEADER's profile template (its
+``construction.ipynb``, "The patient's insurance type is ..."), built from the fields present::
+
+    The patient is female, aged 70; admission type: EMERGENCY; insurance: Medicare.
+
+A field the cohort does not have, or has missing for this visit, is left out (never "unknown").
+
 (The reference LEADER code filled every history visit with the current visit's diagnoses; here each
 earlier visit is rendered from its own row of the visit table.)
 
-Truncation to ``max_length`` tokens keeps the header, the current visit and the question whole and drops
+Truncation to ``max_length`` tokens keeps the profile line, the header, the current visit and the question whole and drops
 the oldest history visits first. Only when the current visit alone does not fit are its longest code
 lists cut from the end (source order keeps the primary diagnosis first); :class:`Prompt` records both.
 """
@@ -24,6 +31,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 TEMPLATES: dict[str, str] = {
+    "profile": "The patient is {parts}.",
+    "profile_age": "aged {age}",
+    "profile_age_capped": "aged 90 or older",
+    "profile_field": "{field}: {value}",
+    "profile_joiner": "; ",
     "header": "The patient has {n_visits} {visits_word}.",
     "history_visit": "In visit {number} ({ago}), the patient had diagnoses: {diagnoses}; procedures: {procedures}; and was prescribed: {drugs}.",
     "current_visit": "In this visit (visit {number}), the patient has diagnoses: {diagnoses}; procedures: {procedures}.",
@@ -62,10 +74,26 @@ def _ago(k: int) -> str:
     return "previous visit" if k == 1 else f"{k} visits ago"
 
 
-def render(history: Sequence[VisitCodes], current: VisitCodes, n_visits: int) -> list[str]:
-    """The prompt's segments: header, each history visit (oldest first), current visit, question."""
+def profile_line(profile: dict | None) -> str | None:
+    """The profile sentence of a visit's profile dict (``age``, ``sex``, admission fields), or None when
+    it has no field. Age 90 is the sources' "older than 89" (kgrec.cohort.base.AGE_CAP)."""
+    if not profile:
+        return None
+    head = []
+    if profile.get("sex") in ("F", "M"):
+        head.append("female" if profile["sex"] == "F" else "male")
+    if profile.get("age") is not None:
+        age = float(profile["age"])
+        head.append(TEMPLATES["profile_age_capped"] if age >= 90 else TEMPLATES["profile_age"].format(age=int(age)))
+    parts = [", ".join(head)] if head else []
+    parts += [TEMPLATES["profile_field"].format(field=k.replace("_", " "), value=v) for k, v in profile.items() if k not in ("age", "sex")]
+    return TEMPLATES["profile"].format(parts=TEMPLATES["profile_joiner"].join(parts)) if parts else None
+
+
+def render(history: Sequence[VisitCodes], current: VisitCodes, n_visits: int, profile: str | None = None) -> list[str]:
+    """The prompt's segments: profile line (if any), header, each history visit (oldest first), current visit, question."""
     first_number = n_visits - len(history)  # 1-based number of the first shown history visit
-    segs = [TEMPLATES["header"].format(n_visits=n_visits, visits_word="visit" if n_visits == 1 else "visits")]
+    segs = ([profile] if profile else []) + [TEMPLATES["header"].format(n_visits=n_visits, visits_word="visit" if n_visits == 1 else "visits")]
     for i, v in enumerate(history):
         number = first_number + i
         segs.append(TEMPLATES["history_visit"].format(
@@ -82,22 +110,24 @@ def build_prompt(
     n_visits: int | None = None,
     max_length: int | None = None,
     count_tokens: Callable[[str], int] | None = None,
+    profile: str | None = None,
 ) -> Prompt:
     """Render a prompt within ``max_length`` tokens (as counted by ``count_tokens``, specials included).
 
     Args:
         history: the earlier visits to show, oldest first (already limited to the last N).
         n_visits: visits of the patient up to and including this one (default ``len(history) + 1``).
+        profile: the profile line (:func:`profile_line`), kept whole like the header.
     """
     n_visits = n_visits if n_visits is not None else len(history) + 1
     sep = TEMPLATES["separator"]
     hist = list(history)
     fits = (lambda text: True) if max_length is None or count_tokens is None else (lambda text: count_tokens(text) <= max_length)
-    text = sep.join(render(hist, current, n_visits))
+    text = sep.join(render(hist, current, n_visits, profile))
     shown = len(hist)
     while shown and not fits(text):
         shown -= 1
-        text = sep.join(render(hist[len(hist) - shown:], current, n_visits))
+        text = sep.join(render(hist[len(hist) - shown:], current, n_visits, profile))
     cut = 0
     if not fits(text):
         dx, px = list(current.diagnoses), list(current.procedures)
@@ -106,7 +136,7 @@ def build_prompt(
             drop = max(1, len(longer) // 8)  # few re-tokenisations even for very long visits
             del longer[len(longer) - drop:]
             cut += drop
-            text = sep.join(render([], VisitCodes(dx, px), n_visits))
+            text = sep.join(render([], VisitCodes(dx, px), n_visits, profile))
     return Prompt(text, n_visits, shown, len(hist) - shown, cut)
 
 
@@ -126,10 +156,12 @@ class PromptBuilder:
     Args:
         names: code -> readable name (``cohort.names()``); unknown codes show as the code.
         history: how many earlier visits to show at most (LEADER: the last N).
+        profile: start each prompt with the visit's profile line (:func:`profile_line`).
     """
 
-    def __init__(self, visits: pd.DataFrame, names: dict[str, str], history: int = 3):
+    def __init__(self, visits: pd.DataFrame, names: dict[str, str], history: int = 3, profile: bool = False):
         self.visits = visits
+        self.profile = profile
         self.names = names
         self.history = max(0, int(history))
         self._dx = visits["diagnoses"].tolist()
@@ -147,7 +179,20 @@ class PromptBuilder:
         """The prompt of visit ``row`` given the rows of its earlier visits (oldest first)."""
         shown = list(history_rows)[-self.history:] if self.history else []
         hist = [self.visit_codes(r, with_drugs=True) for r in shown]
-        return build_prompt(hist, self.visit_codes(row, with_drugs=False), len(history_rows) + 1, max_length, count_tokens)
+        line = profile_line(self.profile_at(row)) if self.profile else None
+        return build_prompt(hist, self.visit_codes(row, with_drugs=False), len(history_rows) + 1, max_length, count_tokens, line)
+
+    def profile_at(self, row: int) -> dict:
+        """The profile fields present at visit ``row`` (the cohort's profile columns)."""
+        from kgrec.cohort.base import PROFILE_COLUMNS
+
+        out = {}
+        for c in PROFILE_COLUMNS:
+            if c in self.visits:
+                x = self.visits[c].iat[row]
+                if x is not None and not (isinstance(x, float) and x != x):
+                    out[c] = x
+        return out
 
 
 def token_counter(tokenizer) -> Callable[[str], int]:

@@ -74,7 +74,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         cfg = self.config
         self.model_path = _model.resolve_model_path(cfg.model)
         # bf16 on a GPU: load the frozen weights in bf16 too (PEFT keeps the adapters in fp32)
-        dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" and torch.cuda.is_available() else None
+        dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" and torch.cuda.is_available() and cfg.device != "cpu" else None
         self.backbone, self.tokenizer, self.causal = _model.load_backbone(cfg.model, dtype=dtype)
         max_pos = getattr(self.backbone.config, "max_position_embeddings", None) or getattr(self.backbone.config, "n_positions", None)
         self.max_length = int(min(cfg.max_length, max_pos - self._soft_tokens()) if max_pos else cfg.max_length)
@@ -108,16 +108,17 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         except WorkspaceError as exc:
             if cfg.graph_prompt == "auto" and not cfg.fuse_graph:
                 log.warning("teacher: no graph prompt (%s)", exc)
+                self.chosen["graph_prompt_fallback"] = f"no graph prompt: {exc}"  # said and recorded
                 return
             raise
         self.use_graph, self.use_prompt = True, want_prompt
 
     def _token_ids(self, cohort: Cohort, samples: Samples) -> list[list[int]]:
-        key = (cohort_fingerprint(cohort), self.model_path, self.config.history, self.max_length)
+        key = (cohort_fingerprint(cohort), self.model_path, self.config.history, self.max_length, self.config.profile)
         cache = _TOKENS.setdefault(key, {})
         missing = [i for i, r in enumerate(samples.visit_idx) if int(r) not in cache]
         if missing:
-            builder = PromptBuilder(cohort.visits, cohort.names(), self.config.history)
+            builder = PromptBuilder(cohort.visits, cohort.names(), self.config.history, profile=self.config.profile)
             count = token_counter(self.tokenizer)
             for i in missing:
                 p = builder.prompt(int(samples.visit_idx[i]), samples.history[i], self.max_length, count)
@@ -206,7 +207,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         """Pooled states; with a frozen backbone and no soft prompt, cached per cohort row across fits."""
         if not self._cached_backbone():
             return self._encode_all(inputs, device, autocast)
-        key = (cohort_fingerprint(cohort), self.model_path, self.config.history, self.max_length)
+        key = (cohort_fingerprint(cohort), self.model_path, self.config.history, self.max_length, self.config.profile)
         cache = _POOLED.setdefault(key, {})
         rows = [int(r) for r in samples.visit_idx]
         missing = [i for i, r in enumerate(rows) if r not in cache]
@@ -246,7 +247,14 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         y_train = self.targets(train)
         code_vocab = sorted({c for d, p in zip(train.diagnoses, train.procedures) for c in d + p})
         self._build(code_vocab, y_train.mean(0))
-        acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+        from kgrec.embed.device import resolve_device
+
+        device = resolve_device(cfg.device)  # "cuda" without a GPU is an error, never a silent CPU run
+        acc = Accelerator(cpu=device == "cpu", mixed_precision=cfg.mixed_precision if device != "cpu" else "no")
+        if device == "cpu" and cfg.mixed_precision != "no":
+            log.warning("teacher: mixed precision %s needs a GPU; training in fp32 on the CPU", cfg.mixed_precision)
+            self.chosen["mixed_precision_note"] = f"{cfg.mixed_precision} asked for, fp32 used: no GPU"
+        self.chosen["device"] = str(acc.device)
         self.accelerator = acc
         dev = acc.device
         tr_in, va_in = self._inputs(cohort, train), self._inputs(cohort, val)
