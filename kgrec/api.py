@@ -134,6 +134,8 @@ def run(
     kge: dict | None = None,
     gnn: dict | None = None,
     student: dict | None = None,
+    recipe: str = "kgrec",
+    device: str = "auto",
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
     graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
@@ -144,6 +146,8 @@ def run(
     :data:`CPU_TEACHER`); ``kge``, ``gnn``, ``student``: keyword arguments of those stages (e.g.
     ``{"epochs": 5}``). Each step's :class:`~kgrec.stages.StageResult` is saved under
     ``<workspace>/reports/run/`` as it finishes, and the whole run in ``<workspace>/reports/run.json``.
+    ``recipe``: ``kgrec`` (default) or ``leader`` (:mod:`kgrec.recipes`: the paper's teacher and student
+    settings, under ``teacher``/``student``); ``device``: ``auto``, ``cpu`` or ``cuda`` for every stage.
     """
     from kgrec.logs import quiet_third_party
 
@@ -158,8 +162,13 @@ def run(
     steps.append(step)
     step.save(record)
     patients = "none" if folds else "train"
-    settings = {"kge": {"patients": patients, "seed": seed, **(kge or {})}, "gnn": {"patients": patients, "seed": seed, **(gnn or {})},
-                "teacher": {**CPU_TEACHER, **(teacher or {}), "seed": seed}, "distill": {"seed": seed, **(student or {})}}
+    from kgrec.recipes import recipe_settings
+
+    r_teacher, r_student = recipe_settings(recipe)
+    settings = {"kge": {"patients": patients, "seed": seed, "device": device, **(kge or {})},
+                "gnn": {"patients": patients, "seed": seed, "device": device, **(gnn or {})},
+                "teacher": {**CPU_TEACHER, **r_teacher, **(teacher or {}), "seed": seed, "device": device},
+                "distill": {"seed": seed, **r_student, **(student or {}), "device": device}}
     trained, train_steps = _handle_training(workspace, settings, models, rep, record)
     steps += train_steps
     ev, step = _handle_evaluate(workspace, models, folds, seed, rep)

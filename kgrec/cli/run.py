@@ -10,6 +10,7 @@ from kgrec import api
 from kgrec.cli.app import app
 from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, stage_progress
 from kgrec.cli.cohort import metrics_table
+from kgrec.errors import OptionError
 from kgrec.cohort import LOADERS
 
 
@@ -30,6 +31,8 @@ def run(
     gnn_epochs: Annotated[int | None, typer.Option(help="R-GCN epochs (default 100); fewer for a quick run.", rich_help_panel="shorter runs", show_default=False)] = None,
     teacher_epochs: Annotated[int | None, typer.Option(help="Teacher epochs with LoRA or a soft prompt (default 3; the frozen default trains only its head).", rich_help_panel="shorter runs", show_default=False)] = None,
     student_epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the student's own).", rich_help_panel="shorter runs", show_default=False)] = None,
+    recipe: Annotated[str, typer.Option(help="kgrec (default): kgrec's own settings. leader: the LEADER paper's teacher and student settings (kgrec.recipes; docs/teacher.md, docs/student.md); --teacher-* options still apply on top.")] = "kgrec",
+    device: Annotated[str, typer.Option(help="Where every training stage runs: cpu, cuda or auto (cuda where PyTorch sees a GPU).")] = "auto",
     json_out: JsonOut = False,
 ) -> None:
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
@@ -42,7 +45,17 @@ def run(
     Patient/Visit nodes, since every patient is in some test fold. Without a terminal (a log file, CI)
     each step prints one line when it starts and one when it ends.
     """
-    teacher = {"lora_r": teacher_lora_r, "graph_prompt": teacher_graph_prompt, **({"model": teacher_model} if teacher_model else {}),
+    from kgrec.embed.device import resolve_device
+    from kgrec.recipes import RECIPES
+
+    if recipe not in RECIPES:
+        raise OptionError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    resolve_device(device)  # before any stage writes
+    # the leader recipe sets the teacher's LoRA and graph prompt itself; --teacher-* options change them only when given
+    explicit = {} if recipe == "kgrec" else {"lora_r": 0, "graph_prompt": False}
+    teacher = {**({"lora_r": teacher_lora_r} if teacher_lora_r != explicit.get("lora_r", -1) else {}),
+               **({"graph_prompt": teacher_graph_prompt} if teacher_graph_prompt != explicit.get("graph_prompt", None) else {}),
+               **({"model": teacher_model} if teacher_model else {}),
                **({"epochs": teacher_epochs} if teacher_epochs else {})}
     models = model or list(api.RUN_MODELS)
     kge = {"epochs": kge_epochs} if kge_epochs else None
@@ -50,7 +63,7 @@ def run(
     student = {"epochs": student_epochs} if student_epochs else None
     with stage_progress("running ...") as progress:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,
-                      progress=progress, kge=kge, gnn=gnn, student=student)
+                      progress=progress, kge=kge, gnn=gnn, student=student, recipe=recipe, device=device)
     if json_out:
         emit_json({**res.to_json(), "path": str(res.path)})
         return

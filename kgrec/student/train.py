@@ -176,6 +176,16 @@ class Featurizer:
                 **({"concepts": cf.state()} if cf is not None else {})}
 
 
+def workspace_student_config(workspace: Path | str | None) -> tuple[StudentConfig, str]:
+    """``(config, origin)``: the saved student's settings in ``<workspace>/student/student.json`` (origin
+    ``"workspace student"``), else the defaults (``"defaults"``)."""
+    if workspace is not None:
+        meta = Path(workspace) / "student" / "student.json"
+        if meta.exists():
+            return StudentConfig.from_dict(json.loads(meta.read_text())["config"]), "workspace student"
+    return StudentConfig(), "defaults"
+
+
 def workspace_teacher(workspace: Path | str, teacher_config=None) -> TeacherProvider:
     """Teacher features for the training samples from the workspace cache (trained there if absent:
     one teacher per set of training patients, so K-fold CV trains K teachers, never on test patients)."""
@@ -256,11 +266,18 @@ class StudentRecommender(Recommender):
         super().__init__(drug_vocab)
         self.progress = progress
         self.workspace = Path(workspace) if workspace is not None else None
-        self.config = config or StudentConfig()
+        if config is None:
+            # the settings of the workspace's trained student (kgrec train --stage distill / --recipe), so that
+            # `kgrec evaluate`/`kgrec run` cross-validate the student the user trained; defaults otherwise
+            config, origin = workspace_student_config(self.workspace)
+        else:
+            origin = "given"
+        self.config = config
         if teacher is None and self.workspace is not None and (self.config.alpha > 0 or self.config.beta > 0):
             teacher = workspace_teacher(self.workspace)
         self.teacher = teacher
         self.history: list[dict] = []
+        self.chosen["config_from"] = origin
 
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> StudentRecommender:
         cfg = self.config
