@@ -13,7 +13,8 @@ The students here run **without a teacher and without graph inputs** (``alpha = 
 ``kgrec prepare``. Regularisation (logreg's C), early stopping and thresholds are chosen on each fold's
 validation patients only.
 
-    python scripts/bench_profile.py -w WS [WS ...] [--folds 5] [--seed 42] [--no-student] [--out r.json]
+    python scripts/bench_profile.py -w WS [WS ...] [--folds 5] [--seed 42] [--no-student]
+                                    [--student-epochs N] [--student-patience N] [--out r.json]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _summary(vals: list[float]) -> dict:
     return {"mean": float(v.mean()) if len(v) else None, "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
-def run(workspace: Path, folds: int, seed: int, student: bool, log) -> dict:
+def run(workspace: Path, folds: int, seed: int, student: bool, log, student_kw: dict | None = None) -> dict:
     from kgrec.evaluation import evaluate_models
     from kgrec.student.train import StudentConfig, StudentRecommender
     from kgrec.workspace import load_cohort
@@ -61,7 +62,7 @@ def run(workspace: Path, folds: int, seed: int, student: bool, log) -> dict:
     pairs = [("logreg", "logreg-profile")]
     models: list = ["logreg", "logreg-profile"]
     if student:
-        base = dict(alpha=0.0, beta=0.0, graph=False)
+        base = dict(alpha=0.0, beta=0.0, graph=False, **(student_kw or {}))
         off = lambda v: StudentRecommender(v, None, StudentConfig(**base))  # noqa: E731
         on = lambda v: StudentRecommender(v, None, StudentConfig(profile=True, align=True, **base))  # noqa: E731
         models += [("student", off), ("student-profile", on)]
@@ -71,6 +72,7 @@ def run(workspace: Path, folds: int, seed: int, student: bool, log) -> dict:
     out: dict = {
         "workspace": str(workspace), "source": cohort.source, "folds": folds, "seed": seed,
         "profile_fields": cohort.profile_fields(), "profile_coverage": cohort.profile_coverage(),
+        "student_settings": {"alpha": 0.0, "beta": 0.0, "graph": False, **(student_kw or {})} if student else None,
         "n_visits_by_group": {}, "models": {}, "paired": {}, "seconds": None,
     }
     for name, ev in res.models.items():
@@ -117,10 +119,13 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-student", action="store_true", help="logistic regression only")
+    p.add_argument("--student-epochs", type=int, help="student epoch cap (default: StudentConfig's)")
+    p.add_argument("--student-patience", type=int, help="student early-stopping patience (default: StudentConfig's)")
     p.add_argument("--out", type=Path, help="write the JSON here (and the markdown beside it, .md)")
     a = p.parse_args()
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results = [run(ws, a.folds, a.seed, not a.no_student, log) for ws in a.workspace]
+    kw = {k: v for k, v in (("epochs", a.student_epochs), ("patience", a.student_patience)) if v is not None}
+    results = [run(ws, a.folds, a.seed, not a.no_student, log, kw) for ws in a.workspace]
     md = "\n\n".join(markdown(r) for r in results)
     print(md)
     if a.out:
