@@ -219,3 +219,33 @@ def test_cli_transfer_json_and_bad_inputs_name_the_workspace_and_write_nothing(s
         run_transfer(tmp_path / "empty", [source], modes=("zero-shot",))
     r = CliRunner().invoke(app, ["transfer", "-w", str(target), "--source-ws", str(source), "--mode", "sideways"])
     assert r.exit_code == 2 and "unknown transfer mode" in r.output
+
+
+# ---------------------------------------------------------------------------- the student's graph-grounded codes
+def test_student_concepts_carry_an_icd9_site_to_icd10_codes_and_survive_save_and_load(tmp_path):
+    from kgrec.metrics import per_visit
+    from kgrec.student.train import StudentConfig, StudentRecommender
+
+    ws = tmp_path / "ws"
+    src = make_cohort("icd9", 100, 1, 9)
+    src.save(ws / "cohort")
+    graph_tables().save(ws / "graph" / "tables")
+    tgt = make_cohort("icd10", 40, 2, 10)
+    vocab = src.vocab("drug")
+    s = build_samples(src)
+    tr, va = s.subset(range(0, int(0.8 * len(s)))), s.subset(range(int(0.8 * len(s)), len(s)))
+    test = build_samples(tgt)
+    scores = {}
+    for concepts in (False, True):
+        st = StudentRecommender(vocab, workspace=ws, config=StudentConfig(alpha=0, beta=0, graph=False, concepts=concepts, epochs=60, patience=10))
+        st.fit(src, tr, va)
+        # the ICD-10 site's codes are unknown to the model: a cohort it never saw, scored as it is
+        p = st.predict_proba(tgt, test)
+        scores[concepts] = float(per_visit(st.targets(test), p, p > 0.5)["prauc"].mean())
+    assert scores[True] > scores[False] + 0.1, scores
+    st.save(ws / "student")
+    again = StudentRecommender.load(ws / "student")
+    np.testing.assert_allclose(again.predict_proba(tgt, test), p, rtol=1e-5, atol=1e-6)
+    assert "ICD10CM:I509" in again.featurizer.concept_features.expansions  # expanded on load, from the workspace graph
+    with pytest.raises(WorkspaceError, match="load-graph"):
+        StudentRecommender(vocab, workspace=tmp_path / "nograph", config=StudentConfig(alpha=0, beta=0, graph=False, concepts=True)).fit(src, tr, va)

@@ -32,6 +32,9 @@ from kgrec.student.model import LeaderStudentModel, ProfileVocab, StudentModel, 
 TeacherProvider = Callable[[Cohort, Samples, Samples], tuple[np.ndarray, np.ndarray | None]]
 
 
+CONCEPT_LR_FACTOR = 10.0  # learning rate of the graph-grounded concept term, relative to StudentConfig.lr
+
+
 @dataclass
 class StudentConfig:
     """Student settings (defaults: see the comment on alpha/beta and docs/student.md)."""
@@ -314,6 +317,10 @@ class StudentRecommender(Recommender):
             t_logit = torch.as_tensor(lg, dtype=torch.float, device=dev) if lg is not None else None
             proj = nn.Linear(2 * cfg.dim if cfg.arch == "leader" else cfg.dim, t_feat.shape[1]).to(dev)
         params = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+        head = getattr(self.model, "concept_head", None)
+        if head is not None:  # the linear concept term learns at a linear model's pace, not the encoder's
+            own = {id(q) for q in head.parameters()}
+            params = [{"params": [q for q in params if id(q) not in own]}, {"params": list(head.parameters()), "lr": cfg.lr * CONCEPT_LR_FACTOR}]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         xv = _to(fz.batch(cohort, val), dev) if len(val) else None
         yv = self.targets(val) if len(val) else None

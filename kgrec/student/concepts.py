@@ -1,0 +1,115 @@
+"""The student's graph-grounded wide term: visit concepts -> drug weights, shared and per site.
+
+Each visit's codes are expanded through the graph (:mod:`kgrec.graph.expand`: category, GEM partner in
+the other ICD version, Disease Ontology terms and ancestors), and a bag of weighted concepts enters the
+drug logits through one linear map (an ``EmbeddingBag`` in ``sum`` mode with the expansion weights). A
+code the model never saw still lands on concepts it did see, so the student scores another site's codes.
+Trained on several sites (a pooled cohort with a ``site`` column), every concept also has one copy per
+site and each site a bias per drug (feature augmentation, Daumé III 2007): what the sites share is
+learnt once, what one site does differently goes to its copy; an unseen site gets the shared part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.samples import Samples
+from kgrec.graph.expand import CodeExpander
+
+
+def _sites(cohort: Cohort, samples: Samples) -> list[str]:
+    if "site" not in cohort.visits.columns:
+        return [cohort.source] * len(samples)
+    col = cohort.visits["site"]
+    return [str(col.iat[i]) for i in samples.visit_idx]
+
+
+class ConceptFeatures:
+    """Concept vocabulary (from the training visits) and the padded index/weight tensors of a batch."""
+
+    def __init__(self, concepts: list[str], sites: list[str], expansions: dict[str, dict[str, float]], graph_tables: Path | None = None):
+        self.concepts, self.sites = list(concepts), list(sites)
+        self.index = {c: i + 1 for i, c in enumerate(self.concepts)}
+        self.site_index = {s: i + 1 for i, s in enumerate(self.sites)}
+        self.expansions = expansions  # code -> {concept: weight}, for every code seen so far
+        self.graph_tables = graph_tables
+        self._expander: CodeExpander | None = None
+        self.unexpanded: set[str] = set()
+
+    @classmethod
+    def fit(cls, cohort: Cohort, train: Samples, expander: CodeExpander, graph_tables: Path | None = None) -> ConceptFeatures:
+        codes = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs})
+        expansions = {c: expander.expand(c) for c in codes}
+        seen = sorted({k for d, p in zip(train.diagnoses, train.procedures) for c in d + p for k in expansions[c]})
+        sites = sorted(set(_sites(cohort, train)))
+        obj = cls(seen, sites if len(sites) > 1 else [], expansions, graph_tables)
+        obj._expander = expander
+        return obj
+
+    @property
+    def n_inputs(self) -> int:
+        return (len(self.concepts) + 1) * (len(self.sites) + 1)
+
+    def _expand(self, code: str) -> dict[str, float]:
+        hit = self.expansions.get(code)
+        if hit is not None:
+            return hit
+        if self._expander is None and self.graph_tables is not None and (self.graph_tables / "nodes").is_dir():
+            from kgrec.graph.tables import GraphTables
+
+            self._expander = CodeExpander.from_tables(GraphTables.load(self.graph_tables))
+        if self._expander is None:
+            self.unexpanded.add(code)
+            return {}
+        hit = self.expansions[code] = self._expander.expand(code)
+        return hit
+
+    def batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+        n_c = len(self.concepts) + 1
+        rows: list[tuple[list[int], list[float]]] = []
+        site_ids = [self.site_index.get(s, 0) for s in _sites(cohort, samples)]
+        for d, p, s in zip(samples.diagnoses, samples.procedures, site_ids):
+            bag: dict[int, float] = {}
+            for c in list(d) + list(p):
+                for k, w in self._expand(c).items():
+                    j = self.index.get(k)
+                    if j is not None and w > bag.get(j, 0.0):
+                        bag[j] = w
+            idx, wts = list(bag), list(bag.values())
+            if s:  # the site's copy of each concept
+                idx += [j + s * n_c for j in bag]
+                wts += wts[: len(bag)]
+            rows.append((idx, wts))
+        width = max([len(r[0]) for r in rows] + [1])
+        idx = torch.zeros(len(rows), width, dtype=torch.long)
+        wts = torch.zeros(len(rows), width, dtype=torch.float)
+        for i, (a, b) in enumerate(rows):
+            idx[i, : len(a)] = torch.as_tensor(a, dtype=torch.long)
+            wts[i, : len(b)] = torch.as_tensor(b, dtype=torch.float)
+        return {"concept_idx": idx, "concept_w": wts, "site": torch.as_tensor(np.asarray(site_ids, dtype=np.int64))}
+
+    def state(self) -> dict:
+        return {"concepts": self.concepts, "sites": self.sites, "expansions": {c: e for c, e in self.expansions.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, graph_tables: Path | None) -> ConceptFeatures:
+        return cls(state["concepts"], state["sites"], state["expansions"], graph_tables)
+
+
+class ConceptHead(nn.Module):
+    """Drug logits from the weighted concept bag, plus a per-site bias (zero-initialised: starts neutral)."""
+
+    def __init__(self, n_inputs: int, n_sites: int, n_out: int):
+        super().__init__()
+        self.wide = nn.EmbeddingBag(n_inputs, n_out, mode="sum", padding_idx=0)
+        self.site_bias = nn.Embedding(n_sites + 1, n_out)
+        nn.init.zeros_(self.wide.weight)
+        nn.init.zeros_(self.site_bias.weight)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.wide(batch["concept_idx"], per_sample_weights=batch["concept_w"]) + self.site_bias(batch["site"])
