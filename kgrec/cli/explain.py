@@ -71,17 +71,26 @@ def _show(res, verbose_paths: bool = True) -> None:
     table.add_column("p", justify="right")
     table.add_column("paths", justify="right")
     table.add_column("evidence")
+    attributed = any(d.attribution is not None for d in res.drugs)
+    if attributed:
+        table.add_column("strongest inputs (logit weight)", overflow="fold")
     if v["kind"] == "workspace":
         table.add_column("prescribed", justify="center")
     for d in res.drugs:
         row = [str(d.rank), d.drug, escape(d.name), f"{d.probability:.3f}" + ("" if d.above_threshold else " *"), str(d.n_paths),
                ", ".join(f"{k} {n}" for k, n in d.evidence_counts.items()) or "–"]
+        if attributed:
+            up = [c for c in (d.attribution.contributions if d.attribution else []) if c.weight > 0][:3]
+            row.append(", ".join(f"{escape(c.input)} {c.weight:+.2f}" for c in up) or "–")
         if v["kind"] == "workspace":
             row.append("✓" if d.drug in v.get("prescribed", []) else "")
         table.add_row(*row)
     console.print(table)
     for w in res.ddi_warnings:
         console.print(f"[bold red]DDI[/] {escape(w['message'])}", highlight=False)
+    for d in res.drugs:
+        if d.evidence_gap:
+            console.print(f"[yellow]{d.drug}[/]: {escape(d.evidence_gap)}", highlight=False)
     if verbose_paths:
         tree = Tree("[bold]rationale paths[/]")
         for d in res.drugs:
@@ -89,7 +98,8 @@ def _show(res, verbose_paths: bool = True) -> None:
                 continue
             br = tree.add(f"[bold]{d.drug}[/] {escape(d.name)} (p {d.probability:.2f})")
             for p in d.paths + d.cautions:
-                node = br.add(f"[cyan]{p.kind}[/] score {p.score:.3f} (weight {p.weight:.2f} × specificity {p.specificity:.3f} × support {p.support})" if p.kind != "adverse" else f"[red]caution[/] ({p.support} report(s))")
+                why = f", starting code's attribution {p.extra['attribution']:+.2f}" if "attribution" in p.extra else ""
+                node = br.add(f"[cyan]{p.kind}[/] score {p.score:.3f} (weight {p.weight:.2f} × specificity {p.specificity:.3f} × support {p.support}{why})" if p in d.paths else f"[red]caution[/] {p.kind} ({p.support} abstract(s))")
                 node.add(_node_label(p.nodes[0]))
                 for st, n in zip(p.steps, p.nodes[1:]):
                     arrow = f"-{st.type}->" if st.forward else f"<-{st.type}-"
@@ -121,13 +131,14 @@ def recommend(
     user: UserOpt = None,
     password: PasswordOpt = None,
     database: DatabaseOpt = None,
+    attributions: Annotated[bool, typer.Option("--attributions/--no-attributions", help="Each input's contribution to each drug's score (occlusion); paths are then ranked by their starting code's attribution × their score.")] = True,
     json_out: JsonOut = False,
 ) -> None:
-    """Recommend drug classes (ATC3) for a workspace visit or a new patient, with DDI warnings and
-    rationale paths from the knowledge graph.
+    """Recommend drug classes (ATC3) for a workspace visit or a new patient, with DDI warnings,
+    the inputs that drove each score and rationale paths from the knowledge graph.
 
-    Exactly one of --visit and --patient. The terminal shows a table and a tree of paths (each step with
-    its source and licence); --json prints the full structure.
+    Exactly one of --visit and --patient. The terminal shows a table (with each drug's strongest inputs)
+    and a tree of paths (each step with its source and licence); --json prints the full structure.
     """
     if (visit is None) == (patient is None):
         raise KgrecError("give exactly one of --visit ID or --patient FILE.json")
@@ -136,7 +147,7 @@ def recommend(
     st, kw = _service_args(store, uri, user, password, database)
     pat = _patient(patient)
     with RecommendService(workspace, model.value, st, kw) as svc:
-        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs))
+        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs), attributions=attributions)
     if json_out:
         emit_json(res.to_dict())
         return
@@ -187,7 +198,8 @@ def explain(
         out = {"visit": res.visit, "model": res.model, "notes": res.notes, "unknown_codes": res.unknown_codes,
                "rationales": [{"drug": d.drug, "name": d.name, "probability": round(d.probability, 4), "rationale": d.rationale,
                                **({"generated": generated[d.drug]} if d.drug in generated else {}),
-                               "paths": [p.to_dict() for p in d.paths], "cautions": [p.to_dict() for p in d.cautions]} for d in res.drugs]}
+                               "paths": [p.to_dict() for p in d.paths], "cautions": [p.to_dict() for p in d.cautions],
+                               **({"attribution": d.attribution.to_dict(), "evidence_gap": d.evidence_gap} if d.attribution is not None else {})} for d in res.drugs]}
         emit_json(out)
         return
     for u in res.unknown_codes:
@@ -196,6 +208,11 @@ def explain(
         console.print(f"[yellow]note:[/] {escape(n)}", highlight=False)
     for d in res.drugs:
         console.print(f"\n[bold]{d.drug}[/] {escape(d.name)}", highlight=False)
+        if d.attribution is not None:
+            top = ", ".join(f"{escape(c.name or c.input)} ({escape(c.input)}) {c.weight:+.2f}" for c in d.attribution.top(3, kinds=("diagnosis", "procedure", "earlier_drug", "profile", "graph_prior")))
+            console.print(f"[dim]the model's strongest inputs (logit weight):[/] {top or '–'}", highlight=False, soft_wrap=True)
+            if d.evidence_gap:
+                console.print(f"[yellow]{escape(d.evidence_gap)}[/]", highlight=False, soft_wrap=True)
         console.print(escape(d.rationale), highlight=False, soft_wrap=True)
         if d.drug in generated:
             g = generated[d.drug]

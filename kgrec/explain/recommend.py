@@ -40,6 +40,8 @@ import pandas as pd
 from kgrec.cohort.base import VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
+from kgrec.explain.attribution import attribute, visit_profile
+from kgrec.explain.faithful import evidence_gap, rank_paths, strongest_reasons
 from kgrec.explain.paths import (
     FAMILIES,
     DrugEvidence,
@@ -152,7 +154,7 @@ class RecommendService:
         hist = sorted((int(v["visit_order"].iat[j]), int(j)) for j in same if int(v["visit_order"].iat[j]) < order)
         return Samples(
             np.array([row]), np.array([pid], dtype=object), [list(v["diagnoses"].iat[row])], [list(v["procedures"].iat[row])],
-            [[j for _, j in hist]], [list(v["drugs"].iat[row])], np.array([len(same) == 1]),
+            [[j for _, j in hist]], [list(v["drugs"].iat[row])], np.array([len(same) == 1]), **visit_profile(v, [row]),
         )
 
     def _patient_cohort(self, pc: PatientCodes) -> tuple[Cohort, int]:
@@ -191,13 +193,16 @@ class RecommendService:
         current_drugs: Sequence[str] | None = None,
         drugs: Sequence[str] | None = None,
         explain: bool = True,
+        attributions: bool = True,
     ) -> Recommendation:
         """Rank drugs for a workspace visit or a new patient.
 
         ``threshold``: minimum probability (default: the model's tuned threshold; 0 gives the plain
         top-k). ``drugs``: explain these drug classes instead of the top-k (``kgrec explain``).
         ``current_drugs``: ATC codes taken now (DDI screening; a patient's own list is used too).
-        ``explain=False``: no paths, no text (ranking and DDI only).
+        ``explain=False``: no paths, no text (ranking and DDI only). ``attributions``: each input's
+        contribution to each drug's score (:mod:`kgrec.explain.attribution`); the paths are then ranked
+        by the attribution of their starting code × their score (:mod:`kgrec.explain.faithful`).
         """
         t0 = time.perf_counter()
         if (visit_id is None) == (patient is None):
@@ -262,6 +267,11 @@ class RecommendService:
         rec = [RecommendedDrug(k + 1, self.drug_vocab[j], self._drug_name(self.drug_vocab[j]), float(proba[j]), bool(ok)) for k, (j, ok) in enumerate(chosen)]
         ddi = self._ddi([d.drug for d in rec], current)
         t3 = time.perf_counter()
+        if attributions and rec:
+            names = {**self.names, **{c: i["name"] for c, i in info.items() if i["name"]}}
+            for d, a in zip(rec, attribute(self.model, cohort, samples, [d.drug for d in rec], names).values()):
+                d.attribution = a
+        t_attr = time.perf_counter()
         if explain and self.paths is not None and rec and paths_per_drug > 0:
             ids = [d.drug for d in rec]
             if visit_id is not None:
@@ -275,7 +285,9 @@ class RecommendService:
                 evidence = self.paths.for_codes(dx, ids)
             for d in rec:
                 ev = evidence.get(d.drug, DrugEvidence(d.drug))
-                d.paths, d.cautions = select(ev.paths, paths_per_drug), ev.cautions[: max(1, paths_per_drug // 2)]
+                d.paths, d.cautions = select(rank_paths(ev.paths, d.attribution), paths_per_drug), ev.cautions[: max(1, paths_per_drug // 2)]
+                d.reasons = strongest_reasons(ev.paths, d.attribution)
+                d.evidence_gap = evidence_gap(d.reasons)
                 d.evidence_counts, d.caution_counts, d.cut = ev.counts(), ev.caution_counts(), ev.cut()
                 d.n_paths = sum(d.evidence_counts.values())
                 d.rationale = realise_drug(Node(d.drug, "Drug", d.name), d.paths, d.cautions, d.probability).text
@@ -286,7 +298,7 @@ class RecommendService:
         return Recommendation(
             model=self.model_name, threshold=thr, top_k=int(top_k), visit=visit_info, drugs=rec, ddi_warnings=ddi,
             unknown_codes=unknown, notes=notes,
-            timings_ms={"input": _ms(t1 - t0), "predict": _ms(t2 - t1), "ddi": _ms(t3 - t2), "paths": _ms(t4 - t3), "total": _ms(t4 - t0)},
+            timings_ms={"input": _ms(t1 - t0), "predict": _ms(t2 - t1), "ddi": _ms(t3 - t2), "attribution": _ms(t_attr - t3), "paths": _ms(t4 - t_attr), "total": _ms(t4 - t0)},
         )
 
     def _visit_in_graph(self, graph_id: str) -> bool:
@@ -368,13 +380,14 @@ def recommend(
     current_drugs: Sequence[str] | None = None,
     drugs: Sequence[str] | None = None,
     store_kw: dict | None = None,
+    attributions: bool = True,
 ) -> Recommendation:
     """One-shot :class:`RecommendService` (loads the model and opens the store for one call; keep a
     service for many calls). ``patient`` may be a dict, a :class:`PatientIn`, JSON text or a path."""
     if isinstance(patient, Path) or (isinstance(patient, str) and patient.strip().endswith(".json") and not patient.strip().startswith("{")):
         patient = load_patient(patient)
     with RecommendService(workspace, model, store, store_kw) as svc:
-        return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs)
+        return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs, attributions=attributions)
 
 
 __all__ = [  # the patient schema and the result types are re-exported here (their modules: patient, result)

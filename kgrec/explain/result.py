@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kgrec.explain.attribution import Attribution
 from kgrec.explain.evidence import EvidencePath
 
 @dataclass
@@ -21,6 +22,9 @@ class RecommendedDrug:
     caution_counts: dict = field(default_factory=dict)
     cut: dict = field(default_factory=dict)  # what the per-drug cap or a statement's row limit left out
     rationale: str = ""
+    attribution: Attribution | None = None  # each input's contribution to this drug's score
+    reasons: list[dict] = field(default_factory=list)  # the strongest reasons and whether a path starts there
+    evidence_gap: str = ""  # "no graph evidence for the strongest reasons: ..." or ""
 
     def to_dict(self) -> dict:
         return {
@@ -28,6 +32,8 @@ class RecommendedDrug:
             "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
             "evidence_counts": self.evidence_counts, "caution_counts": self.caution_counts, "paths": [p.to_dict() for p in self.paths],
             "cautions": [p.to_dict() for p in self.cautions], **({"cut": self.cut} if self.cut else {}),
+            **({"attribution": self.attribution.to_dict(), "strongest_reasons": self.reasons, "evidence_gap": self.evidence_gap}
+               if self.attribution is not None else {}),
         }
 
 

@@ -1,0 +1,300 @@
+"""Attributions: how much each input of a visit contributed to a drug's score, for the student and the
+teacher (and any other recommender).
+
+**Method: occlusion (leave one input out)** — Zeiler & Fergus, "Visualizing and Understanding
+Convolutional Networks", ECCV 2014; for discrete inputs, erasure as in Li, Monroe & Jurafsky,
+"Understanding Neural Networks through Representation Erasure", arXiv:1612.08220, 2016. The
+contribution of input ``x`` to drug ``d`` is
+
+    weight(x, d) = logit_d(visit) − logit_d(visit without x)
+
+in logit units (> 0: the input raised the drug's score). The visit without ``x`` goes through the
+model's own featurizer, so it is exactly what the model would see had the input not been recorded:
+
+* a diagnosis or procedure code of the current visit: removed from it;
+* an earlier drug: removed from every earlier visit of the patient;
+* a profile field (age, sex, admission fields; only for a model that reads the profile): set missing;
+* the graph prior, where the model has one: the student's per-drug evidence vector (the code -> drug
+  graph evidence summed over the visit's codes) set to zero; the teacher's pooled graph vectors set
+  to zero when it reads them (``--fuse-graph`` or the soft prompt).
+
+Why occlusion rather than gradients: both models read sets of discrete codes, where "absent" is the
+natural baseline and a gradient at the embedding says little about removing the code (the
+integrated-gradients path from a zero embedding passes through inputs the model never saw); the
+teacher reads a text prompt through a frozen MiniLM, where occlusion needs no gradients and no access
+to the backbone. It costs one batched forward pass of (inputs + 1) visits per recommendation (a few
+milliseconds for the student; one MiniLM pass per input for the teacher). Occlusion does not add up:
+two codes that carry the same information each get little weight (the model still has the other),
+so ``weight`` measures what the model loses without the input, not a share of the score.
+
+**Exact parts where the model is additive.** The student's logit is ``deep(visit) + prior_weight ·
+prior(visit) + wide(visit)``, and the last two terms are sums over the visit's codes. For a code, the
+occlusion weight therefore splits exactly into ``wide`` (its own code -> drug weight), ``prior`` (its
+row of the graph-evidence matrix times the learned per-drug prior weight) and ``deep`` (the rest, the
+change of the encoder's output). The teacher with ``--fuse-codes`` splits a code's weight into
+``wide`` (its weight in the linear code term) and ``text`` (the change through the language model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.samples import Samples
+
+METHOD = "occlusion"
+CODE_KINDS = ("diagnosis", "procedure")
+GRAPH_PRIOR = "graph_prior"
+_PROFILE_COLUMNS = ("age", "sex", "admission_type", "admission_location", "insurance", "unit_type", "unit_admit_source", "hospital_admit_source", "encounter_class")
+_EPS = 1e-6
+
+Input = tuple[str, str]  # (kind, id): ("diagnosis", "ICD9CM:4019"), ("earlier_drug", "B01A"), ("profile", "age"), ("graph_prior", "")
+
+
+@dataclass
+class Contribution:
+    """One input's contribution to one drug's score."""
+
+    input: str
+    kind: str  # diagnosis | procedure | earlier_drug | profile | graph_prior
+    name: str
+    weight: float  # logit(visit) - logit(visit without the input)
+    delta_probability: float  # probability(visit) - probability(visit without the input)
+    parts: dict = field(default_factory=dict)  # exact split where the model is additive (see the module doc)
+
+    def to_dict(self) -> dict:
+        out = {"input": self.input, "kind": self.kind, "name": self.name, "weight": round(self.weight, 4), "delta_probability": round(self.delta_probability, 4)}
+        if self.parts:
+            out["parts"] = {k: round(v, 4) for k, v in self.parts.items()}
+        return out
+
+
+@dataclass
+class Attribution:
+    """Every input's contribution to one drug, largest weight first."""
+
+    drug: str
+    logit: float
+    contributions: list[Contribution]
+    method: str = METHOD
+
+    def top(self, k: int, kinds: Sequence[str] = CODE_KINDS, positive: bool = True) -> list[Contribution]:
+        """The ``k`` inputs of ``kinds`` with the largest weight (only those that raised the score when
+        ``positive``)."""
+        out = [c for c in self.contributions if c.kind in kinds and (c.weight > 0 or not positive)]
+        return out[:k]
+
+    def weight_of(self, input_id: str) -> float:
+        return next((c.weight for c in self.contributions if c.input == input_id), 0.0)
+
+    def to_dict(self, limit: int | None = None) -> dict:
+        cs = self.contributions if limit is None else self.contributions[:limit]
+        return {"method": self.method, "logit": round(self.logit, 4), "contributions": [c.to_dict() for c in cs]}
+
+
+# ---------------------------------------------------------------------------- inputs of a visit
+def visit_inputs(model, cohort: Cohort, samples: Samples, graph: bool = True) -> list[Input]:
+    """The inputs of the (single) sample that the model can read: its codes, earlier drugs, profile
+    fields (only for a model that reads them) and the graph prior (only for a model that has one)."""
+    known = _known_codes(model)
+    out: list[Input] = []
+    for kind, codes in (("diagnosis", samples.diagnoses[0]), ("procedure", samples.procedures[0])):
+        out += [(kind, c) for c in dict.fromkeys(codes) if known is None or c in known]
+    drugs = cohort.visits["drugs"]
+    earlier = dict.fromkeys(d for j in _history(model, samples) for d in drugs.iat[j])
+    out += [("earlier_drug", d) for d in earlier]
+    fields = _profile_fields(model)
+    if fields:
+        row = int(samples.visit_idx[0])
+        out += [("profile", f) for f in fields if f in cohort.visits and not _missing(cohort.visits[f].iat[row])]
+    if graph and _has_graph_prior(model):
+        out.append((GRAPH_PRIOR, ""))
+    return out
+
+
+def _known_codes(model) -> set[str] | None:
+    fz = getattr(model, "featurizer", None)
+    if fz is not None and getattr(fz, "codes", None) is not None:
+        return set(fz.codes)
+    return None  # the teacher reads every code's name in its prompt
+
+
+def _history(model, samples: Samples) -> list[int]:
+    h = list(samples.history[0])
+    n = getattr(getattr(model, "featurizer", None), "max_history", None)
+    if n is None:
+        n = getattr(getattr(model, "config", None), "history", None)
+    return h[-int(n):] if n else ([] if n == 0 else h)
+
+
+def _profile_fields(model) -> list[str]:
+    pv = getattr(getattr(model, "featurizer", None), "profile_vocab", None)
+    return list(getattr(pv, "fields", []) or []) if pv is not None else []
+
+
+def _has_graph_prior(model) -> bool:
+    fz = getattr(model, "featurizer", None)
+    if fz is not None and getattr(fz, "prior", None) is not None:
+        return bool(getattr(fz.prior, "nnz", 0))
+    return bool(getattr(model, "use_graph", False))
+
+
+def visit_profile(visits: pd.DataFrame, rows: Sequence[int]) -> dict:
+    """``{"profile": [...]}``: the profile fields present at each row, as :class:`Samples` carries them
+    (``{}`` where Samples has no profile)."""
+    if not any(f.name == "profile" for f in dataclasses.fields(Samples)):
+        return {}
+    cols = [c for c in _PROFILE_COLUMNS if c in visits]
+    return {"profile": [_profile(visits.iloc[int(r)].to_dict(), cols) for r in rows]}
+
+
+def _profile(r: dict, cols: Sequence[str]) -> dict:
+    return {c: (float(r[c]) if c == "age" else str(r[c])) for c in cols if not _missing(r.get(c))}
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+# ---------------------------------------------------------------------------- occluded visits
+def occluded_cohort(cohort: Cohort, samples: Samples, removals: Sequence[frozenset]) -> tuple[Cohort, Samples]:
+    """A cohort of one pseudo-patient per removal set (its earlier visits and current visit copied,
+    the removed inputs taken out) and their samples, in the order of ``removals``."""
+    v = cohort.visits
+    row = int(samples.visit_idx[0])
+    hist = list(samples.history[0])
+    rows, vidx, history = [], [], []
+    for k, removed in enumerate(removals):
+        drop_codes = {i for kind, i in removed if kind in CODE_KINDS}
+        drop_drugs = {i for kind, i in removed if kind == "earlier_drug"}
+        drop_fields = {i for kind, i in removed if kind == "profile"}
+        pid = f"occlusion:{k}"
+        idx = []
+        for order, j in enumerate(hist):
+            r = v.iloc[j].to_dict()
+            r.update(patient_id=pid, visit_id=f"{pid}:{order}", visit_order=order, drugs=[d for d in r["drugs"] if d not in drop_drugs])
+            idx.append(len(rows))
+            rows.append(r)
+        r = v.iloc[row].to_dict()
+        r.update(patient_id=pid, visit_id=f"{pid}:{len(hist)}", visit_order=len(hist),
+                 diagnoses=[c for c in samples.diagnoses[0] if c not in drop_codes], procedures=[c for c in samples.procedures[0] if c not in drop_codes])
+        for f in drop_fields:
+            r[f] = np.nan if f == "age" else None
+        vidx.append(len(rows))
+        rows.append(r)
+        history.append(idx)
+    visits = pd.DataFrame(rows, columns=list(v.columns))
+    occ = Cohort(visits, cohort.codes, cohort.source)
+    n = len(removals)
+    s = Samples(np.array(vidx), np.array([f"occlusion:{k}" for k in range(n)], dtype=object),
+                [list(rows[i]["diagnoses"]) for i in vidx], [list(rows[i]["procedures"]) for i in vidx], history,
+                [[] for _ in range(n)], np.array([not hist] * n), **visit_profile(visits, vidx))
+    return occ, s
+
+
+def occluded_logits(model, cohort: Cohort, samples: Samples, removals: Sequence[frozenset]) -> np.ndarray:
+    """Logits ``(len(removals), n_drugs)`` of the single sample with each set of inputs removed."""
+    occ, s = occluded_cohort(cohort, samples, removals)
+    zero_prior = np.array([any(kind == GRAPH_PRIOR for kind, _ in r) for r in removals])
+    if hasattr(model, "featurizer") and hasattr(model, "model"):
+        return _student_logits(model, occ, s, zero_prior)
+    if getattr(model, "name", "") == "teacher":
+        return _teacher_logits(model, occ, s, zero_prior)
+    if zero_prior.any():
+        raise ValueError(f"{type(model).__name__} has no graph prior to remove")
+    p = np.clip(np.asarray(model.predict_proba(occ, s), dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _student_logits(model, cohort: Cohort, samples: Samples, zero_prior: np.ndarray) -> np.ndarray:
+    import torch
+
+    batch = model.featurizer.batch(cohort, samples)
+    if zero_prior.any():
+        batch["prior"][torch.as_tensor(zero_prior)] = 0.0
+    model.model.eval()
+    with torch.no_grad():
+        return model.model(batch)[0].double().numpy()
+
+
+def _teacher_logits(model, cohort: Cohort, samples: Samples, zero_prior: np.ndarray) -> np.ndarray:
+    from kgrec.teacher.cache import no_state_cache
+
+    with no_state_cache():  # occluded visits are new prompts: encode them, keep the caches clean
+        inputs = model._inputs(cohort, samples)
+        if zero_prior.any() and inputs.get("graph") is not None:
+            inputs["graph"] = inputs["graph"].copy()
+            inputs["graph"][zero_prior] = 0.0
+        _, logits = model._forward_all(inputs, getattr(model, "accelerator", None))
+    return logits.double().numpy()
+
+
+# ---------------------------------------------------------------------------- attribution
+def attribute(model, cohort: Cohort, samples: Samples, drugs: Sequence[str], names: dict[str, str] | None = None,
+              inputs: Sequence[Input] | None = None) -> dict[str, Attribution]:
+    """Occlusion attributions of every input of the single sample (``samples`` holds one visit) to
+    each of ``drugs`` (ids of the model's vocabulary), largest weight first."""
+    if len(samples) != 1:
+        raise ValueError("attribute() explains one visit at a time")
+    names = names or {}
+    inputs = list(inputs) if inputs is not None else visit_inputs(model, cohort, samples)
+    removals = [frozenset()] + [frozenset([x]) for x in inputs]
+    logits = occluded_logits(model, cohort, samples, removals)
+    vocab = {d: i for i, d in enumerate(model.drug_vocab)}
+    cols = [vocab[d] for d in drugs]
+    full, without = logits[0, cols], logits[1:, cols]
+    parts = _exact_parts(model, inputs, cols, full - without)
+    out = {}
+    for j, d in enumerate(drugs):
+        cs = []
+        for i, (kind, x) in enumerate(inputs):
+            w = float(full[j] - without[i, j])
+            dp = float(_sigmoid(full[j]) - _sigmoid(without[i, j]))
+            label = "graph prior" if kind == GRAPH_PRIOR else names.get(x, "")
+            cs.append(Contribution(x or GRAPH_PRIOR, kind, label, w, dp, parts.get((i, j), {})))
+        cs.sort(key=lambda c: (-c.weight, c.kind, c.input))
+        out[d] = Attribution(d, float(full[j]), cs)
+    return out
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def _exact_parts(model, inputs: Sequence[Input], cols: list[int], total: np.ndarray) -> dict[tuple[int, int], dict]:
+    """The exactly decomposable parts of each code's weight (see the module docstring)."""
+    out: dict[tuple[int, int], dict] = {}
+    net = getattr(model, "model", None)
+    fz = getattr(model, "featurizer", None)
+    if fz is not None and net is not None and hasattr(net, "wide"):
+        wide = net.wide.weight.detach().double().numpy()
+        pw = net.prior_weight.detach().double().numpy() if hasattr(net, "prior_weight") else None
+        prior = fz.prior.tocsr() if getattr(fz.prior, "nnz", 0) and pw is not None else None
+        for i, (kind, x) in enumerate(inputs):
+            if kind not in CODE_KINDS:
+                continue
+            idx = fz.code_index.get(x, 0)
+            w = wide[idx, cols] if 0 < idx <= fz.n_known else np.zeros(len(cols))
+            p = np.asarray(prior[idx].toarray()).ravel()[cols] * pw[cols] if prior is not None and idx else np.zeros(len(cols))
+            for j in range(len(cols)):
+                out[(i, j)] = {"wide": float(w[j]), "prior": float(p[j]), "deep": float(total[i, j] - w[j] - p[j])}
+        return out
+    tnet = getattr(model, "net", None)
+    if tnet is not None and getattr(tnet, "wide", None) is not None and getattr(model, "code_vocab", None):
+        wide = tnet.wide.weight.detach().double().numpy()  # (n_drugs, n_codes)
+        pos = {c: k for k, c in enumerate(model.code_vocab)}
+        for i, (kind, x) in enumerate(inputs):
+            if kind not in CODE_KINDS:
+                continue
+            w = wide[cols, pos[x]] if x in pos else np.zeros(len(cols))
+            for j in range(len(cols)):
+                out[(i, j)] = {"wide": float(w[j]), "text": float(total[i, j] - w[j])}
+    return out
+
+
+__all__ = ["CODE_KINDS", "GRAPH_PRIOR", "METHOD", "Attribution", "Contribution", "attribute", "occluded_cohort", "occluded_logits", "visit_inputs", "visit_profile"]
