@@ -5,6 +5,16 @@ Stages follow the data flow: cohort -> graph -> embed -> teacher -> student -> e
 
 __version__ = "0.1.0"
 
-from kgrec.api import evaluate, load_cohort, prepare, recommend, run  # noqa: E402
-
 __all__ = ["__version__", "evaluate", "load_cohort", "prepare", "recommend", "run"]
+
+_API = {"evaluate", "load_cohort", "prepare", "recommend", "run"}
+
+
+def __getattr__(name: str):
+    """The API functions, imported on first use (PEP 562): ``import kgrec`` and the CLI's ``--help``
+    stay free of pandas, scikit-learn and torch."""
+    if name in _API:
+        from kgrec import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kgrec' has no attribute {name!r}")

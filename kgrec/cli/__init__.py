@@ -1,21 +1,33 @@
-"""Command-line interface: a thin layer over :mod:`kgrec.api`. One module per command group."""
+"""Command-line interface: a thin layer over :mod:`kgrec.api`. One module per command group.
 
-from kgrec.cli.app import app
+Importing this package costs only Typer: the command modules register on the app when its commands
+are first looked at (:mod:`kgrec.cli.app`), and each command imports the heavy stack (pandas,
+scikit-learn, torch) only when it runs, so ``kgrec --help`` and an input error answer at once. Ctrl-C
+at any point after that, imports included, is one line and exit code 130.
+"""
 
-# Each import registers its commands on ``app``.
-from kgrec.cli import cohort as _cohort  # noqa: F401,E402
-from kgrec.cli import fetch as _fetch  # noqa: F401,E402
-from kgrec.cli import graph as _graph  # noqa: F401,E402
-from kgrec.cli import run as _run  # noqa: F401,E402
-from kgrec.cli import train as _train  # noqa: F401,E402
-from kgrec.cli import explain as _explain  # noqa: F401,E402
-from kgrec.cli import synth as _synth  # noqa: F401,E402
-from kgrec.cli import benchmark as _benchmark  # noqa: F401,E402
-from kgrec.cli import transfer as _transfer  # noqa: F401,E402
+from __future__ import annotations
+
+import sys
+
+from kgrec.cli.app import COMMAND_MODULES, app
 
 
 def main() -> None:
-    app()
+    """The ``kgrec`` command. Ctrl-C, during the imports or a command, is one line and exit code 130."""
+    try:
+        app()
+    except KeyboardInterrupt:  # before Typer took over (command imports): no traceback
+        _interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer's answer to Ctrl-C inside a command (after its finally blocks ran)
+            _interrupted()
+        raise
 
 
-__all__ = ["app", "main"]
+def _interrupted() -> None:
+    sys.stderr.write("\nkgrec: interrupted\n")
+    sys.exit(130)
+
+
+__all__ = ["COMMAND_MODULES", "app", "main"]

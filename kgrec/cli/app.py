@@ -1,8 +1,37 @@
-"""The one Typer app; command modules in this package register on it."""
+"""The one Typer app; command modules in this package register on it.
+
+The command modules are imported when the app's commands are first looked at (running or testing
+the app), not when :mod:`kgrec.cli` is imported, so that the ``kgrec`` entry point is inside its
+Ctrl-C handler (:func:`kgrec.cli.main`) before anything but Typer is imported.
+"""
+
+import importlib
 
 import typer
 
-app = typer.Typer(
+# Each module registers its commands on ``app``.
+COMMAND_MODULES = ("cohort", "fetch", "graph", "run", "train", "explain", "synth", "benchmark", "transfer")
+
+
+class _Typer(typer.Typer):
+    """A Typer whose command list fills itself from :data:`COMMAND_MODULES` on first read."""
+
+    _loaded = False
+
+    @property
+    def registered_commands(self):
+        if not _Typer._loaded:
+            _Typer._loaded = True  # before the imports: they append through this property
+            for name in COMMAND_MODULES:
+                importlib.import_module(f"kgrec.cli.{name}")
+        return self._commands
+
+    @registered_commands.setter
+    def registered_commands(self, value):
+        self._commands = value
+
+
+app = _Typer(
     name="kgrec",
     help=(
         "kgrec: explainable medication recommendation over a biomedical knowledge graph.\n\n"

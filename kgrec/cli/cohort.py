@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kgrec import api
 from kgrec.cli.app import app
 from kgrec.cli.common import (
     DEFAULT_WORKSPACE,
@@ -20,13 +19,15 @@ from kgrec.cli.common import (
     handle_errors,
     resolve_data_dir,
 )
-from kgrec.cohort import LOADERS
-from kgrec.evaluation import format_cells
-from kgrec.metrics import METRICS
+from kgrec.cli.lazy import SOURCES, api
+from kgrec.errors import InputError
 
 
 def metrics_table(res, title: str) -> Table:
     """Rows = metrics, columns = models (reads well in an 80-column terminal)."""
+    from kgrec.evaluation import format_cells
+    from kgrec.metrics import METRICS
+
     table = Table(title=title)
     table.add_column("metric")
     for name in res.models:
@@ -42,7 +43,7 @@ def metrics_table(res, title: str) -> Table:
 def prepare(
     source: Annotated[
         str,
-        typer.Option("--source", "-s", help=f"EHR source: {', '.join(sorted(LOADERS))}.", show_default=False),
+        typer.Option("--source", "-s", help=f"EHR source: {', '.join(SOURCES)}.", show_default=False),
     ],
     workspace: Workspace = DEFAULT_WORKSPACE,
     data_dir: DataDir = None,
@@ -72,11 +73,16 @@ def prepare(
     its patient-level split and the DDI pairs are written to WORKSPACE/cohort, replacing any earlier one
     only once everything was read without error.
     """
-    if source not in LOADERS:
-        raise typer.BadParameter(f"choose from {', '.join(sorted(LOADERS))}", param_hint="--source")
+    if source not in SOURCES:
+        raise typer.BadParameter(f"choose from {', '.join(SOURCES)}", param_hint="--source")
+    data = resolve_data_dir(data_dir)
+    # the folders first: an answer at once, before the data stack is imported
+    for folder, what in ((data, "data folder (--data-dir / $KGREC_DATA)"), (source_dir, "source folder (--source-dir)")):
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{what} not found" if not Path(folder).exists() else f"{what} is not a folder", path=folder)
     with console.status(f"reading {source} ..."):
         res = api.prepare(
-            source, workspace, resolve_data_dir(data_dir), source_dir, protocol=protocol, seed=seed,
+            source, workspace, data, source_dir, protocol=protocol, seed=seed,
             ddi_sources=tuple(ddi) if ddi else ("safedrug",),
         )
     stats, report = res.stats, res.cohort.report

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from kgrec.cli.app import app
 from kgrec.cli.common import JsonOut, console, emit_json, handle_errors
-from kgrec.fetch import FetchError, FetchResult, Manifest, fetch, load_manifest
+if TYPE_CHECKING:
+    from kgrec.fetch import FetchResult, Manifest
 
 DEFAULT_DEST = Path("kgrec-data")
 
@@ -89,6 +90,8 @@ def fetch_data(
 
     Examples: `kgrec fetch-data --list`; `kgrec fetch-data -d ~/kgrec-data --exclude-nc`; `kgrec fetch-data -d ~/kgrec-data --source mimic-iii-demo --allow-unverified`; then `export KGREC_DATA=~/kgrec-data`.
     """
+    from kgrec.fetch import FetchError, fetch, load_manifest
+
     man = load_manifest(manifest)
     if list_only:
         _list(man, json_out)

@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from kgrec import api
 from kgrec.cli.app import app
 from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, stage_progress
 from kgrec.cli.cohort import metrics_table
 from kgrec.errors import OptionError
-from kgrec.cohort import LOADERS
+from kgrec.cli.lazy import SOURCES, api
 
 
 @app.command()
 @handle_errors
 def run(
-    source: Annotated[str, typer.Option("--source", "-s", help=f"EHR source: {', '.join(sorted(LOADERS))}.")] = "mimic3",
+    source: Annotated[str, typer.Option("--source", "-s", help=f"EHR source: {', '.join(SOURCES)}.")] = "mimic3",
     workspace: Workspace = DEFAULT_WORKSPACE,
     data_dir: DataDir = None,
     source_dir: Annotated[Path | None, typer.Option(help="Folder of the EHR tables (default: the demo folder in --data-dir).", show_default=False)] = None,
