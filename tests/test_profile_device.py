@@ -121,3 +121,30 @@ def test_recipes():
     assert merge({"alpha": 0.4, "beta": 0.0}, {"alpha": 0.3, "beta": 0.7}, {"alpha": 0.3, "beta": 0.5}) == {"alpha": 0.4, "beta": 0.7}
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe_settings("gamenet")
+
+
+def test_student_degradations_are_recorded(tmp_path, caplog):
+    import types
+
+    import numpy as np
+
+    from kgrec.student.train import StudentRecommender
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    m = StudentRecommender(["A01A"], ws, StudentConfig(alpha=0.3))
+    assert m.chosen["config_from"] == "given"
+    fz = types.SimpleNamespace(graph_parts=("kge", "prior"), code_vectors=np.array([[0, 0], [1, 0], [0, 0], [0, 2]], np.float32))
+    with caplog.at_level("WARNING"):
+        m._check_graph(fz)
+        m._note_teacher()
+    assert "only kge" in m.chosen["graph_degraded"]
+    assert m.chosen["codes_without_graph_vector"] == {"n": 1, "of": 3}
+    assert "no teacher trained" in m.chosen["teacher_trained_by_distill"]
+    assert "only kge" in caplog.text and "no teacher trained" in caplog.text
+    # CV takes the workspace student's settings, and says where they came from
+    (ws / "student").mkdir()
+    (ws / "student" / "student.json").write_text(json.dumps({"config": {"arch": "leader", "alpha": 0.4, "beta": 0.0}}))
+    m2 = StudentRecommender(["A01A"], ws)
+    assert m2.config.arch == "leader" and m2.chosen["config_from"] == "workspace student"
+    assert StudentRecommender(["A01A"], tmp_path / "empty").chosen["config_from"] == "defaults"

@@ -93,6 +93,12 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         vecs, found = ev.get(keys)
         if not found.any():
             raise WorkspaceError(f"none of the cohort's codes has a graph vector in {self.workspace}/embed: rebuild the graph and embeddings for this cohort")
+        if not found.all():  # said and recorded: those codes are left out of the pooled graph inputs
+            self.chosen["codes_without_graph_vector"] = {"n": int((~found).sum()), "of": int(len(found))}
+            log.warning("teacher: %d of %d codes have no graph vector (left out of the graph prompt)", int((~found).sum()), len(found))
+        if len(ev.parts) < 2:
+            self.chosen["graph_degraded"] = f"only {'/'.join(ev.parts)} vectors in the workspace (kge and gnn expected)"
+            log.warning("teacher: %s", self.chosen["graph_degraded"])
         return {k: vecs[i] for i, k in enumerate(keys) if found[i]}, ev.dim
 
     def _decide_graph(self, cohort: Cohort) -> None:
