@@ -7,6 +7,9 @@ loss = BCE(logits, labels) + α · MSE(P · student_feature, teacher_feature)
 Teacher features and logits are computed once and cached in the workspace by the teacher stage
 (:func:`kgrec.teacher.teacher_features`), so distillation never holds the language model in memory.
 Early stopping on validation PRAUC; the best epoch's weights are kept.
+
+(Over the ~400-line guide: the config, the featurizer, the training loop and save/load share the
+featurizer's and the model's state, and split apart they would only pass it back and forth.)
 """
 
 from __future__ import annotations
