@@ -234,3 +234,37 @@ def test_occluded_cohort_keeps_profile_and_history(svc):
     assert len(occ.visits) == 4 and list(os_.visit_idx) == [1, 3] and os_.history == [[0], [2]]
     assert occ.visits["drugs"].iat[0] == ["C09A", "N02B"] and occ.visits["drugs"].iat[2] == ["N02B"]
     assert isinstance(occ.visits, pd.DataFrame) and os_.diagnoses == [["ICD9CM:4280"], ["ICD9CM:4280"]]
+
+
+# ------------------------------------------------------------------ measured faithfulness and coverage
+def test_bootstrap_ci_resamples_visits():
+    from kgrec.explain.faithfulness import bootstrap_ci
+
+    mean, lo, hi = bootstrap_ci([[1.0, 1.0], [3.0], []], n_boot=500)
+    assert mean == pytest.approx(5 / 3) and 1.0 <= lo <= mean <= hi <= 3.0
+    assert bootstrap_ci([[2.0], [2.0]]) == (2.0, 2.0, 2.0)
+    assert np.isnan(bootstrap_ci([])[0])
+
+
+def test_deletion_test_and_coverage_on_the_fixture(svc, tmp_path):
+    """Removing each drug's top attributed code lowers its probability more than a random code of
+    the same visit (the cohort's rule makes one code per drug decisive); coverage shares are counted."""
+    from kgrec.benchmark.report import coverage_markdown, faithfulness_markdown
+    from kgrec.explain.faithfulness import evaluate_explanations, split_test_visits
+
+    assert split_test_visits(svc.cohort) == ["100", "101", "200"]
+    visits = [v for v, dx in zip(svc.cohort.visits["visit_id"], svc.cohort.visits["diagnoses"]) if len(dx) >= 2][:12]
+    res = evaluate_explanations(svc, visits, k=1, n_random=2, top_k=4, n_boot=300)
+    a = res["attribution_deletion"]
+    assert a["n_drugs"] > 0 and a["drop_top"] > a["drop_random"] and a["gap"] > 0 and a["ci95"][0] > 0, a
+    assert a["gap"] == pytest.approx(a["drop_top"] - a["drop_random"], abs=1e-9)
+    p = res["path_start_deletion"]
+    assert p["n_drugs"] > 0 and p["ci95"][0] <= p["gap"] <= p["ci95"][1]
+    c = res["coverage"]
+    assert c["n_drugs"] > 0 and 0 < c["any_path"] <= 1
+    assert all(c["by_kind"][k] <= c["any_path"] for k in ("indication", "code_indication", "trial", "similar_patients"))
+    assert 0 <= c["top_code_starts_path"] <= c["any_path"] and c["by_kind"]["literature"] > 0
+    out = {"dataset": "mimic3", "models": {"student": res}}
+    table = coverage_markdown([out])
+    assert "| mimic3 | student |" in table and "literature (caution)" in table
+    assert "top-1 attributed codes" in faithfulness_markdown([out])

@@ -137,10 +137,61 @@ def markdown(res) -> str:
         th = ", ".join(f"{n} {r.split['threshold']:.2f}" for n, r in res.rows.items() if r.status == "ok" and r.split.get("threshold") is not None)
         if th:
             lines.append(f"- thresholds chosen on validation: {th}")
+    explained = _explanations(res.workspace)
+    if explained:
+        lines += ["", "## Explanations: evidence coverage and faithfulness", "",
+                  f"From `scripts/bench_faithfulness.py` ({explained.get('created', '?')}; `{res.workspace}/reports/explanations.json`): "
+                  "the drugs `recommend` gives on the saved split's test visits.", "",
+                  coverage_markdown([explained]), "", faithfulness_markdown([explained])]
     if res.files.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in res.files["plots"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _explanations(workspace) -> dict | None:
+    path = Path(str(workspace)) / "reports" / "explanations.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+COVERAGE_COLUMNS = (("indication", "indication"), ("code_indication", "MEDI indication"), ("trial", "trial"), ("similar_patients", "similar patients"),
+                    ("literature", "literature (caution)"))
+
+
+def coverage_markdown(results: list[dict]) -> str:
+    """Evidence coverage per dataset and model: the share of recommended drugs with at least one
+    supporting path, by path kind (literature: BC5CDR co-mentions, cautions only), and the share whose
+    top attributed code starts a supporting path (``scripts/bench_faithfulness.py``)."""
+    head = ["dataset", "model", "drugs", "any path"] + [label for _, label in COVERAGE_COLUMNS] + ["top attributed code starts a path"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        for m, e in r.get("models", {}).items():
+            c = e["coverage"]
+            cells = [r.get("dataset", "?"), m, str(c["n_drugs"]), _pct(c["any_path"])] + [_pct(c["by_kind"].get(k, 0.0)) for k, _ in COVERAGE_COLUMNS] + [_pct(c["top_code_starts_path"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def faithfulness_markdown(results: list[dict]) -> str:
+    """The deletion test per dataset and model: mean drop in probability when the top-k attributed
+    codes (or the paths' starting codes) are removed, against as many random codes of the visit; the
+    gap with its 95 % bootstrap interval over visits."""
+    head = ["dataset", "model", "removed", "visits", "drugs", "drop (explained)", "drop (random)", "gap [95% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        for m, e in r.get("models", {}).items():
+            for key, label in (("attribution_deletion", f"top-{e['k']} attributed codes"), ("path_start_deletion", "paths' starting codes")):
+                d = e[key]
+                gap = f"{d['gap']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d["n_drugs"] else "–"
+                lines.append("| " + " | ".join([r.get("dataset", "?"), m, label, str(d["n_visits"]), str(d["n_drugs"]), _num(d["drop_top"]), _num(d["drop_random"]), gap]) + " |")
+    return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * float(x):.0f} %"
 
 
 def _short(text: str, n: int) -> str:

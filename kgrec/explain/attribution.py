@@ -108,7 +108,7 @@ def visit_inputs(model, cohort: Cohort, samples: Samples, graph: bool = True) ->
     drugs = cohort.visits["drugs"]
     earlier = dict.fromkeys(d for j in _history(model, samples) for d in drugs.iat[j])
     out += [("earlier_drug", d) for d in earlier]
-    fields = _profile_fields(model)
+    fields = _profile_fields(model, cohort)
     if fields:
         row = int(samples.visit_idx[0])
         out += [("profile", f) for f in fields if f in cohort.visits and not _missing(cohort.visits[f].iat[row])]
@@ -132,9 +132,15 @@ def _history(model, samples: Samples) -> list[int]:
     return h[-int(n):] if n else ([] if n == 0 else h)
 
 
-def _profile_fields(model) -> list[str]:
+def _profile_fields(model, cohort: Cohort) -> list[str]:
+    """The profile fields the model reads: the student's profile encoder's, or every field of the
+    cohort for a teacher whose prompt starts with the profile line."""
     pv = getattr(getattr(model, "featurizer", None), "profile_vocab", None)
-    return list(getattr(pv, "fields", []) or []) if pv is not None else []
+    if pv is not None:
+        return list(getattr(pv, "fields", []) or [])
+    if getattr(getattr(model, "config", None), "profile", False) is True and getattr(model, "name", "") == "teacher":
+        return [c for c in _PROFILE_COLUMNS if c in cohort.visits]
+    return []
 
 
 def _has_graph_prior(model) -> bool:
