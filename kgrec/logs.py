@@ -22,8 +22,9 @@ LOGGERS: dict[str, int] = {
     # "Encountered tensors on device_types={'cpu'} while only ['cuda'] are considered safe for automatic
     # memory utilization maximization": PyKEEN's batch-size search, which is CUDA-only, on the CPU
     "torch_max_mem": logging.ERROR,
-    # "Evaluation took 85.97s seconds" and other INFO narration of PyKEEN's pipeline (kgrec reports times itself)
-    "pykeen": logging.WARNING,
+    # "Evaluation took 85.97s seconds": PyKEEN's evaluator narrating (kgrec reports each stage's time). The
+    # module's own logger: importing pykeen sets the "pykeen" logger to INFO, which would undo a level there
+    "pykeen.evaluation.evaluator": logging.WARNING,
 }
 
 def quiet_third_party() -> None:
