@@ -16,7 +16,8 @@ Layers, lowest first (a module may import its own layer and the layers below it,
  6. ``teacher``
  7. ``student``
  8. ``explain``
- 9. ``stages`` (``train --stage all``) and ``benchmark`` (they chain the stages above)
+ 9. ``stages`` (``train --stage all``), ``benchmark`` and ``transfer`` (they chain the stages above, or
+    evaluate their models across sites)
 10. ``api``: the façade, one function per stage
 11. ``serve``, ``cli``, ``kgrec/__init__`` and ``__main__``: the entry points
 
@@ -27,12 +28,14 @@ The graph is read statically (``ast``: top-level and function-level imports, as
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "kgrec"
 MAX_LINES = 400
+STATED = re.compile(r"\d+\s*-?\s*lines?\b|\blines\b")  # "why this module is over 400 lines" / "the ~400-line guide"
 
 LAYERS: dict[str, int] = {
     "kgrec.errors": 0, "kgrec.tables": 0, "kgrec.metrics": 0, "kgrec.fetch": 0,
@@ -44,7 +47,7 @@ LAYERS: dict[str, int] = {
     "kgrec.teacher": 6,
     "kgrec.student": 7,
     "kgrec.explain": 8,
-    "kgrec.stages": 9, "kgrec.benchmark": 9,
+    "kgrec.stages": 9, "kgrec.benchmark": 9, "kgrec.transfer": 9,
     "kgrec.api": 10,
     "kgrec.serve": 11, "kgrec.cli": 11, "kgrec": 11, "kgrec.__main__": 11,
 }
@@ -92,8 +95,10 @@ def import_edges(mods: dict[str, Path]) -> dict[str, dict[str, int]]:
 
 
 def layer(module: str) -> int:
+    """The layer of the longest listed prefix; the root package ``kgrec`` is only itself (a new
+    subpackage must be placed in :data:`LAYERS`)."""
     parts = module.split(".")
-    for k in range(len(parts), 0, -1):
+    for k in range(len(parts), 1 if len(parts) > 1 else 0, -1):
         name = ".".join(parts[:k])
         if name in LAYERS:
             return LAYERS[name]
@@ -201,13 +206,14 @@ def test_registry_and_workspace_import_no_model_code():
 
 
 def test_modules_stay_small():
-    """Over ~400 lines only with a reason in the module docstring (a sentence saying why it is long)."""
+    """Over ~400 lines only with a reason in the module docstring (a sentence saying why it is long,
+    naming the line count or the ~400-line guide)."""
     long = []
     for m, p in modules().items():
         n = len(p.read_text().splitlines())
         rel = str(p.relative_to(PKG.parent))
         doc = ast.get_docstring(ast.parse(p.read_text())) or ""
-        stated = "lines" in doc.lower()
+        stated = bool(STATED.search(doc))
         if n > MAX_LINES and not stated and rel not in BEING_SPLIT:
             long.append(f"{rel}: {n} lines, no reason in its docstring")
     assert not long, "\n".join(long)
