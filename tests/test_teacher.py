@@ -240,7 +240,7 @@ def test_cli_train_stage_teacher(tmp_path, tiny_models):
 
 def test_fast_validation_prauc_matches_shared_metric():
     from kgrec.metrics import per_visit
-    from kgrec.teacher.train import mean_average_precision
+    from kgrec.teacher.loop import mean_average_precision
 
     rng = np.random.default_rng(0)
     y, s = rng.random((40, 25)) < 0.3, rng.random((40, 25))
