@@ -189,6 +189,25 @@ def test_visit_end_to_end(page, workspace, ddi_visit, shots):
     assert " · " in pg.locator("#graph .elabel .src").first.text_content()  # source · licence
     assert "recommended" in pg.inner_text("#rationale")
 
+    # what drove the score: every input of the visit, ordered by weight as the API gives them, the codes
+    # that start a drawn path marked, and the driving codes highlighted in the graph
+    import httpx
+
+    api_res = httpx.post(pg.url.rstrip("/") + "/recommend", json={"visit_id": ddi_visit}, timeout=60).json()
+    first = api_res["drugs"][0]
+    inputs = [c["input"] for c in first["attribution"]["contributions"]]
+    assert pg.locator("#drivers li.driver").evaluate_all("els => els.map(e => e.dataset.input)") == inputs
+    vals = [float(t) for t in pg.locator("#drivers li.driver .dval").all_inner_texts()]
+    assert vals == sorted(vals, reverse=True) and len(vals) == len(inputs) > 0
+    starts = {next(n["id"] for n in p["nodes"] if n["label"] == "DiagnosisCode") for p in first["paths"]}
+    marked = set(pg.locator("#drivers li.has-path").evaluate_all("els => els.map(e => e.dataset.input)"))
+    assert marked == starts & set(inputs)
+    up = {c["input"] for c in first["attribution"]["contributions"] if c["weight"] > 0}
+    lit = set(pg.locator("#graph g.node.driver-node").evaluate_all("els => els.map(e => e.dataset.id)"))
+    drawn = set(pg.locator("#graph g.node").evaluate_all("els => els.map(e => e.dataset.id)"))
+    assert lit == up & drawn
+    assert pg.is_visible("#evidence-gap") == bool(first["evidence_gap"])
+
     # keyboard: Tab from the submit button reaches the drugs list; ↓ then Enter / Space select
     pg.focus("#submit")
     for _ in range(60):

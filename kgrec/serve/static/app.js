@@ -446,9 +446,44 @@
     $("detail-ddi").hidden = !inter.length;
     $("detail-ddi").replaceChildren(...inter.map((w) => el("p", { text: "⚠ " + w.message })));
     $("rationale").textContent = d.rationale || (d.paths.length ? "" : "No rationale: the graph holds no path from this patient to this drug class (or the service runs without a graph store).");
+    renderDrivers(d);
     $("detail").hidden = false; // shown before drawing: the label placement measures text
     drawGraph(d);
     if (announce) say(`Showing why ${d.name} (${d.drug}): ${state.graph.nodes.length} nodes, ${state.graph.edges.length} edges.`);
+  }
+
+  // ------------------------------------------------------------------ attributions
+  const KIND_NAMES = { diagnosis: "diagnosis", procedure: "procedure", earlier_drug: "earlier drug", profile: "profile", graph_prior: "graph prior" };
+
+  // The codes that drove the score, ordered by weight (the API sends them so), as bars: positive
+  // contributions raise the drug's score, negative ones lower it; codes that start a drawn path are marked.
+  function renderDrivers(d) {
+    const ol = $("drivers");
+    ol.replaceChildren();
+    const gap = $("evidence-gap");
+    gap.hidden = !d.evidence_gap;
+    gap.textContent = d.evidence_gap ? `⚠ ${d.evidence_gap.charAt(0).toUpperCase()}${d.evidence_gap.slice(1)}.` : "";
+    const a = d.attribution;
+    if (!a || !a.contributions.length) {
+      ol.append(el("li", { class: "muted", text: a ? "The model reads no input of this visit." : "No attributions (the service was asked for none)." }));
+      return;
+    }
+    const starts = new Set(d.paths.map((p) => (p.nodes.find((n) => n.label === "DiagnosisCode") || {}).id));
+    const top = Math.max(...a.contributions.map((c) => Math.abs(c.weight)), 1e-9);
+    for (const c of a.contributions) {
+      const sign = c.weight > 0 ? "up" : c.weight < 0 ? "down" : "zero";
+      const label = c.kind === "graph_prior" ? "graph prior" : displayCode(c.input);
+      const pts = (100 * c.delta_probability).toFixed(1);
+      const li = el("li", { class: `driver ${sign}` + (starts.has(c.input) ? " has-path" : ""), "data-input": c.input },
+        el("span", { class: "dlabel" }, starts.has(c.input) ? el("span", { class: "mark", title: "a rationale path starts here", text: "◆ " }) : null,
+          el("code", { text: label }), ` ${c.name && c.kind !== "graph_prior" ? c.name : ""}`, el("span", { class: "muted", text: ` · ${KIND_NAMES[c.kind] || c.kind}` })),
+        el("span", { class: "dbar", "aria-hidden": "true" }, el("span", { style: `width:${Math.max(1, (100 * Math.abs(c.weight)) / top).toFixed(1)}%` })),
+        el("span", { class: "dval", text: `${c.weight >= 0 ? "+" : ""}${c.weight.toFixed(2)}` }),
+        el("span", { class: "visually-hidden", text: ` logit; ${pts >= 0 ? "+" : ""}${pts} probability points` }));
+      li.title = `${c.weight >= 0 ? "+" : ""}${c.weight.toFixed(3)} logit, ${pts >= 0 ? "+" : ""}${pts} probability points`
+        + (c.parts ? ` (${Object.entries(c.parts).map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${v.toFixed(2)}`).join(", ")})` : "");
+      ol.append(li);
+    }
   }
 
   // ------------------------------------------------------------------ graph
@@ -662,9 +697,11 @@
 
     for (const n of g.nodes) {
       const [fill, abbr, typeName] = typeOf(n.label);
-      const grp = svg("g", { class: "node", tabindex: 0, role: "img", "aria-label": `${typeName}: ${nodeText(n)}`, "data-label": n.label, "data-id": n.id });
+      const w = weightOf(drug, n.id);
+      const grp = svg("g", { class: "node" + (w > 0 ? " driver-node" : ""), tabindex: 0, role: "img",
+        "aria-label": `${typeName}: ${nodeText(n)}` + (w !== null ? `, contribution ${w >= 0 ? "+" : ""}${w.toFixed(2)}` : ""), "data-label": n.label, "data-id": n.id });
       const title = svg("title");
-      title.textContent = `${typeName}: ${nodeText(n)} (${n.id})`;
+      title.textContent = `${typeName}: ${nodeText(n)} (${n.id})` + (w !== null ? ` · contribution to the score ${w >= 0 ? "+" : ""}${w.toFixed(2)} logit` : "");
       const c = svg("circle", { r: n.r, fill });
       const t = svg("text", { class: "abbr", fill: inkFor(fill) });
       t.textContent = abbr;
@@ -692,6 +729,11 @@
     g.nodes.forEach((n) => positionNode(n));
     placeLabels(g);
     g.edges.forEach((e) => positionEdge(g, e));
+  }
+
+  function weightOf(drug, id) {
+    const c = drug.attribution && drug.attribution.contributions.find((x) => x.input === id);
+    return c ? c.weight : null;
   }
 
   function positionNode(n) { n.el.setAttribute("transform", `translate(${n.x.toFixed(1)},${n.y.toFixed(1)})`); }
