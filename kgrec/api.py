@@ -19,7 +19,7 @@ from kgrec import workspace as _ws
 from kgrec.cohort import Cohort, Mappings, get_loader
 from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
-from kgrec.errors import InputError
+from kgrec.errors import InputError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, evaluate_models
 from kgrec.stages import Reporter, StageResult, as_reporter
 from kgrec.workspace import cohort_dir, load_cohort, reports_dir
@@ -97,10 +97,12 @@ class RunResult:
     stages: dict = field(default_factory=dict)  # kgrec.stages.AllResult.to_json() when models were trained
     steps: list[StageResult] = field(default_factory=list)
     path: Path | None = None  # <workspace>/reports/run.json
+    pooled: dict | None = None  # kgrec.transfer.TransferResult.to_json() with --pool (in-domain and pooled modes)
 
     def to_json(self) -> dict:
         return {"stats": self.prepare.stats, "graph": self.graph.to_dict()["counts"], "steps": [s.to_json() for s in self.steps],
-                "stages": self.stages, "evaluation": self.evaluation.to_json(), "seconds": self.seconds}
+                "stages": self.stages, "evaluation": self.evaluation.to_json(), "seconds": self.seconds,
+                **({"pooled": self.pooled} if self.pooled is not None else {})}
 
     def save(self, folder: Path | str) -> Path:
         """``<folder>/run.json`` (the steps, the cohort and graph counts, the evaluation, the times)."""
@@ -117,6 +119,8 @@ class RunResult:
 # demo the best teacher measured (docs/teacher.md). On a GPU pass e.g. ``teacher={"lora_r": 8,
 # "graph_prompt": True}`` (the LEADER setting: LoRA + graph soft prompts) or a larger ``model``.
 CPU_TEACHER = {"lora_r": 0, "fuse_codes": True, "graph_prompt": False}
+# the models `kgrec run --pool` also trains on the pooled sites (kgrec.transfer, mode "pooled")
+POOL_MODELS = ("frequency", "logreg", "logreg-graph")
 RUN_MODELS = ("frequency", "logreg", "teacher", "student")
 
 
@@ -136,6 +140,8 @@ def run(
     student: dict | None = None,
     recipe: str = "kgrec",
     device: str = "auto",
+    pool: Sequence[str] = (),
+    pool_models: Sequence[str] = POOL_MODELS,
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
     graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
@@ -148,9 +154,15 @@ def run(
     ``<workspace>/reports/run/`` as it finishes, and the whole run in ``<workspace>/reports/run.json``.
     ``recipe``: ``kgrec`` (default) or ``leader`` (:mod:`kgrec.recipes`: the paper's teacher and student
     settings, under ``teacher``/``student``); ``device``: ``auto``, ``cpu`` or ``cuda`` for every stage.
+    ``pool``: other sites to pool with (workspaces made by ``kgrec prepare``, or source names such as
+    ``eicu``, prepared into ``<workspace>/pool/<name>``): ``pool_models`` are then also trained on the
+    sources plus each fold's target training patients (:mod:`kgrec.transfer`, mode ``pooled``) and reported
+    beside their in-domain rows (``RunResult.pooled``).
     """
     from kgrec.logs import quiet_third_party
 
+    for item in pool:  # a wrong --pool fails before any work
+        _pool_workspace(workspace, data_dir, str(item), seed, check_only=True)
     quiet_third_party()
     rep = as_reporter(progress)
     record = reports_dir(workspace) / "run"
@@ -174,12 +186,54 @@ def run(
     ev, step = _handle_evaluate(workspace, models, folds, seed, rep)
     steps.append(step)
     step.save(record)
+    pooled = None
+    if pool:
+        pooled, step = _handle_pool(workspace, data_dir, pool, pool_models, folds or 5, seed, rep)
+        steps.append(step)
+        step.save(record)
     seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
                "evaluate": steps[-1].seconds}
     seconds["total"] = round(sum(seconds.values()), 2)
+    if pooled is not None:
+        seconds["pool"] = steps[-1].seconds
+        seconds["total"] = round(seconds["total"] + seconds["pool"], 2)
     res = RunResult(prep, graph, ev, seconds, trained, steps)
+    res.pooled = pooled
     res.save(reports_dir(workspace))
     return res
+
+
+def _pool_workspace(workspace, data_dir, item: str, seed: int, check_only: bool = False) -> Path:
+    """A pool site: a workspace folder as it is, or a source name prepared into ``<workspace>/pool/<name>``."""
+    from kgrec.cohort import LOADERS
+
+    path = Path(item)
+    if (path / "cohort").is_dir():
+        return path
+    if item in LOADERS:
+        if check_only:
+            return path
+        dest = Path(workspace) / "pool" / item
+        prepare(item, dest, data_dir, seed=seed)
+        return dest
+    raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {path / 'cohort'}) nor a source ({', '.join(sorted(LOADERS))})")
+
+
+def _handle_pool(workspace, data_dir, pool: Sequence[str], models: Sequence[str], folds: int, seed: int, rep: Reporter):
+    from kgrec.transfer import transfer
+
+    rep.start("pool", f"{', '.join(models)} trained on {', '.join(map(str, pool))} + the target's training folds")
+    t0 = time.perf_counter()
+    sources = [_pool_workspace(workspace, data_dir, str(p), seed) for p in pool]
+    res = transfer(workspace, sources, modes=("pooled",), models=tuple(models), folds=folds, seed=seed, progress=rep.detail)
+    sec = round(time.perf_counter() - t0, 2)
+    pooled = res.to_json()
+    figure = "PRAUC pooled − in-domain logreg: " + ", ".join(
+        f"{m} {d['prauc']['mean']:+.3f} ({d['prauc']['n_better']}/{len(d['prauc']['folds'])})"
+        for m, d in pooled["modes"]["pooled"]["paired_differences"].items() if m != "reference")
+    step = StageResult("pool", True, "--pool given", sec, figure, {"report": str(Path(workspace) / "reports" / "transfer"), "sources": [str(s) for s in sources]})
+    rep.end(step)
+    return pooled, step
 
 
 def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:

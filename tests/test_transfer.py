@@ -24,6 +24,7 @@ from kgrec.graph.tables import GraphTables
 from kgrec.models.baselines import LogRegRecommender
 from kgrec.models.graph_logreg import GraphLogRegRecommender
 from kgrec.transfer import run_transfer, transfer
+from tests.conftest import real_data_dir, requires_real_data
 
 LIC = "test"
 # condition: (ICD-9 code, ICD-10 code, DOID, disease name, drug)
@@ -249,3 +250,25 @@ def test_student_concepts_carry_an_icd9_site_to_icd10_codes_and_survive_save_and
     assert "ICD10CM:I509" in again.featurizer.concept_features.expansions  # expanded on load, from the workspace graph
     with pytest.raises(WorkspaceError, match="load-graph"):
         StudentRecommender(vocab, workspace=tmp_path / "nograph", config=StudentConfig(alpha=0, beta=0, graph=False, concepts=True)).fit(src, tr, va)
+
+
+@requires_real_data
+def test_kgrec_run_pool_shows_in_domain_and_pooled_rows_on_the_real_mimic3_demo(tmp_path):
+    from kgrec.cli import app
+
+    site = make_workspace(tmp_path, "planted", 9, 60, 3, graph=False)
+    ws = tmp_path / "m3"
+    r = CliRunner().invoke(app, ["run", "-s", "mimic3", "-w", str(ws), "--data-dir", str(real_data_dir()), "-m", "frequency", "-m", "logreg",
+                                 "--folds", "2", "--pool", str(site), "--pool-model", "logreg", "--pool-model", "logreg-graph", "--json"])
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    modes = j["pooled"]["modes"]
+    assert set(modes) == {"in-domain", "pooled"} and j["pooled"]["sources"] == ["planted"]
+    # in-domain rows are the run's own evaluation, fold for fold
+    for m in ("logreg",):
+        assert modes["in-domain"]["models"][m]["metrics"]["prauc"]["folds"] == pytest.approx(j["evaluation"]["models"][m]["metrics"]["prauc"]["folds"])
+    assert set(modes["pooled"]["models"]) == {"logreg", "logreg-graph"}
+    assert [s["stage"] for s in j["steps"]][-1] == "pool"
+    assert (ws / "reports" / "transfer" / "transfer.md").exists()
+    r = CliRunner().invoke(app, ["run", "-s", "mimic3", "-w", str(tmp_path / "m3b"), "--data-dir", str(real_data_dir()), "-m", "frequency", "--folds", "2", "--pool", "nowhere"])
+    assert r.exit_code == 2 and "neither a workspace" in r.output

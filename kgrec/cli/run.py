@@ -33,6 +33,8 @@ def run(
     student_epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the student's own).", rich_help_panel="shorter runs", show_default=False)] = None,
     recipe: Annotated[str, typer.Option(help="kgrec (default): kgrec's own settings. leader: the LEADER paper's teacher and student settings (kgrec.recipes; docs/teacher.md, docs/student.md); --teacher-* options still apply on top.")] = "kgrec",
     device: Annotated[str, typer.Option(help="Where every training stage runs: cpu, cuda or auto (cuda where PyTorch sees a GPU).")] = "auto",
+    pool: Annotated[list[str] | None, typer.Option("--pool", help="Pool with another site (repeat): a workspace made by `kgrec prepare`, or a source name (eicu, mimic3, mimic4, synthea) prepared into WORKSPACE/pool/NAME. Frequency, logreg and logreg-graph are then also trained on that site plus each fold's training patients, and shown beside their in-domain rows (`kgrec transfer --mode pooled`).", rich_help_panel="other sites", show_default=False)] = None,
+    pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph; teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
@@ -63,7 +65,8 @@ def run(
     student = {"epochs": student_epochs} if student_epochs else None
     with stage_progress("running ...") as progress:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,
-                      progress=progress, kge=kge, gnn=gnn, student=student, recipe=recipe, device=device)
+                      progress=progress, kge=kge, gnn=gnn, student=student, recipe=recipe, device=device, pool=tuple(pool or ()),
+                      pool_models=tuple(pool_model or api.POOL_MODELS))
     if json_out:
         emit_json({**res.to_json(), "path": str(res.path)})
         return
@@ -82,4 +85,23 @@ def run(
         d = per.get("prauc")
         if d:
             console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+    if res.pooled:
+        console.print(pooled_table(res.pooled))
     console.print(f"done in {res.seconds['total']:.1f} s; reports in {api.reports_dir(workspace)}")
+
+
+def pooled_table(pooled: dict):
+    """In-domain and pooled rows side by side: PRAUC mean ± std and the paired difference against in-domain logreg."""
+    from rich.table import Table
+
+    modes = pooled["modes"]
+    table = Table(title=f"in-domain vs pooled with {' + '.join(pooled['sources'])}: PRAUC, {pooled['folds']}-fold mean ± std")
+    for col in ("model", "in-domain", "pooled", "pooled − in-domain logreg (folds better)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, s in modes["pooled"]["models"].items():
+        ind = modes["in-domain"]["models"].get(name, {}).get("metrics", {}).get("prauc")
+        p = s["metrics"]["prauc"]
+        d = modes["pooled"]["paired_differences"].get(name, {}).get("prauc")
+        table.add_row(name, f"{ind['mean']:.4f} ± {ind['std']:.4f}" if ind else "–", f"{p['mean']:.4f} ± {p['std']:.4f}",
+                      f"{d['mean']:+.4f} ± {d['std']:.4f} ({d['n_better']}/{len(d['folds'])})" if d else "–")
+    return table

@@ -30,12 +30,35 @@ from kgrec.models.baselines import LogRegRecommender
 SHARED_SCALES = (1.0, 2.0, 4.0)  # scale of the shared block against the per-site copies (chosen on validation)
 
 
+_EXPANDERS: dict[tuple, CodeExpander] = {}
+
+
 def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, config: ExpansionConfig | None = None) -> CodeExpander:
-    """A :class:`CodeExpander` over the workspace's graph tables, naming codes from ``cohort``."""
+    """A :class:`CodeExpander` over the workspace's graph tables, naming codes from ``cohort``.
+
+    Kept per process for the same tables (path and modification time) and settings: K-fold CV and the
+    transfer modes fit many models over one graph, and loading it is most of a fit's time.
+    """
+    from kgrec.errors import WorkspaceError
     from kgrec.graph.tables import GraphTables
 
-    tables = GraphTables.load(Path(workspace) / "graph" / "tables")
-    return CodeExpander.from_tables(tables, config, cohort.names() if cohort is not None else None)
+    folder = Path(workspace) / "graph" / "tables"
+    if not (folder / "nodes").is_dir():
+        raise WorkspaceError(f"logreg-graph needs the workspace graph: run `kgrec load-graph -w {workspace}` first")
+    cfg = config or ExpansionConfig()
+    key = (str(folder.resolve()), (folder / "nodes").stat().st_mtime_ns, cfg.key())
+    ex = _EXPANDERS.get(key)
+    if ex is None:
+        _EXPANDERS.clear()  # one graph at a time
+        ex = _EXPANDERS[key] = CodeExpander.from_tables(GraphTables.load(folder), cfg)
+    if cohort is not None:
+        names = cohort.names()
+        fresh = {c: n for c, n in names.items() if ex.names.get(c) != n}
+        if fresh:
+            ex.names.update(fresh)
+            for c in fresh:
+                ex._memo.pop(c, None)
+    return ex
 
 
 def concept_matrix(expander: CodeExpander, code_lists, vocab: list[str]) -> sparse.csr_matrix:
