@@ -41,6 +41,7 @@ from kgrec.cohort.base import VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
 from kgrec.explain.attribution import attribute, visit_profile
+from kgrec.explain.ddi import cohort_lookup, ddi_warnings, graph_lookup
 from kgrec.explain.faithful import evidence_gap, rank_paths, strongest_reasons
 from kgrec.explain.paths import (
     FAMILIES,
@@ -107,10 +108,7 @@ class RecommendService:
         self.known_codes = model_code_vocab(self.model, self.cohort)
         v = self.cohort.visits
         self.visit_row = {str(x): i for i, x in enumerate(v["visit_id"])}
-        self.ddi_lookup: dict[tuple[str, str], list[dict]] = {}
-        if self.cohort.ddi is not None:
-            for a, b, s, lic in zip(self.cohort.ddi["atc3_a"], self.cohort.ddi["atc3_b"], self.cohort.ddi["source"], self.cohort.ddi["licence"]):
-                self.ddi_lookup.setdefault((a, b), []).append({"source": s, "licence": lic})
+        self.ddi_lookup = cohort_lookup(self.cohort.ddi)
         self.store = None
         self.paths: PathFinder | None = None
         self.store_name = store
@@ -310,35 +308,10 @@ class RecommendService:
         return self.names.get(d) or d
 
     def _ddi(self, recommended: Sequence[str], current: Sequence[str]) -> list[dict]:
-        """Interacting pairs among the recommended drugs and between them and the current drugs."""
-        out = []
-        seen = set()
-        rec = list(dict.fromkeys(recommended))
-        pairs = [(a, b, "recommended") for i, a in enumerate(rec) for b in rec[i + 1:]]
-        pairs += [(a, b, "current") for a in rec for b in current if a != b]
         lookup = self.ddi_lookup
         if self.cohort.ddi is None and self.store is not None:
-            lookup = self._graph_ddi(set(rec) | set(current))
-        for a, b, between in pairs:
-            key = (a, b) if a < b else (b, a)
-            if (key, between) in seen or key not in lookup:
-                continue
-            seen.add((key, between))
-            out.append({
-                "drug_a": a, "drug_a_name": self._drug_name(a), "drug_b": b, "drug_b_name": self._drug_name(b),
-                "between": "recommended drugs" if between == "recommended" else "recommended and current drug",
-                "sources": lookup[key],
-                "message": f"{self._drug_name(a)} ({a}) interacts with {'the current drug ' if between == 'current' else ''}{self._drug_name(b)} ({b}) (source: {', '.join(s['source'] for s in lookup[key])})",
-            })
-        return out
-
-    def _graph_ddi(self, drugs: set[str]) -> dict[tuple[str, str], list[dict]]:
-        from kgrec.graph.queries import run_query
-
-        out: dict[tuple[str, str], list[dict]] = {}
-        for r in run_query(self.store, "ddi_check", {"drugs": sorted(drugs)}):
-            out.setdefault((r["drug_a"], r["drug_b"]), []).append({"source": r["source"], "licence": r["licence"]})
-        return out
+            lookup = graph_lookup(self.store, set(recommended) | set(current))
+        return ddi_warnings(recommended, current, lookup, self._drug_name)
 
 
 def _check_atc_list(codes: Sequence[str]) -> list[str]:
