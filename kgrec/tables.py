@@ -140,11 +140,24 @@ def _read_checked(path: Path) -> bytes:
     return b"".join(chunks)
 
 
+def read_checked_text(path: Path) -> str:
+    """The whole file as text after :func:`check_file` and the chunked NUL / UTF-8 checks (BOM removed):
+    for readers with their own parser (the graph sources' ``read_rows``)."""
+    path = Path(path)
+    check_file(path)
+    return _read_checked(path).decode("utf-8")
+
+
 def _header(data: bytes, sep: str, path: Path) -> list[str]:
     """Lower-cased, stripped header names; a name that appears twice (ignoring case) is an error."""
     end = data.find(b"\n")
     first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
-    fields = next(csv.reader([first], delimiter=sep), [])
+    return check_header(next(csv.reader([first], delimiter=sep), []), path)
+
+
+def check_header(fields: list[str], path: Path) -> list[str]:
+    """Lower-cased, stripped names of header ``fields``; one that appears twice (ignoring case) is an
+    :class:`InputError` naming both fields."""
     columns = [f.strip().lower() for f in fields]
     seen: dict[str, int] = {}
     for i, col in enumerate(columns):

@@ -230,3 +230,19 @@ def test_patient_json_deeply_nested_and_bom(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + b'{"icd_version": 9, "diagnoses": ["401.9"]}')
     assert load_patient(bom).diagnoses == ["401.9"]
     assert parse_patient('\ufeff{"icd_version": 9, "diagnoses": ["401.9"]}').icd_version == 9
+
+
+def test_graph_source_reader_shares_the_checks(tmp_path):
+    """The graph builder's own parser (read_rows) reads through the same checked bytes and header check."""
+    from kgrec.graph.sources._base import read_rows
+
+    p = write(tmp_path / "indications.tsv", "drugbank_id\tdoid\tDOID\nDB00001\tDOID:1\tx\n")
+    with pytest.raises(InputError, match=r"indications.tsv, line 1: column 'doid' appears twice"):
+        read_rows(p, ["drugbank_id", "doid"])
+    p.write_bytes(b"drugbank_id\tdoid\nDB00001\tDOID:1\n" + b"\0" * 1000)
+    with pytest.raises(InputError, match=r"indications.tsv, line 3: NUL byte"):
+        read_rows(p, ["drugbank_id", "doid"])
+    p.unlink()
+    os.mkfifo(p)
+    with pytest.raises(InputError, match="FIFO"):
+        read_rows(p, ["drugbank_id", "doid"])

@@ -9,7 +9,6 @@ Every source module turns its file(s) into node/edge DataFrames in the shape of
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
 from collections import defaultdict
@@ -21,6 +20,7 @@ from typing import ClassVar
 import pandas as pd
 
 from kgrec.errors import InputError
+from kgrec.tables import check_header, read_checked_text
 
 # ---- licences (as stated in ../shared/data/README.md) ----
 LIC_WHO_ATC = "WHO ATC names"
@@ -58,22 +58,11 @@ def norm_name(s: str) -> str:
 
 # ---- strict reading ----
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    raw = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"not a readable gzip file ({exc})", path=path) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"bytes that are not UTF-8 at byte {exc.start}; re-save the file as UTF-8", path=path, line=line) from exc
+    # the one checked read of kgrec.tables: entry type, gzip, NUL bytes and UTF-8, chunk by chunk
+    text = read_checked_text(path)
     if not text.strip():
         raise InputError("file is empty", path=path)
-    return text.lstrip("\ufeff")
+    return text
 
 
 def read_text(path: Path) -> str:
@@ -117,7 +106,7 @@ def read_rows(
         strict=quoted,
     )
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        header = check_header(next(reader), path)  # a name twice (ignoring case) is an error
     except csv.Error as exc:
         raise InputError(f"cannot parse the header: {exc}", path=path, line=1) from exc
     for col in required:
