@@ -92,6 +92,14 @@ def find_table(folder: Path, name: str) -> Path:
     )
 
 
+def _check_start(chunk: bytes, gz: bool, path: Path) -> None:
+    """Clearer errors than 'NUL byte' for the two usual mix-ups: gzip data under a plain name, UTF-16."""
+    if not gz and chunk.startswith(b"\x1f\x8b"):
+        raise InputError(f"gzip-compressed data in a file not named .gz: rename it to {path.name}.gz", path=path)
+    if chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError("UTF-16 text (a spreadsheet export?): re-save the file as UTF-8", path=path)
+
+
 def _read_checked(path: Path) -> bytes:
     """The file's bytes (gunzipped), checked chunk by chunk for NUL bytes and UTF-8; BOM removed."""
     gz = path.name.lower().endswith(".gz")
@@ -105,8 +113,10 @@ def _read_checked(path: Path) -> bytes:
                 chunk = f.read(CHUNK)
                 if not chunk:
                     break
-                if offset == 0 and chunk.startswith(_BOM):
-                    chunk = chunk[len(_BOM):]
+                if offset == 0:
+                    _check_start(chunk, gz, path)
+                    if chunk.startswith(_BOM):
+                        chunk = chunk[len(_BOM):]
                 nul = chunk.find(b"\0")
                 if nul >= 0:
                     raise InputError(

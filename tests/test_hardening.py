@@ -246,3 +246,13 @@ def test_graph_source_reader_shares_the_checks(tmp_path):
     os.mkfifo(p)
     with pytest.raises(InputError, match="FIFO"):
         read_rows(p, ["drugbank_id", "doid"])
+
+
+def test_gzip_under_a_plain_name_and_utf16(tmp_path):
+    p = tmp_path / "ADMISSIONS.csv"
+    p.write_bytes(gzip.compress(b"subject_id,hadm_id\n1,10\n"))
+    with pytest.raises(InputError, match="gzip-compressed data in a file not named .gz: rename it to ADMISSIONS.csv.gz"):
+        read_table(p, ["subject_id"])
+    p.write_bytes("subject_id,hadm_id\n1,10\n".encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16 text"):
+        read_table(p, ["subject_id"])
