@@ -202,17 +202,24 @@ def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: 
     indomain = run.in_domain()
     out.modes["in-domain"] = indomain.to_json()
     out.seconds["in-domain"] = round(time.perf_counter() - t0, 2)
-    for mode in modes:
+    by_share: dict[float, EvaluationResult] = {}  # pooled is few-shot at 100%: trained once when both are asked
+
+    def share(x: float) -> EvaluationResult:
+        if x not in by_share:
+            by_share[x] = run.with_target_share(x)
+        return by_share[x]
+
+    for mode in sorted(dict.fromkeys(modes), key=MODES.index):
         t1 = time.perf_counter()
         if mode == "zero-shot":
             out.modes[mode] = _with_pairs(run.zero_shot(), indomain)
         elif mode == "pooled":
-            out.modes[mode] = _with_pairs(run.with_target_share(1.0), indomain)
+            out.modes[mode] = _with_pairs(share(1.0), indomain)
         else:
             merged: dict = {"dataset": run.cohort.source, "folds": folds, "shares": list(shares), "models": {},
                             "paired_differences": {"reference": None}, "paired_vs_in_domain_same_model": {}}
-            for share in shares:
-                part = _with_pairs(run.with_target_share(share), indomain, suffix=f"@{share:.0%}")
+            for x in shares:
+                part = _with_pairs(share(x), indomain, suffix=f"@{x:.0%}")
                 merged["models"].update(part["models"])
                 merged["paired_differences"].update(part["paired_differences"])
                 merged["paired_vs_in_domain_same_model"].update(part["paired_vs_in_domain_same_model"])
