@@ -8,8 +8,8 @@ jobs the wall clock includes the time the process waits for a core.
 
 1. Python API: one :class:`~kgrec.explain.recommend.RecommendService` (model and embedded store loaded
    once), then ``recommend(visit)`` for ``--visits`` evaluation visits of the workspace (top-k drugs
-   at the model's threshold, DDI screening, rationale paths for every recommended drug, rationale
-   texts). p50/p95/max of the whole call and of its parts (predict, paths), over warm runs (three
+   at the model's threshold, DDI screening, attributions, rationale paths for every recommended drug
+   ranked by them, rationale texts), and the same call without attributions, the two alternating. p50/p95/max of the whole call and of its parts (predict, paths), over warm runs (three
    visits are run first to warm the store's caches). Target (issue): p95 < 100 ms on the embedded store.
    Then the same visits sent as new patients (their codes, no Visit node: the ``explain_codes_*``
    queries).
@@ -54,21 +54,32 @@ def summary(ms: list[float]) -> dict:
             "mean_ms": round(sum(ms) / len(ms), 2) if ms else None}
 
 
-def bench_api(svc, visits: list[str], top_k: int, paths: int) -> dict:
+def bench_api(svc, visits: list[str], top_k: int, paths: int) -> tuple[dict, dict]:
+    """``recommend`` with attributions (the default) and without, the two alternating visit by visit
+    (so that both see the same load on a shared machine)."""
     for v in visits[:3]:
         svc.recommend(v, top_k=top_k, paths_per_drug=paths)
-    total, cpu, predict, path_ms, n_drugs, n_paths = [], [], [], [], [], []
-    for v in visits:
-        t, c = time.perf_counter(), time.process_time()
-        res = svc.recommend(v, top_k=top_k, paths_per_drug=paths)
-        total.append((time.perf_counter() - t) * 1000)
-        cpu.append((time.process_time() - c) * 1000)
-        predict.append(res.timings_ms["predict"])
-        path_ms.append(res.timings_ms["paths"])
-        n_drugs.append(len(res.drugs))
-        n_paths.append(sum(len(d.paths) for d in res.drugs))
-    return {"total": summary(total), "cpu": summary(cpu), "predict": summary(predict), "paths": summary(path_ms),
-            "drugs_per_visit": round(sum(n_drugs) / len(n_drugs), 2), "paths_per_visit": round(sum(n_paths) / len(n_paths), 2)}
+    runs = {True: {k: [] for k in ("total", "cpu", "predict", "attribution", "paths", "drugs", "n_paths")}, False: None}
+    runs[False] = {k: [] for k in runs[True]}
+    for i, v in enumerate(visits):
+        for attr in ((True, False) if i % 2 == 0 else (False, True)):
+            r = runs[attr]
+            t, c = time.perf_counter(), time.process_time()
+            res = svc.recommend(v, top_k=top_k, paths_per_drug=paths, attributions=attr)
+            r["total"].append((time.perf_counter() - t) * 1000)
+            r["cpu"].append((time.process_time() - c) * 1000)
+            r["predict"].append(res.timings_ms["predict"])
+            r["attribution"].append(res.timings_ms.get("attribution", 0.0))
+            r["paths"].append(res.timings_ms["paths"])
+            r["drugs"].append(len(res.drugs))
+            r["n_paths"].append(sum(len(d.paths) for d in res.drugs))
+    out = []
+    for attr in (True, False):
+        r = runs[attr]
+        out.append({"attributions": attr, "total": summary(r["total"]), "cpu": summary(r["cpu"]), "predict": summary(r["predict"]),
+                    "attribution": summary(r["attribution"]), "paths": summary(r["paths"]),
+                    "drugs_per_visit": round(sum(r["drugs"]) / len(r["drugs"]), 2), "paths_per_visit": round(sum(r["n_paths"]) / len(r["n_paths"]), 2)})
+    return out[0], out[1]
 
 
 def bench_patients(svc, visits: list[str], top_k: int, paths: int) -> dict:
@@ -166,7 +177,7 @@ def main() -> None:
     out = {"workspace": str(args.workspace), "model": args.model, "top_k": args.top_k, "paths_per_drug": args.paths,
            "threshold": svc.model.threshold, "load_seconds": round(load_s, 2), "load_average_1min": round(os.getloadavg()[0], 2),
            "cpu_count": os.cpu_count()}
-    out["api"] = bench_api(svc, visits, args.top_k, args.paths)
+    out["api"], out["api_no_attributions"] = bench_api(svc, visits, args.top_k, args.paths)
     out["api_new_patients"] = bench_patients(svc, visits, args.top_k, args.paths)
     if not args.no_service:
         out["service"] = bench_service(svc, visits, args.requests, args.concurrency, args.top_k, args.paths)
@@ -179,7 +190,11 @@ def main() -> None:
     print(f"loaded in {out['load_seconds']} s; load average {out['load_average_1min']} on {out['cpu_count']} CPUs")
     print(f"recommend + paths over {a['total']['n']} visits (top {args.top_k}, {a['drugs_per_visit']} drugs and {a['paths_per_visit']} paths per visit): "
           f"p50 {a['total']['p50_ms']} ms, p95 {a['total']['p95_ms']} ms, max {a['total']['max_ms']} ms; CPU time p50 {a['cpu']['p50_ms']} ms, p95 {a['cpu']['p95_ms']} ms "
-          f"(predict p50 {a['predict']['p50_ms']} ms, paths p50 {a['paths']['p50_ms']} ms / p95 {a['paths']['p95_ms']} ms); target p95 < 100 ms")
+          f"(predict p50 {a['predict']['p50_ms']} ms, attribution p50 {a['attribution']['p50_ms']} ms / p95 {a['attribution']['p95_ms']} ms, "
+          f"paths p50 {a['paths']['p50_ms']} ms / p95 {a['paths']['p95_ms']} ms); target p95 < 100 ms")
+    n = out["api_no_attributions"]
+    print(f"the same without attributions (alternating with the above): p50 {n['total']['p50_ms']} ms, p95 {n['total']['p95_ms']} ms; "
+          f"CPU time p50 {n['cpu']['p50_ms']} ms, p95 {n['cpu']['p95_ms']} ms")
     b = out["api_new_patients"]
     print(f"the same visits as new patients (paths from their codes): p50 {b['total']['p50_ms']} ms, p95 {b['total']['p95_ms']} ms; "
           f"CPU p50 {b['cpu']['p50_ms']} ms, p95 {b['cpu']['p95_ms']} ms")

@@ -156,7 +156,8 @@ def visit_profile(visits: pd.DataFrame, rows: Sequence[int]) -> dict:
     if not any(f.name == "profile" for f in dataclasses.fields(Samples)):
         return {}
     cols = [c for c in _PROFILE_COLUMNS if c in visits]
-    return {"profile": [_profile(visits.iloc[int(r)].to_dict(), cols) for r in rows]}
+    arrays = {c: visits[c].to_numpy() for c in cols}
+    return {"profile": [_profile({c: arrays[c][int(r)] for c in cols}, cols) for r in rows]}
 
 
 def _profile(r: dict, cols: Sequence[str]) -> dict:
@@ -174,31 +175,37 @@ def occluded_cohort(cohort: Cohort, samples: Samples, removals: Sequence[frozens
     v = cohort.visits
     row = int(samples.visit_idx[0])
     hist = list(samples.history[0])
-    rows, vidx, history = [], [], []
+    src = hist + [row]
+    part = v.iloc[src]  # the patient's rows, read once (no per-row pandas)
+    base = {c: part[c].tolist() for c in v.columns}
+    cols: dict[str, list] = {c: [] for c in v.columns}
+    vidx, history = [], []
     for k, removed in enumerate(removals):
         drop_codes = {i for kind, i in removed if kind in CODE_KINDS}
         drop_drugs = {i for kind, i in removed if kind == "earlier_drug"}
         drop_fields = {i for kind, i in removed if kind == "profile"}
         pid = f"occlusion:{k}"
-        idx = []
-        for order, j in enumerate(hist):
-            r = v.iloc[j].to_dict()
-            r.update(patient_id=pid, visit_id=f"{pid}:{order}", visit_order=order, drugs=[d for d in r["drugs"] if d not in drop_drugs])
-            idx.append(len(rows))
-            rows.append(r)
-        r = v.iloc[row].to_dict()
-        r.update(patient_id=pid, visit_id=f"{pid}:{len(hist)}", visit_order=len(hist),
-                 diagnoses=[c for c in samples.diagnoses[0] if c not in drop_codes], procedures=[c for c in samples.procedures[0] if c not in drop_codes])
+        start = len(cols["visit_id"])
+        for c in v.columns:
+            cols[c].extend(base[c])
+        for order in range(len(src)):
+            cols["patient_id"][start + order] = pid
+            cols["visit_id"][start + order] = f"{pid}:{order}"
+            cols["visit_order"][start + order] = order
+            if order < len(hist) and drop_drugs:
+                cols["drugs"][start + order] = [d for d in base["drugs"][order] if d not in drop_drugs]
+        cur = start + len(hist)
+        cols["diagnoses"][cur] = [c for c in samples.diagnoses[0] if c not in drop_codes]
+        cols["procedures"][cur] = [c for c in samples.procedures[0] if c not in drop_codes]
         for f in drop_fields:
-            r[f] = np.nan if f == "age" else None
-        vidx.append(len(rows))
-        rows.append(r)
-        history.append(idx)
-    visits = pd.DataFrame(rows, columns=list(v.columns))
+            cols[f][cur] = np.nan if f == "age" else None
+        vidx.append(cur)
+        history.append(list(range(start, cur)))
+    visits = pd.DataFrame(cols, columns=list(v.columns))
     occ = Cohort(visits, cohort.codes, cohort.source)
     n = len(removals)
     s = Samples(np.array(vidx), np.array([f"occlusion:{k}" for k in range(n)], dtype=object),
-                [list(rows[i]["diagnoses"]) for i in vidx], [list(rows[i]["procedures"]) for i in vidx], history,
+                [list(cols["diagnoses"][i]) for i in vidx], [list(cols["procedures"][i]) for i in vidx], history,
                 [[] for _ in range(n)], np.array([not hist] * n), **visit_profile(visits, vidx))
     return occ, s
 
@@ -255,12 +262,13 @@ def attribute(model, cohort: Cohort, samples: Samples, drugs: Sequence[str], nam
     cols = [vocab[d] for d in drugs]
     full, without = logits[0, cols], logits[1:, cols]
     parts = _exact_parts(model, inputs, cols, full - without)
+    weights = full[None, :] - without
+    dprob = _sigmoid(full)[None, :] - _sigmoid(without)
     out = {}
     for j, d in enumerate(drugs):
         cs = []
         for i, (kind, x) in enumerate(inputs):
-            w = float(full[j] - without[i, j])
-            dp = float(_sigmoid(full[j]) - _sigmoid(without[i, j]))
+            w, dp = float(weights[i, j]), float(dprob[i, j])
             label = "graph prior" if kind == GRAPH_PRIOR else names.get(x, "")
             cs.append(Contribution(x or GRAPH_PRIOR, kind, label, w, dp, parts.get((i, j), {})))
         cs.sort(key=lambda c: (-c.weight, c.kind, c.input))
@@ -268,8 +276,8 @@ def attribute(model, cohort: Cohort, samples: Samples, drugs: Sequence[str], nam
     return out
 
 
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _exact_parts(model, inputs: Sequence[Input], cols: list[int], total: np.ndarray) -> dict[tuple[int, int], dict]:
@@ -281,14 +289,16 @@ def _exact_parts(model, inputs: Sequence[Input], cols: list[int], total: np.ndar
         wide = net.wide.weight.detach().double().numpy()
         pw = net.prior_weight.detach().double().numpy() if hasattr(net, "prior_weight") else None
         prior = fz.prior.tocsr() if getattr(fz.prior, "nnz", 0) and pw is not None else None
-        for i, (kind, x) in enumerate(inputs):
-            if kind not in CODE_KINDS:
-                continue
-            idx = fz.code_index.get(x, 0)
-            w = wide[idx, cols] if 0 < idx <= fz.n_known else np.zeros(len(cols))
-            p = np.asarray(prior[idx].toarray()).ravel()[cols] * pw[cols] if prior is not None and idx else np.zeros(len(cols))
+        code_rows = [(i, fz.code_index.get(x, 0)) for i, (kind, x) in enumerate(inputs) if kind in CODE_KINDS]
+        if not code_rows:
+            return out
+        idxs = np.array([idx for _, idx in code_rows])
+        seen = (idxs > 0) & (idxs <= fz.n_known)  # codes first seen after training have no wide weight
+        w = np.where(seen[:, None], wide[np.where(seen, idxs, 0)][:, cols], 0.0)
+        p = prior[idxs][:, cols].toarray() * pw[cols] if prior is not None else np.zeros_like(w)
+        for r, (i, _) in enumerate(code_rows):
             for j in range(len(cols)):
-                out[(i, j)] = {"wide": float(w[j]), "prior": float(p[j]), "deep": float(total[i, j] - w[j] - p[j])}
+                out[(i, j)] = {"wide": float(w[r, j]), "prior": float(p[r, j]), "deep": float(total[i, j] - w[r, j] - p[r, j])}
         return out
     tnet = getattr(model, "net", None)
     if tnet is not None and getattr(tnet, "wide", None) is not None and getattr(model, "code_vocab", None):
