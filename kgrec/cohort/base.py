@@ -73,6 +73,13 @@ class Cohort:
         has_input = (v["diagnoses"].map(len) + v["procedures"].map(len)) > 0
         return (has_drug & has_input).to_numpy()
 
+    def sites(self, rows) -> list[str]:
+        """The site of each visit row: the ``site`` column of a pooled cohort (kgrec.transfer), else the source."""
+        if "site" not in self.visits.columns:
+            return [self.source] * len(rows)
+        col = self.visits["site"]
+        return [str(col.iat[i]) for i in rows]
+
     def vocab(self, kind: str) -> list[str]:
         """Sorted codes of one kind that occur in the visits."""
         col = {"diagnosis": "diagnoses", "procedure": "procedures", "drug": "drugs"}[kind]

@@ -106,7 +106,7 @@ class GraphLogRegRecommender(LogRegRecommender):
         self.concepts = sorted({k for cs in self._codes(train) for k in self.expander.expand_visit(cs)})
         self.chosen["n_concepts"] = len(self.concepts)
         self._cohort = cohort
-        sites = sorted(set(_sites(cohort, train))) if self.adapt else []
+        sites = sorted(set(cohort.sites(train.visit_idx))) if self.adapt else []
         self.sites = sites if len(sites) > 1 else []
         if not self.sites or not len(val):
             return super().fit(cohort, train, val)
@@ -132,18 +132,10 @@ class GraphLogRegRecommender(LogRegRecommender):
         x = concept_matrix(self.expander, self._codes(samples), self.concepts)
         if not self.sites:
             return x
-        site = np.asarray(_sites(self._cohort, samples))
+        site = np.asarray(self._cohort.sites(samples.visit_idx))
         blocks = [x * self.shared_scale]
         for s in self.sites:
             d = sparse.diags((site == s).astype(np.float32))
             blocks.append(d @ x)
         blocks.append(sparse.csr_matrix(np.stack([(site == s).astype(np.float32) for s in self.sites], axis=1)))
         return sparse.hstack(blocks, format="csr")
-
-
-def _sites(cohort: Cohort, samples: Samples) -> list[str]:
-    """The site of each sample (pooled cohorts have a ``site`` column; others are one site)."""
-    if "site" not in cohort.visits.columns:
-        return [cohort.source] * len(samples)
-    col = cohort.visits["site"]
-    return [str(col.iat[i]) for i in samples.visit_idx]

@@ -22,13 +22,6 @@ from kgrec.cohort.samples import Samples
 from kgrec.graph.expand import CodeExpander
 
 
-def _sites(cohort: Cohort, samples: Samples) -> list[str]:
-    if "site" not in cohort.visits.columns:
-        return [cohort.source] * len(samples)
-    col = cohort.visits["site"]
-    return [str(col.iat[i]) for i in samples.visit_idx]
-
-
 class ConceptFeatures:
     """Concept vocabulary (from the training visits) and the padded index/weight tensors of a batch."""
 
@@ -46,7 +39,7 @@ class ConceptFeatures:
         codes = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs})
         expansions = {c: expander.expand(c) for c in codes}
         seen = sorted({k for d, p in zip(train.diagnoses, train.procedures) for c in d + p for k in expansions[c]})
-        sites = sorted(set(_sites(cohort, train)))
+        sites = sorted(set(cohort.sites(train.visit_idx)))
         obj = cls(seen, sites if len(sites) > 1 else [], expansions, graph_tables)
         obj._expander = expander
         return obj
@@ -72,7 +65,7 @@ class ConceptFeatures:
     def batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
         n_c = len(self.concepts) + 1
         rows: list[tuple[list[int], list[float]]] = []
-        site_ids = [self.site_index.get(s, 0) for s in _sites(cohort, samples)]
+        site_ids = [self.site_index.get(s, 0) for s in cohort.sites(samples.visit_idx)]
         for d, p, s in zip(samples.diagnoses, samples.procedures, site_ids):
             bag: dict[int, float] = {}
             for c in list(d) + list(p):
