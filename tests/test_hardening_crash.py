@@ -100,6 +100,10 @@ def test_sigkill_during_prepare_keeps_the_previous_cohort(ws):
         _kill_after(_kgrec("prepare", "-s", "mimic3", "-w", str(ws)), delay)
         assert {p.name: p.read_bytes() for p in cohort.iterdir()} == before, delay
         assert Cohort.load(cohort).stats()["n_visits"] == 129
+    # a later prepare removes the leftovers at its start, even one that then fails on its input
+    (ws / ".cohort.tmp-999999999-0123abcd").mkdir()
+    assert _kgrec("prepare", "-s", "mimic3", "-w", str(ws), "--source-dir", str(ws / "nope")).wait(timeout=120) == 2
+    assert _stale(ws) == []
     assert _kgrec("prepare", "-s", "mimic3", "-w", str(ws)).wait(timeout=120) == 0
     assert _stale(ws) == []
 

@@ -75,6 +75,9 @@ def prepare(
     """
     if source not in SOURCES:
         raise typer.BadParameter(f"choose from {', '.join(SOURCES)}", param_hint="--source")
+    from kgrec import fsatomic
+
+    fsatomic.sweep(Path(workspace), ["cohort"])  # folders of prepares that were killed
     data = resolve_data_dir(data_dir)
     # the folders first: an answer at once, before the data stack is imported
     for folder, what in ((data, "data folder (--data-dir / $KGREC_DATA)"), (source_dir, "source folder (--source-dir)")):
