@@ -13,6 +13,7 @@ file) is first written completely beside its target under a name that carries th
   all are swapped. A process killed in between leaves the journal, and :func:`recover` (called by the
   next load and by every reader) finishes the swaps, so the graph file and the tables are never from
   two builds.
+  Commits and recoveries take turns under an ``flock`` on the folder.
 * :func:`sweep` removes the temporary and build files of processes that no longer run (and, for names
   without a pid from older versions, ones untouched for an hour).
 
@@ -33,6 +34,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from kgrec.errors import WorkspaceError
@@ -172,22 +174,46 @@ def commit(swaps: Sequence[tuple[Path, Path]], folder: Path, build_id: str, drop
     """Swap each complete ``new`` into its ``target`` (same folder), all or nothing across crashes.
 
     A folder ``new`` must hold a file ``BUILD`` with ``build_id`` (that is how recovery tells a swapped
-    folder from an unswapped one). ``drop``: files to delete before the swaps (a stale WAL).
+    folder from an unswapped one). ``drop``: files to delete before the swaps (a stale WAL). Commits
+    and recoveries in one folder take turns (``flock`` on the folder).
     """
     folder = Path(folder)
     journal = folder / JOURNAL
     entry = {"pid": os.getpid(), "build": build_id, "drop": [str(p) for p in drop],
              "swaps": [[str(n), str(t)] for n, t in swaps]}
-    tmp = temp_path(journal, "tmp")
-    with open(tmp, "w") as f:
-        json.dump(entry, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, journal)
-    _fsync_dir(folder)
-    _finish(entry)
-    journal.unlink()
-    _fsync_dir(folder)
+    with _locked(folder, wait=60.0):
+        _finish_journal(folder)  # one a killed process left
+        tmp = temp_path(journal, "tmp")
+        with open(tmp, "w") as f:
+            json.dump(entry, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, journal)
+        _fsync_dir(folder)
+        _finish(entry)
+        journal.unlink()
+        _fsync_dir(folder)
+
+
+@contextmanager
+def _locked(folder: Path, wait: float):
+    """Exclusive ``flock`` on the folder itself (no lock file; released when the process dies)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(f"{folder}: another process is swapping in a new graph; try again") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _finish(entry: dict) -> None:
@@ -220,30 +246,30 @@ def _finish(entry: dict) -> None:
 def recover(folder: Path, wait: float = 10.0) -> bool:
     """Finish a :func:`commit` that a killed process left half done (its journal is in ``folder``).
 
-    A journal of a running process is waited for (up to ``wait`` seconds). Returns True when something
-    was finished.
+    Waits (up to ``wait`` seconds) for a commit in progress. Returns True when something was finished.
     """
-    journal = Path(folder) / JOURNAL
-    deadline = time.monotonic() + wait
-    while journal.exists():
-        try:
-            entry = json.loads(journal.read_text())
-        except (OSError, ValueError):
-            entry = None
-        if entry is not None and _pid_alive(int(entry.get("pid", 0))) and entry.get("pid") != os.getpid():
-            if time.monotonic() > deadline:
-                raise WorkspaceError(f"{folder}: another process (pid {entry['pid']}) is swapping in a new graph; try again")
-            time.sleep(0.05)
-            continue
-        if entry is None:  # a torn journal: written by os.replace, so it cannot be; be safe anyway
-            raise WorkspaceError(f"{journal} is unreadable: run `kgrec load-graph` again")
-        try:
-            _finish(entry)
-            journal.unlink(missing_ok=True)
-        except PermissionError as exc:
-            raise WorkspaceError(f"{folder}: a graph update was interrupted and needs write access to finish ({exc})") from None
-        return True
-    return False
+    folder = Path(folder)
+    if not (folder / JOURNAL).exists():
+        return False
+    try:
+        with _locked(folder, wait):
+            return _finish_journal(folder)
+    except PermissionError as exc:
+        raise WorkspaceError(f"{folder}: a graph update was interrupted and needs write access to finish ({exc})") from None
+
+
+def _finish_journal(folder: Path) -> bool:
+    journal = folder / JOURNAL
+    if not journal.exists():
+        return False
+    try:
+        entry = json.loads(journal.read_text())
+    except (OSError, ValueError):  # written by os.replace, so never torn; be safe anyway
+        raise WorkspaceError(f"{journal} is unreadable: run `kgrec load-graph` again") from None
+    _finish(entry)
+    journal.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
