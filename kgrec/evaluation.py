@@ -96,12 +96,17 @@ def format_cells(summary: dict, sep: str = " ") -> list[str]:
     return cells
 
 
-def _run_one(factory: ModelFactory, cohort: Cohort, vocab: list[str], ddi: np.ndarray, train: Samples, val: Samples, test: Samples, n_boot: int, seed: int) -> dict:
+def fit_model(factory: ModelFactory, vocab: list[str], cohort: Cohort, train: Samples, val: Samples) -> tuple[Recommender, float]:
+    """A fitted model with its threshold tuned on ``val``, and the seconds both took."""
     model = factory(vocab)
     t0 = time.perf_counter()
     model.fit(cohort, train, val)
     model.tune_threshold(cohort, val)
-    fit_s = time.perf_counter() - t0
+    return model, round(time.perf_counter() - t0, 3)
+
+
+def score_model(model: Recommender, cohort: Cohort, test: Samples, ddi: np.ndarray | None, n_boot: int, seed: int) -> dict:
+    """:func:`~kgrec.metrics.evaluate_predictions` of a fitted model on ``test``, with ``predict_seconds``."""
     t0 = time.perf_counter()
     proba = model.predict_proba(cohort, test)
     pred_s = time.perf_counter() - t0
@@ -109,14 +114,19 @@ def _run_one(factory: ModelFactory, cohort: Cohort, vocab: list[str], ddi: np.nd
         model.targets(test), proba, model.predict(proba), ddi, patients=test.patient_id,
         single_visit=test.single_visit, n_boot=n_boot, seed=seed,
     )
-    res.update(
-        chosen=dict(model.chosen), fit_seconds=round(fit_s, 3), predict_seconds=round(pred_s, 4),
-        n_train=len(train), n_val=len(val),
-    )
+    res["predict_seconds"] = round(pred_s, 4)
     return res
 
 
-def _aggregate(folds: list[dict]) -> dict:
+def _run_one(factory: ModelFactory, cohort: Cohort, vocab: list[str], ddi: np.ndarray, train: Samples, val: Samples, test: Samples, n_boot: int, seed: int) -> dict:
+    model, fit_s = fit_model(factory, vocab, cohort, train, val)
+    res = score_model(model, cohort, test, ddi, n_boot, seed)
+    res.update(chosen=dict(model.chosen), fit_seconds=fit_s, n_train=len(train), n_val=len(val))
+    return res
+
+
+def aggregate(folds: list[dict]) -> dict:
+    """Mean ± std (and per-fold values) of every metric over folds, overall and per patient group."""
     def agg(key_fn):
         vals = [key_fn(f) for f in folds]
         vals = [v for v in vals if v is not None]
@@ -184,7 +194,7 @@ def evaluate_models(
                 progress(f"{name}: fold {k + 1}/{len(splits)}" if folds else f"{name}: split")
             results[name].folds.append(_run_one(factory, cohort, vocab, ddi, train, val, test, n_boot if not folds else 0, seed))
     for ev in results.values():
-        ev.summary = _aggregate(ev.folds) if folds else ev.folds[0]
+        ev.summary = aggregate(ev.folds) if folds else ev.folds[0]
     res = EvaluationResult(cohort.source, folds, results)
     if folds and len(results) > 1:
         ref = reference or ("logreg" if "logreg" in results else next(iter(results)))

@@ -328,7 +328,7 @@ def _log_tail(path: Path, n: int = 1200) -> str:
 
 
 def _aggregate(folds: list[dict]) -> dict:
-    from kgrec.evaluation import _aggregate as agg
+    from kgrec.evaluation import aggregate as agg
 
     out = agg([{**f, "fit_seconds": f["train_seconds"], "chosen": f.get("chosen", {})} for f in folds])
     vps = [f["visits_per_second"] for f in folds if f.get("visits_per_second")]

@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kgrec.cohort.base import Cohort
 from kgrec.cohort.ddi import ddi_matrix
 from kgrec.cohort.samples import Samples, build_samples
 from kgrec.cohort.split import kfold_patients, split_patients
 from kgrec.errors import OptionError, WorkspaceError
-from kgrec.evaluation import EvaluationResult, ModelEvaluation, _aggregate
-from kgrec.metrics import evaluate_predictions
+from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, score_model
 from kgrec.models import get_model
 from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
@@ -64,24 +62,6 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
 def _factory(name: str, workspace: Path):
     cls = get_model(name)
     return (lambda v: cls(v, workspace=workspace)) if cls.uses_workspace else cls
-
-
-def _score(model, cohort: Cohort, test: Samples, ddi: np.ndarray, n_boot: int, seed: int) -> dict:
-    t0 = time.perf_counter()
-    proba = model.predict_proba(cohort, test)
-    dt = time.perf_counter() - t0
-    res = evaluate_predictions(model.targets(test), proba, model.predict(proba), ddi, patients=test.patient_id,
-                               single_visit=test.single_visit, n_boot=n_boot, seed=seed)
-    res["predict_seconds"] = round(dt, 4)
-    return res
-
-
-def _fit(factory, vocab: list[str], cohort: Cohort, train: Samples, val: Samples):
-    model = factory(vocab)
-    t0 = time.perf_counter()
-    model.fit(cohort, train, val)
-    model.tune_threshold(cohort, val)
-    return model, round(time.perf_counter() - t0, 3)
 
 
 class TransferRun:
@@ -125,7 +105,7 @@ class TransferRun:
         models = {}
         for name, folds in per_model.items():
             ev = ModelEvaluation(name, folds)
-            ev.summary = _aggregate(folds)
+            ev.summary = aggregate(folds)
             models[name] = ev
         return EvaluationResult(self.cohort.source, self.k, models)
 
@@ -136,8 +116,8 @@ class TransferRun:
             tr, va, te = (self._samples(f[p]) for p in ("train", "val", "test"))
             for m in self.models:
                 self.progress(f"in-domain {m}: fold {i + 1}/{self.k}")
-                model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
-                per[m].append({**_score(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
+                model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                per[m].append({**score_model(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
         return self._result(per)
 
     def zero_shot(self) -> EvaluationResult:
@@ -147,11 +127,11 @@ class TransferRun:
         all_target = self._samples([p for f in self.folds for p in f["test"]])
         for m in self.models:
             self.progress(f"zero-shot {m}: training on {', '.join(self.source_names)}")
-            model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+            model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
             for f in self.folds:
-                per[m].append({**_score(model, self.cohort, self._samples(f["test"]), self.ddi, 0, self.seed), "fit_seconds": fit_s,
+                per[m].append({**score_model(model, self.cohort, self._samples(f["test"]), self.ddi, 0, self.seed), "fit_seconds": fit_s,
                                "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
-            overall[m] = _score(model, self.cohort, all_target, self.ddi, 1000, self.seed)
+            overall[m] = score_model(model, self.cohort, all_target, self.ddi, 1000, self.seed)
         res = self._result(per)
         for m, ev in res.models.items():
             ev.summary["all_target_visits"] = overall[m]
@@ -167,8 +147,8 @@ class TransferRun:
             tr, va, te = self._samples(self.source_patients + picked), self._samples(f["val"]), self._samples(f["test"])
             for m in self.models:
                 self.progress(f"{'pooled' if share == 1 else f'few-shot {share:.0%}'} {m}: fold {i + 1}/{self.k}")
-                model, fit_s = _fit(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
-                per[m].append({**_score(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen),
+                model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                per[m].append({**score_model(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen),
                                "n_train": len(tr), "n_val": len(va), "n_target_train_patients": n})
         return self._result(per)
 
