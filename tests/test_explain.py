@@ -259,8 +259,11 @@ def test_new_patient_codes_unknowns_current_drugs(svc):
         "current_drugs": ["N02BE01"]}, top_k=4, threshold=0.0)
     assert res.visit["kind"] == "patient" and res.visit["n_earlier_visits"] == 1
     unk = {u["code"]: u for u in res.unknown_codes}
-    assert set(unk) == {"ICD10CM:I10", "ICD9CM:99999"}
-    assert unk["ICD10CM:I10"]["in_graph"] and "graph paths only" in unk["ICD10CM:I10"]["reason"]
+    # ICD-10 I10 is unknown to the ICD-9-trained model: read as its GEM partner 401.9, said in the result
+    assert set(unk) == {"ICD9CM:99999"}
+    assert res.visit["read_as"]["ICD10CM:I10"]["code"] == "ICD9CM:4019"
+    assert [d.get("read_as") for d in res.visit["diagnoses"]] == [None, "ICD9CM:4019", None]
+    assert any("I10" in n and "read as ICD9CM:4019" in n for n in res.notes)
     assert not unk["ICD9CM:99999"]["in_graph"] and unk["ICD9CM:99999"]["input"] == "999.99"
     by = {d.drug: d for d in res.drugs}
     assert by["B01A"].paths and by["B01A"].paths[0].nodes[0].label == "DiagnosisCode"

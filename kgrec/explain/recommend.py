@@ -66,6 +66,7 @@ from kgrec.explain.patient import (
     parse_patient,
     validation_message,
 )
+from kgrec.explain.grounding import CodeGrounder
 from kgrec.explain.realise import realise_drug
 from kgrec.explain.result import Recommendation, RecommendedDrug
 
@@ -106,6 +107,7 @@ class RecommendService:
         self.names = self.cohort.names()
         self.drug_vocab = list(self.model.drug_vocab)
         self.known_codes = model_code_vocab(self.model, self.cohort)
+        self.grounder = CodeGrounder(self.workspace, self.cohort, self.known_codes)  # unknown codes -> known stand-ins via the graph
         v = self.cohort.visits
         self.visit_row = {str(x): i for i, x in enumerate(v["visit_id"])}
         self.ddi_lookup = cohort_lookup(self.cohort.ddi)
@@ -226,8 +228,9 @@ class RecommendService:
             current = extra_current
             inputs: dict[str, str] = {}
         else:
-            pc = normalise_patient(parse_patient(patient))
-            dx, px, inputs = pc.diagnoses, pc.procedures, pc.inputs
+            given = normalise_patient(parse_patient(patient))
+            pc, grounded = self.grounder.ground(given)
+            dx, px, inputs = given.diagnoses, given.procedures, pc.inputs
             cohort, row = self._patient_cohort(pc)
             samples = self._samples(cohort, row)
             visit_info = {"kind": "patient", "label": pc.label, "n_earlier_visits": len(pc.earlier)}
@@ -236,16 +239,22 @@ class RecommendService:
         if visit_id is None:
             known = self.known_codes
             for c, kind in [(c, "diagnosis") for c in dx] + [(c, "procedure") for c in px]:
-                if known is not None and c not in known:
+                if known is not None and c not in known and c in grounded:
+                    g = grounded[c]
+                    notes.append(f"{inputs.get(c, c)} ({c}) is unknown to the model: read as {g['code']} through the graph (shared concept {g['via']}, score {g['score']})")
+                    visit_info.setdefault("read_as", {})[c] = g
+                elif known is not None and c not in known:
                     unknown.append({"input": inputs.get(c, c), "code": c, "kind": kind, "in_graph": info[c]["in_graph"],
                                     "reason": "unknown to the model" + ("; used for graph paths only" if info[c]["in_graph"] else " and to the graph")})
-            if known is not None and not any(c in known for c in dx + px):
+            if known is not None and not any(c in known for c in pc.diagnoses + pc.procedures):
                 raise InputError("none of the patient's codes is known to the model: " + ", ".join(u["input"] for u in unknown[:10]))
-            earlier_unknown = sorted({c for e in pc.earlier for c in e["diagnoses"] + e["procedures"] if known is not None and c not in known})
+            earlier_unknown = sorted({c for e in given.earlier for c in e["diagnoses"] + e["procedures"] if known is not None and c not in known and c not in grounded})
             if earlier_unknown:
                 notes.append(f"{len(earlier_unknown)} code(s) of earlier visits unknown to the model and ignored: {', '.join(earlier_unknown[:10])}")
-        visit_info["diagnoses"] = [{"code": c, "name": info[c]["name"]} for c in dx]
-        visit_info["procedures"] = [{"code": c, "name": info[c]["name"]} for c in px]
+        read_as = visit_info.get("read_as", {})
+        visit_info["diagnoses"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in dx]
+        visit_info["procedures"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in px]
+        dx = _merge(dx, [g["code"] for c, g in read_as.items()])  # paths start from the given codes and their stand-ins
         visit_info["current_drugs"] = [{"drug": d, "name": self._drug_name(d)} for d in current]
         t1 = time.perf_counter()
         proba = np.asarray(self.model.predict_proba(cohort, samples))[0]
