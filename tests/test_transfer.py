@@ -129,6 +129,11 @@ def test_translate_prefers_the_gem_partner_then_a_code_sharing_a_disease():
     assert ex.translate("ICD10CM:I509", known)[0]["code"] == "ICD9CM:4280"
     assert ex.translate("ICD10CM:E119", known)[0]["code"] == "ICD9CM:25000"
     assert ex.translate("LOCAL:xyz", known) == []
+    # a diagnosis path reaching heart failure by its name meets 428.0 in that disease; a bare shared category is not enough
+    ex = CodeExpander.from_tables(graph_tables(), names={"EICUDX:cardiovascular|congestive heart failure": "cardiovascular|congestive heart failure"})
+    hits = ex.translate("EICUDX:cardiovascular|congestive heart failure", known)
+    assert hits[0] == {"code": "ICD9CM:4280", "score": 0.25, "via": "DOID:6000"} and all(h["score"] < 0.25 for h in hits[1:])
+    assert ex.translate("ICD9CM:4281", known) == []
     with pytest.raises(ValueError, match="unknown expansion relations"):
         ExpansionConfig(relations=("NOPE",))
 

@@ -198,8 +198,8 @@ class CodeExpander:
         """Codes of ``known`` (what a model was trained on) that stand for ``code``, best first.
 
         First the known codes the code's own expansion reaches (its GEM partners in the other ICD
-        version, its category); else the known codes that share its nearest graph concept (a Disease or
-        a category), scored by the product of the two weights. Each hit is ``{"code", "score", "via"}``
+        version, its category); else the known codes that share its nearest Disease, scored by the
+        product of the two weights (two codes that share only an ICD category are not taken as one). Each hit is ``{"code", "score", "via"}``
         (``via``: the shared concept). Empty when the graph links the code to nothing known. With
         ``known`` a mapping code -> training frequency, ties go to the more frequent code.
         """
@@ -211,7 +211,7 @@ class CodeExpander:
         index = self._known_index(known)
         best: dict[str, tuple[float, str]] = {}
         for concept, w in exp.items():
-            if concept == code:
+            if concept == code or concept not in self.diseases:  # siblings meet in a disease, not in a bare category
                 continue
             for k, wk in index.get(concept, ()):
                 s = w * wk
