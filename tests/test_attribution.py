@@ -268,3 +268,46 @@ def test_deletion_test_and_coverage_on_the_fixture(svc, tmp_path):
     table = coverage_markdown([out])
     assert "| mimic3 | student |" in table and "literature (caution)" in table
     assert "top-1 attributed codes" in faithfulness_markdown([out])
+
+
+def test_profile_fields_are_inputs_of_a_profile_student(svc):
+    """A student with LEADER's profile encoder: each profile field of the visit is an input, and its
+    weight is the model's change when the field is missing."""
+    from kgrec.cohort.samples import build_samples
+    from kgrec.student.train import StudentConfig, StudentRecommender
+
+    v = svc.cohort.visits.copy()
+    rng = np.random.default_rng(1)
+    v["age"] = rng.integers(20, 90, len(v)).astype(float)
+    v["sex"] = rng.choice(["F", "M"], len(v))
+    cohort = Cohort(v, svc.cohort.codes, svc.cohort.source, {}, svc.cohort.split, svc.cohort.ddi)
+    tr, va = build_samples(cohort, cohort.split["train"]), build_samples(cohort, cohort.split["val"])
+    m = StudentRecommender(cohort.vocab("drug"), None, StudentConfig(alpha=0, beta=0, graph=False, profile=True, dim=8, epochs=5, patience=5)).fit(cohort, tr, va)
+    row = int(np.flatnonzero((v["visit_id"] == "100").to_numpy())[0])
+    s = build_samples(cohort, ["10"]).subset([0])
+    assert int(s.visit_idx[0]) == row
+    inputs = visit_inputs(m, cohort, s)
+    assert ("profile", "age") in inputs and ("profile", "sex") in inputs
+    a = attribute(m, cohort, s, ["B01A"])["B01A"]
+    full = _logit(m.predict_proba(cohort, s))[0, m.drug_vocab.index("B01A")]
+    assert a.logit == pytest.approx(full, abs=1e-4)
+    hand = v.copy()
+    hand.loc[hand.index[row], "sex"] = None
+    hc = Cohort(hand, cohort.codes, cohort.source, {}, cohort.split, cohort.ddi)
+    hs = build_samples(hc, ["10"]).subset([0])
+    by_hand = _logit(m.predict_proba(hc, hs))[0, m.drug_vocab.index("B01A")]
+    sex = next(c for c in a.contributions if c.input == "sex")
+    assert sex.kind == "profile" and sex.weight == pytest.approx(full - by_hand, abs=1e-4)
+
+
+def test_http_recommend_returns_attributions(svc):
+    from fastapi.testclient import TestClient
+
+    from kgrec.serve.app import create_app
+
+    with TestClient(create_app(service=svc)) as client:
+        r = client.post("/recommend", json={"visit_id": "100", "top_k": 2, "threshold": 0})
+        assert r.status_code == 200, r.text
+        d = r.json()["drugs"][0]
+        assert d["attribution"]["method"] == "occlusion" and {"strongest_reasons", "evidence_gap"} <= set(d)
+        assert [c["input"] for c in d["attribution"]["contributions"]][0] == svc.recommend("100", top_k=2, threshold=0).drugs[0].attribution.contributions[0].input
