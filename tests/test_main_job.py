@@ -23,7 +23,7 @@ from tests.conftest import real_data_dir, requires_real_data
 pytestmark = requires_real_data
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["prepare", "load-graph", "kge", "gnn", "teacher", "distill", "evaluate"]
-MODELS = ["frequency", "logreg", "teacher", "student"]
+MODELS = ["frequency", "logreg", "logreg-graph", "teacher", "student"]
 
 
 def kgrec(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:

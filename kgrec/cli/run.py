@@ -22,7 +22,7 @@ def run(
     source_dir: Annotated[Path | None, typer.Option(help="Folder of the EHR tables (default: the demo folder in --data-dir).", show_default=False)] = None,
     folds: Annotated[int, typer.Option(help="Patient-level cross-validation folds for the evaluation (0: the saved 8:1:1 split).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and the folds.")] = 42,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to evaluate (repeat): frequency, logreg, teacher, student. Default: all four; baselines only skips the training stages.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to evaluate (repeat): frequency, logreg, logreg-graph (graph-grounded codes), teacher, student. Default: all five; without teacher and student the training stages are skipped.")] = None,
     teacher_model: Annotated[str | None, typer.Option(help="Teacher backbone: a folder or Hugging Face id (default: the offline all-MiniLM-L6-v2).", show_default=False)] = None,
     teacher_lora_r: Annotated[int, typer.Option(help="Teacher LoRA rank; 0 (default here) freezes the backbone and caches its states, which keeps 5-fold CV to minutes on a CPU. On a GPU use 8 or more with --teacher-graph-prompt (the LEADER setting).")] = 0,
     teacher_graph_prompt: Annotated[bool, typer.Option("--teacher-graph-prompt/--no-teacher-graph-prompt", help="Teacher: graph soft prompts (slower: no state cache).")] = False,
