@@ -161,5 +161,5 @@ def test_cli_run_trains_the_model_stages_before_evaluating_them(tmp_path, mini_d
     settings = calls[0][1]
     assert settings["kge"]["patients"] == "none" and settings["gnn"]["patients"] == "none"
     assert settings["teacher"]["lora_r"] == 8 and settings["teacher"]["fuse_codes"] is True and settings["teacher"]["graph_prompt"] is False
-    assert calls[1][1] == ("frequency", "logreg", "teacher", "student")
+    assert calls[1][1] == ("frequency", "logreg", "logreg-graph", "teacher", "student")
     assert json.loads(r.stdout)["stages"]["ran"] == list(stages.STAGES)
