@@ -111,6 +111,8 @@ class CodeExpander:
     names: dict[str, str] = field(default_factory=dict)
     _memo: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     _labels: _LabelIndex | None = field(default=None, repr=False)
+    _index_key: frozenset[str] | None = field(default=None, repr=False)
+    _index: dict[str, list[tuple[str, float]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_tables(cls, tables: GraphTables, config: ExpansionConfig | None = None, names: Mapping[str, str] | None = None) -> CodeExpander:
@@ -222,7 +224,7 @@ class CodeExpander:
 
     def _known_index(self, known) -> dict[str, list[tuple[str, float]]]:
         key = frozenset(known)
-        if getattr(self, "_index_key", None) != key:
+        if self._index_key != key:
             index: dict[str, list[tuple[str, float]]] = defaultdict(list)
             for k in sorted(key):
                 for concept, w in self.expand(k).items():
@@ -230,6 +232,15 @@ class CodeExpander:
                         index[concept].append((k, w))
             self._index_key, self._index = key, index
         return self._index
+
+    def add_names(self, names: Mapping[str, str]) -> None:
+        """Name more codes (name matching reads them); expansions of renamed codes are recomputed."""
+        fresh = {c: n for c, n in names.items() if self.names.get(c) != n}
+        if fresh:
+            self.names.update(fresh)
+            for c in fresh:
+                self._memo.pop(c, None)
+            self._index_key = None
 
     def reaches_disease(self, code: str) -> bool:
         return any(c in self.diseases for c in self.expand(code))

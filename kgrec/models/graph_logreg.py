@@ -52,12 +52,7 @@ def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, conf
         _EXPANDERS.clear()  # one graph at a time
         ex = _EXPANDERS[key] = CodeExpander.from_tables(GraphTables.load(folder), cfg)
     if cohort is not None:
-        names = cohort.names()
-        fresh = {c: n for c, n in names.items() if ex.names.get(c) != n}
-        if fresh:
-            ex.names.update(fresh)
-            for c in fresh:
-                ex._memo.pop(c, None)
+        ex.add_names(cohort.names())
     return ex
 
 
@@ -102,7 +97,7 @@ class GraphLogRegRecommender(LogRegRecommender):
         if self.expander is None:
             self.expander = workspace_expander(self.workspace, cohort, self.expansion)
         else:
-            self.expander.names.update({c: n for c, n in cohort.names().items() if c not in self.expander.names})
+            self.expander.add_names(cohort.names())
         self.concepts = sorted({k for cs in self._codes(train) for k in self.expander.expand_visit(cs)})
         self.chosen["n_concepts"] = len(self.concepts)
         self._cohort = cohort
