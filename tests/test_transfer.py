@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from kgrec.cohort.base import VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import build_samples
-from kgrec.errors import WorkspaceError
+from kgrec.errors import OptionError, WorkspaceError
 from kgrec.evaluation import evaluate_models
 from kgrec.graph.expand import CodeExpander, ExpansionConfig
 from kgrec.graph.tables import GraphTables
@@ -191,6 +191,44 @@ def test_transfer_modes_have_evaluate_shape_pair_with_in_domain_and_save_a_repor
     md = (out / "transfer.md").read_text()
     assert "## zero-shot" in md and "logreg-graph" in md
     assert (out / "transfer-prauc.png").stat().st_size > 1000
+
+
+def test_zero_shot_scores_the_classes_the_sources_prescribe_and_pairs_with_in_domain_on_the_same_classes(tmp_path):
+    from kgrec.transfer import SharedView
+
+    source = make_workspace(tmp_path, "icd9", 9, 60, 1, graph=False)
+    tgt = make_cohort("icd10", 40, 2, 10)
+    v = tgt.visits.copy()
+    # a class only the target prescribes: added to every third visit, and the only drug of visit 1
+    v["drugs"] = [sorted(set(ds) | {"L01A"}) if i % 3 == 0 else ds for i, ds in enumerate(v["drugs"])]
+    v.at[1, "drugs"] = ["L01A"]
+    codes = pd.concat([tgt.codes, pd.DataFrame({"code": ["L01A"], "kind": ["drug"], "name": ["L01A"]})], ignore_index=True)
+    Cohort(v, codes, "icd10", {}, None, tgt.ddi).save(tmp_path / "t" / "cohort")
+    graph_tables().save(tmp_path / "t" / "graph" / "tables")
+    res = run_transfer(tmp_path / "t", [source], modes=("zero-shot",), models=("logreg",), folds=2).to_json()
+    zs = res["modes"]["zero-shot"]
+    n_target = len(Cohort.load(tmp_path / "t" / "cohort").vocab("drug"))
+    assert zs["vocabulary"]["never_prescribed_by_a_source"] == ["L01A"] and zs["vocabulary"]["n_zero_shot_drugs"] == n_target - 1
+    # paired exactly with in-domain logreg scored on the same classes and visits, not with the full-vocabulary one
+    ref = zs["in_domain_same_vocabulary"]["logreg"]["metrics"]["prauc"]["folds"]
+    got = zs["models"]["logreg"]["metrics"]["prauc"]["folds"]
+    assert zs["paired_differences"]["logreg"]["prauc"]["folds"] == pytest.approx(np.subtract(got, ref).tolist())
+    assert ref != pytest.approx(res["modes"]["in-domain"]["models"]["logreg"]["metrics"]["prauc"]["folds"])
+    # visits with no shared class (visit 1: L01A only) are not evaluable zero-shot
+    c = Cohort.load(tmp_path / "t" / "cohort")
+    n_eval = sum(1 for ds in build_samples(c).targets if set(ds) - {"L01A"})
+    assert zs["models"]["logreg"]["all_target_visits"]["n_visits"] == n_eval < len(build_samples(c))
+    full = run_transfer(tmp_path / "t", [source], modes=("zero-shot",), models=("frequency",), folds=2, zero_shot_vocab="target").to_json()
+    assert full["modes"]["zero-shot"]["vocabulary"]["n_zero_shot_drugs"] == n_target
+    with pytest.raises(OptionError, match="zero-shot vocabulary"):
+        run_transfer(tmp_path / "t", [source], modes=("zero-shot",), zero_shot_vocab="union")
+    # the view keeps the fitted model's own probabilities for its classes
+    m = LogRegRecommender(c.vocab("drug"))
+    s = build_samples(c)
+    m.fit(c, s, s)
+    sub = ["A02B", "L01A"]
+    view = SharedView(m, sub)
+    assert np.allclose(view.predict_proba(c, s), m.predict_proba(c, s)[:, [m.drug_vocab.index(d) for d in sub]])
 
 
 def test_cli_transfer_json_and_bad_inputs_name_the_workspace_and_write_nothing(sites, tmp_path):

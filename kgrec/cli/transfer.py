@@ -31,13 +31,19 @@ def transfer(
     ] = None,
     folds: Annotated[int, typer.Option(help="The target's patient-level folds (the same as `kgrec evaluate --folds`).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds, the source validation split and the few-shot samples.")] = 42,
+    zero_shot_vocab: Annotated[
+        str,
+        typer.Option("--zero-shot-vocab", help="Zero-shot output space: 'shared' (the target's drug classes that some source "
+                     "prescribes; the in-domain reference is scored on the same classes) or 'target' (all of the target's)."),
+    ] = "shared",
     json_out: JsonOut = False,
 ) -> None:
     """Carry what was learned at other hospitals to this one, and measure it on the target's folds.
 
     WORKSPACE is the target site; each --source-ws another site, with its own codes (ICD-9, ICD-10,
     SNOMED, eICU paths). Codes meet through the target workspace's knowledge graph (run `kgrec load-graph`
-    there first for logreg-graph). The target's drug classes are the output space; its DDI pairs are used.
+    there first for logreg-graph). The target's drug classes are the output space (zero-shot: those some
+    source prescribes, see --zero-shot-vocab); its DDI pairs are used.
     Every mode is compared, fold by fold, with the same models trained on the target alone (in-domain).
     The report goes to WORKSPACE/reports/transfer/ (JSON, Markdown, a PRAUC plot); --json prints each
     mode's result in the shape of `kgrec evaluate --json`.
@@ -47,7 +53,8 @@ def transfer(
     if not source_ws:
         raise typer.BadParameter("give at least one source workspace", param_hint="--source-ws")
     with console.status("transfer ...") as status:
-        res = run(workspace, source_ws, tuple(mode or MODES), tuple(model or DEFAULT_MODELS), folds, seed, progress=lambda m: status.update(m))
+        res = run(workspace, source_ws, tuple(mode or MODES), tuple(model or DEFAULT_MODELS), folds, seed, progress=lambda m: status.update(m),
+                  zero_shot_vocab=zero_shot_vocab)
     if json_out:
         emit_json(res.to_json())
         return

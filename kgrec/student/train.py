@@ -192,14 +192,15 @@ def workspace_student_config(workspace: Path | str | None) -> tuple[StudentConfi
     return StudentConfig(), "defaults"
 
 
-def workspace_teacher(workspace: Path | str, teacher_config=None) -> TeacherProvider:
+def workspace_teacher(workspace: Path | str, teacher_config=None, drug_vocab: list[str] | None = None) -> TeacherProvider:
     """Teacher features for the training samples from the workspace cache (trained there if absent:
-    one teacher per set of training patients, so K-fold CV trains K teachers, never on test patients)."""
+    one teacher per set of training patients, so K-fold CV trains K teachers, never on test patients);
+    the teacher's output layer is ``drug_vocab`` (the student's; default the cohort's)."""
 
     def provide(cohort: Cohort, train: Samples, val: Samples):
         from kgrec.teacher import teacher_features
 
-        feats, logits, visit_ids = teacher_features(workspace, cohort, train, val, teacher_config)
+        feats, logits, visit_ids = teacher_features(workspace, cohort, train, val, teacher_config, drug_vocab=drug_vocab)
         pos = {str(v): i for i, v in enumerate(visit_ids)}
         rows = [pos[str(cohort.visits["visit_id"].iat[i])] for i in train.visit_idx]
         return np.asarray(feats)[rows], (np.asarray(logits)[rows] if logits is not None else None)
@@ -280,7 +281,7 @@ class StudentRecommender(Recommender):
             origin = "given"
         self.config = config
         if teacher is None and self.workspace is not None and (self.config.alpha > 0 or self.config.beta > 0):
-            teacher = workspace_teacher(self.workspace)
+            teacher = workspace_teacher(self.workspace, drug_vocab=self.drug_vocab)
         self.teacher = teacher
         self.history: list[dict] = []
         self.chosen["config_from"] = origin

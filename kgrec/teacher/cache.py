@@ -57,13 +57,17 @@ def cohort_fingerprint(cohort: Cohort) -> str:
 
 
 # ---------------- the trained teachers' cache ----------------
-def features_key(cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig, workspace: Path | str | None = None) -> str:
-    """Hash of the cohort, the sorted training (and validation) patient ids, the config and (when the
-    graph is used) the embedding files' sizes and times, so new embeddings give a new teacher."""
+def features_key(cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig, workspace: Path | str | None = None,
+                 drug_vocab: list[str] | None = None) -> str:
+    """Hash of the cohort, the sorted training (and validation) patient ids, the config, the output
+    vocabulary when it is not the cohort's (``kgrec transfer`` zero-shot scores the drugs the sites share)
+    and (when the graph is used) the embedding files' sizes and times, so new embeddings give a new teacher."""
     payload = {
         "cohort": cohort_fingerprint(cohort), "train": sorted(set(map(str, train.patient_id))),
         "val": sorted(set(map(str, val.patient_id))), "config": config.to_json(), "format": FORMAT_VERSION,
     }
+    if drug_vocab is not None and list(drug_vocab) != cohort.vocab("drug"):
+        payload["drug_vocab"] = list(drug_vocab)
     if workspace is not None and ((config.graph_prompt and config.soft_tokens) or config.fuse_graph):
         from kgrec.embed.vectors import embed_dir
 
@@ -73,11 +77,13 @@ def features_key(cohort: Cohort, train: Samples, val: Samples, config: TeacherCo
 
 def train_or_load(
     cls: type, workspace: Path | str, cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig | None = None, progress: bool = False,
+    drug_vocab: list[str] | None = None,
 ):
     """The teacher (an instance of ``cls``: :class:`~kgrec.teacher.recommender.TeacherRecommender`, passed
     in so that this module does not import the recommender, which imports it) trained on ``train``
     (early stopping and threshold on ``val``), from the cache
-    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`) or trained and cached there.
+    ``<workspace>/teacher/<key>/`` (key: :func:`features_key`) or trained and cached there. Its output layer
+    is ``drug_vocab`` (default: the cohort's drug vocabulary).
 
     The cache folder holds the model (``model/``), and the pooled states and logits of every target visit
     of the cohort: ``features.safetensors`` (``features`` (n, H) float32, ``logits`` (n, |vocab|)) with
@@ -87,11 +93,11 @@ def train_or_load(
     from safetensors.numpy import save_file
 
     config = config or workspace_teacher_config(workspace)
-    key = features_key(cohort, train, val, config, workspace)
+    key = features_key(cohort, train, val, config, workspace, drug_vocab)
     folder = teacher_dir(workspace) / key
     if (folder / "features.safetensors").exists() and (folder / "model" / "config.json").exists():
         return cls.load(folder / "model", progress=progress), folder
-    vocab = cohort.vocab("drug")
+    vocab = list(drug_vocab) if drug_vocab is not None else cohort.vocab("drug")
     t0, c0 = time.perf_counter(), time.process_time()
     rec = cls(vocab, config, workspace=workspace, progress=progress, cache=False).fit(cohort, train, val)
     rec.tune_threshold(cohort, val)
@@ -123,9 +129,9 @@ def train_or_load(
 
 
 
-def cache_folder(workspace: Path | str, cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig) -> Path:
-    """``<workspace>/teacher/<key>/`` of the teacher trained on ``train`` with ``config``."""
-    return teacher_dir(workspace) / features_key(cohort, train, val, config, workspace)
+def cache_folder(workspace: Path | str, cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig, drug_vocab: list[str] | None = None) -> Path:
+    """``<workspace>/teacher/<key>/`` of the teacher trained on ``train`` with ``config`` (and ``drug_vocab``)."""
+    return teacher_dir(workspace) / features_key(cohort, train, val, config, workspace, drug_vocab)
 
 
 def has_features(folder: Path) -> bool:

@@ -16,10 +16,11 @@ from kgrec.teacher.recommender import TeacherRecommender
 
 def cached_teacher(
     workspace: Path | str, cohort: Cohort, train: Samples, val: Samples, config: TeacherConfig | None = None, progress: bool = False,
+    drug_vocab: list[str] | None = None,
 ) -> tuple[TeacherRecommender, Path]:
     """The teacher trained on ``train`` (early stopping and threshold on ``val``), loaded from
     ``<workspace>/teacher/<key>/`` or trained and cached there (:func:`kgrec.teacher.cache.train_or_load`)."""
-    return train_or_load(TeacherRecommender, workspace, cohort, train, val, config, progress)
+    return train_or_load(TeacherRecommender, workspace, cohort, train, val, config, progress, drug_vocab)
 
 
 def teacher_features(
@@ -29,11 +30,13 @@ def teacher_features(
     val: Samples,
     config: TeacherConfig | None = None,
     progress: bool = False,
+    drug_vocab: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled teacher states for every target visit of ``cohort``: ``(features, logits, visit_ids)``,
-    from the teacher :func:`cached_teacher` trains or finds (default config: :func:`workspace_teacher_config`)."""
+    from the teacher :func:`cached_teacher` trains or finds (default config: :func:`workspace_teacher_config`; output
+    layer ``drug_vocab``, default the cohort's)."""
     config = config or workspace_teacher_config(workspace)
-    folder = cache_folder(workspace, cohort, train, val, config)
+    folder = cache_folder(workspace, cohort, train, val, config, drug_vocab)
     if not has_features(folder):
-        _, folder = cached_teacher(workspace, cohort, train, val, config, progress)
+        _, folder = cached_teacher(workspace, cohort, train, val, config, progress, drug_vocab)
     return read_features(folder)

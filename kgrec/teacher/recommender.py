@@ -232,7 +232,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         if len(train) == 0:
             raise KgrecError("the teacher has no training visits")
         if self.cache:
-            trained, _ = train_or_load(type(self), self.workspace, cohort, train, val, self.config, self.progress)
+            trained, _ = train_or_load(type(self), self.workspace, cohort, train, val, self.config, self.progress, self.drug_vocab)
             keep = {"workspace": self.workspace, "progress": self.progress, "cache": self.cache}
             self.__dict__.update(trained.__dict__)
             self.__dict__.update(keep)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kgrec.transfer.pool import Site, load_site, pool
-from kgrec.transfer.protocol import DEFAULT_MODELS, MODES, SHARES, TransferResult, run_transfer
+from kgrec.transfer.protocol import DEFAULT_MODELS, MODES, SHARES, VOCABS, SharedView, TransferResult, run_transfer
 
 
 def transfer(
@@ -23,15 +23,18 @@ def transfer(
     shares: Sequence[float] = SHARES,
     progress: Callable[[str], None] | None = None,
     save: bool = True,
+    zero_shot_vocab: str = "shared",
 ) -> TransferResult:
     """Run :func:`~kgrec.transfer.protocol.run_transfer` and save the report under
-    ``<target_ws>/reports/transfer/`` (``transfer.json``, ``transfer.md``, ``transfer-prauc.png``)."""
+    ``<target_ws>/reports/transfer/`` (``transfer.json``, ``transfer.md``, ``transfer-prauc.png``).
+    ``zero_shot_vocab``: ``shared`` (zero-shot scores the target's drug classes some source prescribes) or
+    ``target`` (all of the target's)."""
     from kgrec.transfer.report import save as save_report
 
-    res = run_transfer(target_ws, source_ws, modes, models, folds, seed, shares, progress)
+    res = run_transfer(target_ws, source_ws, modes, models, folds, seed, shares, progress, zero_shot_vocab)
     if save:
         res.pooling["saved"] = save_report(res, Path(target_ws) / "reports" / "transfer")
     return res
 
 
-__all__ = ["DEFAULT_MODELS", "MODES", "SHARES", "Site", "TransferResult", "load_site", "pool", "run_transfer", "transfer"]
+__all__ = ["DEFAULT_MODELS", "MODES", "SHARES", "VOCABS", "SharedView", "Site", "TransferResult", "load_site", "pool", "run_transfer", "transfer"]

@@ -5,8 +5,13 @@ patient ids), so every transfer result pairs fold by fold with the in-domain one
 
 - **in-domain**: train on the fold's training patients of the target only (``kgrec evaluate --folds``).
 - **zero-shot**: train on the sources only (their patients split 9:1, the tenth choosing ``C``,
-  thresholds and early stopping), once; score every fold's test patients of the target. The target's
-  drug vocabulary is the output space (see :mod:`kgrec.transfer.pool`); no target label is used.
+  thresholds and early stopping), once; score every fold's test patients of the target. No target label
+  is used. The output space is the **shared vocabulary** (``zero_shot_vocab="shared"``, the default): the
+  target's ATC3 classes that some source prescribes. A class no source ever prescribes cannot be learnt
+  from the sources, so scoring it measures the formulary gap, not the model; target visits left with no
+  drug of the shared vocabulary are not evaluable there. The in-domain reference is the same in-domain
+  fit scored on the same columns and visits (:class:`SharedView`), so zero-shot pairs exactly with it.
+  ``zero_shot_vocab="target"`` scores the whole target vocabulary instead.
 - **few-shot**: the sources plus a seeded share (10%, 25%, 50%, 100%) of the fold's target training
   patients; choices on the fold's target validation patients.
 - **pooled**: the sources plus all of the fold's target training patients (few-shot at 100%).
@@ -29,13 +34,31 @@ from kgrec.cohort.samples import Samples, build_samples
 from kgrec.cohort.split import kfold_patients, split_patients
 from kgrec.errors import OptionError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, score_model
-from kgrec.models import get_model
+from kgrec.models import Recommender, get_model
 from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
 MODES = ("zero-shot", "few-shot", "pooled")
 SHARES = (0.1, 0.25, 0.5, 1.0)
 DEFAULT_MODELS = ("frequency", "logreg", "logreg-graph")
 PAIRED_METRICS = ("jaccard", "f1", "prauc")
+VOCABS = ("shared", "target")
+
+
+class SharedView(Recommender):
+    """A fitted model seen through a sub-vocabulary: its probabilities for ``vocab``'s drugs only (its own
+    threshold, tuned again on validation over those drugs). The in-domain reference of zero-shot."""
+
+    def __init__(self, model: Recommender, vocab: list[str]):
+        super().__init__(list(vocab))
+        pos = {d: i for i, d in enumerate(model.drug_vocab)}
+        self.inner, self.cols = model, np.array([pos[d] for d in vocab], dtype=np.int64)
+        self.chosen = dict(model.chosen)
+
+    def fit(self, cohort, train, val):  # pragma: no cover - a view of a fitted model
+        raise TypeError("SharedView wraps a fitted model")
+
+    def predict_proba(self, cohort, samples):
+        return self.inner.predict_proba(cohort, samples)[:, self.cols]
 
 
 @dataclass
@@ -68,9 +91,11 @@ class TransferRun:
     """One target, its sources and its folds; :meth:`run_mode` evaluates one mode for every model."""
 
     def __init__(self, target: Site, sources: Sequence[Site], models: Sequence[str], folds: int = 5, seed: int = 42,
-                 shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None):
+                 shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None, zero_shot_vocab: str = "shared"):
         if not sources:
             raise WorkspaceError("transfer needs at least one source workspace (--source-ws)")
+        if zero_shot_vocab not in VOCABS:
+            raise OptionError(f"zero-shot vocabulary must be one of {', '.join(VOCABS)}, got {zero_shot_vocab!r}")
         if folds < 2:
             raise OptionError(f"--folds must be at least 2, got {folds}")
         bad = [s for s in shares if not 0 < s <= 1]
@@ -91,6 +116,13 @@ class TransferRun:
         self.vocab = target.cohort.vocab("drug")
         ddi = target.cohort.ddi
         self.ddi = ddi_matrix(ddi, self.vocab) if ddi is not None else np.zeros((len(self.vocab),) * 2, np.int8)
+        prescribed = {d for s in sources for d in s.cohort.vocab("drug")}
+        self.zs_vocab = [d for d in self.vocab if d in prescribed] if zero_shot_vocab == "shared" else list(self.vocab)
+        cols = [self.vocab.index(d) for d in self.zs_vocab]
+        self.zs_ddi = self.ddi[np.ix_(cols, cols)]
+        self.vocabulary = {"zero_shot": zero_shot_vocab, "n_target_drugs": len(self.vocab), "n_zero_shot_drugs": len(self.zs_vocab),
+                           "never_prescribed_by_a_source": [d for d in self.vocab if d not in set(self.zs_vocab)]}
+        self.in_domain_shared: EvaluationResult | None = None
         tp = [p for p in target.patients]
         self.folds = [{part: prefixed(self.target_name, ids) for part, ids in f.items()} for f in kfold_patients(tp, folds, seed)]
         visits = self.cohort.visits
@@ -100,6 +132,12 @@ class TransferRun:
 
     def _samples(self, patients) -> Samples:
         return build_samples(self.cohort, patients)
+
+    def _zs_test(self, patients) -> Samples:
+        """The visits of ``patients`` with at least one drug of the zero-shot vocabulary."""
+        s = self._samples(patients)
+        keep = set(self.zs_vocab)
+        return s.subset([i for i, ds in enumerate(s.targets) if keep.intersection(ds)])
 
     def _result(self, per_model: dict[str, list[dict]]) -> EvaluationResult:
         models = {}
@@ -112,26 +150,34 @@ class TransferRun:
     def in_domain(self) -> EvaluationResult:
         """``kgrec evaluate --folds K`` on the target alone, on the same folds."""
         per: dict[str, list[dict]] = {m: [] for m in self.models}
+        shared: dict[str, list[dict]] = {m: [] for m in self.models}
+        view = self.zs_vocab != self.vocab
         for i, f in enumerate(self.folds):
             tr, va, te = (self._samples(f[p]) for p in ("train", "val", "test"))
             for m in self.models:
                 self.progress(f"in-domain {m}: fold {i + 1}/{self.k}")
                 model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
                 per[m].append({**score_model(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
-        return self._result(per)
+                if view:
+                    sv = SharedView(model, self.zs_vocab)
+                    sv.tune_threshold(self.cohort, va)
+                    shared[m].append({**score_model(sv, self.cohort, self._zs_test(f["test"]), self.zs_ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(sv.chosen)})
+        res = self._result(per)
+        self.in_domain_shared = self._result(shared) if view else res
+        return res
 
     def zero_shot(self) -> EvaluationResult:
         tr, va = self._samples(self.source_train), self._samples(self.source_val)
         per: dict[str, list[dict]] = {m: [] for m in self.models}
         overall = {}
-        all_target = self._samples([p for f in self.folds for p in f["test"]])
+        all_target = self._zs_test([p for f in self.folds for p in f["test"]])
         for m in self.models:
             self.progress(f"zero-shot {m}: training on {', '.join(self.source_names)}")
-            model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+            model, fit_s = fit_model(_factory(m, self.target.workspace), self.zs_vocab, self.cohort, tr, va)
             for f in self.folds:
-                per[m].append({**score_model(model, self.cohort, self._samples(f["test"]), self.ddi, 0, self.seed), "fit_seconds": fit_s,
+                per[m].append({**score_model(model, self.cohort, self._zs_test(f["test"]), self.zs_ddi, 0, self.seed), "fit_seconds": fit_s,
                                "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
-            overall[m] = score_model(model, self.cohort, all_target, self.ddi, 1000, self.seed)
+            overall[m] = score_model(model, self.cohort, all_target, self.zs_ddi, 1000, self.seed)
         res = self._result(per)
         for m, ev in res.models.items():
             ev.summary["all_target_visits"] = overall[m]
@@ -171,14 +217,15 @@ def _with_pairs(res: EvaluationResult, indomain: EvaluationResult, suffix: str =
 
 
 def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: Sequence[str] = MODES, models: Sequence[str] = DEFAULT_MODELS,
-                 folds: int = 5, seed: int = 42, shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None) -> TransferResult:
+                 folds: int = 5, seed: int = 42, shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None,
+                 zero_shot_vocab: str = "shared") -> TransferResult:
     """Run the cross-cohort protocol (module docstring) and return every mode's result."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise OptionError(f"unknown transfer mode(s) {unknown}; choose from {', '.join(MODES)}")
     t0 = time.perf_counter()
-    run = TransferRun(load_site(target_ws), [load_site(s) for s in source_ws], models, folds, seed, shares, progress)
-    out = TransferResult(run.target_name, run.source_names, folds, pooling=run.report)
+    run = TransferRun(load_site(target_ws), [load_site(s) for s in source_ws], models, folds, seed, shares, progress, zero_shot_vocab)
+    out = TransferResult(run.target_name, run.source_names, folds, pooling={**run.report, "zero_shot_vocabulary": run.vocabulary})
     indomain = run.in_domain()
     out.modes["in-domain"] = indomain.to_json()
     out.seconds["in-domain"] = round(time.perf_counter() - t0, 2)
@@ -192,7 +239,9 @@ def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: 
     for mode in sorted(dict.fromkeys(modes), key=MODES.index):
         t1 = time.perf_counter()
         if mode == "zero-shot":
-            out.modes[mode] = _with_pairs(run.zero_shot(), indomain)
+            ref = run.in_domain_shared
+            out.modes[mode] = {**_with_pairs(run.zero_shot(), ref), "vocabulary": run.vocabulary,
+                               "in_domain_same_vocabulary": {n: ev.summary for n, ev in ref.models.items()}}
         elif mode == "pooled":
             out.modes[mode] = _with_pairs(share(1.0), indomain)
         else:

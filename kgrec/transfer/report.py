@@ -27,7 +27,7 @@ def markdown(res: TransferResult) -> str:
     lines = [f"# Transfer to {res.target} from {', '.join(res.sources)}", "",
              f"Target's patient-level {res.folds}-fold CV (the folds of `kgrec evaluate --folds {res.folds}`), mean ± std over folds; "
              "Δ = paired per-fold difference (folds better), against in-domain logistic regression and against the same model in-domain. "
-             "Output space: the target's ATC3 vocabulary.", ""]
+             "Output space: the target's ATC3 vocabulary (zero-shot: see its section).", ""]
     pool = j["pooling"]
     lines += ["| site | source | patients | visits | evaluable | target drugs shared |", "|---|---|---|---|---|---|"]
     for name, s in pool["sites"].items():
@@ -43,6 +43,14 @@ def markdown(res: TransferResult) -> str:
             ps = (r.get("paired_vs_in_domain_same_model") or {}).get(name, {}).get("prauc")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pair(pd_)} | {_pair(ps)} |")
         if mode == "zero-shot":
+            voc = r.get("vocabulary") or {}
+            if voc.get("zero_shot") == "shared":
+                gap = voc.get("never_prescribed_by_a_source", [])
+                lines += ["", f"Output space: the {voc['n_zero_shot_drugs']} of the target's {voc['n_target_drugs']} drug classes that some source "
+                          f"prescribes ({len(gap)} never are: {', '.join(gap[:12])}{' ...' if len(gap) > 12 else ''}); the Δ columns pair "
+                          "with the in-domain models scored on the same classes and visits:", ""]
+                for name, sm in (r.get("in_domain_same_vocabulary") or {}).items():
+                    lines.append(f"- in-domain {name}, same classes: PRAUC {_cell(sm['metrics']['prauc'])}")
             lines += ["", "Zero-shot on every evaluable target visit at once (patient-bootstrap 95% interval):", ""]
             for name, s in r["models"].items():
                 a = s.get("all_target_visits")
@@ -86,7 +94,7 @@ def plot(res: TransferResult, path: Path) -> str | None:
         colours[name] = line.get_color()
     for name, s in res.modes.get("in-domain", {}).get("models", {}).items():
         ax.axhline(s["metrics"]["prauc"]["mean"], ls="--", lw=1, color=colours.get(name, "grey"), label=f"{name} in-domain")
-    ax.set_xlabel("share of the target's training patients (0 = zero-shot)")
+    ax.set_xlabel("share of the target's training patients (0 = zero-shot, on the classes the sources prescribe)")
     ax.set_ylabel("PRAUC (mean over target folds)")
     ax.set_title(f"{' + '.join(res.sources)} → {res.target}")
     ax.legend(fontsize=7)
