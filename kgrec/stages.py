@@ -91,7 +91,12 @@ def key_figure(stage: str, out: dict) -> str:
     """The number a person looks at first in a stage's result."""
     metrics = out.get("metrics") if isinstance(out, dict) else None
     if stage in ("kge", "gnn") and isinstance(metrics, dict) and "mrr" in metrics:
-        return f"held-out MRR {metrics['mrr']:.3f}"
+        cache = out.get("cache") or {}
+        if not cache.get("used"):
+            return f"held-out MRR {metrics['mrr']:.3f}"
+        how = "from the shared cache" if cache.get("hit") else "trained into the shared cache"
+        return (f"held-out MRR {metrics['mrr']:.3f}, {how} ({cache.get('filled_from_neighbours', 0):,} filled from neighbours, "
+                f"{cache.get('missing', 0):,} missing)")
     test = out.get("test") if isinstance(out, dict) else None
     if isinstance(test, dict) and isinstance(test.get("metrics"), dict) and "prauc" in test["metrics"]:
         return f"test PRAUC {test['metrics']['prauc']:.3f}"

@@ -60,6 +60,7 @@ def train(
     beta: Annotated[float, typer.Option(help="distill: weight of the soft-label term on the teacher's logits.", rich_help_panel="student")] = 0.5,
     temperature: Annotated[float, typer.Option(help="distill: temperature of the soft-label term.", rich_help_panel="student")] = 2.0,
     force: Annotated[bool, typer.Option(help="all: rerun every stage even when its outputs are current.")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="kge, gnn with --patients none: take the vectors from the shared cache of cohort-free graph vectors ($KGREC_CACHE, default ~/.cache/kgrec; KGREC_CACHE=off disables it), training them there once per graph and settings (docs/cache.md). --no-cache trains in the workspace.")] = True,
     device: Annotated[str, typer.Option(help="Where every stage trains: cpu, cuda (an error without a GPU) or auto (cuda where PyTorch sees a GPU). The device used is recorded in each stage's JSON.")] = "auto",
     recipe: Annotated[Recipe, typer.Option(help="kgrec: kgrec's own settings. leader: the LEADER paper's settings (all-linear LoRA, 2,048 tokens, full history, bf16 on a GPU, feature-only distillation at weight 0.4, the reference code's transformer student with profile encoder and alignment loss; docs/teacher.md, docs/student.md). Options given explicitly (other than their default) win over the recipe.")] = Recipe.kgrec,
     profile: Annotated[bool, typer.Option("--profile/--no-profile", help="teacher: the patient's profile line in the prompt. distill: the student's profile encoder and profile–visit alignment loss (LEADER). Default: off (the leader recipe turns both on).")] = False,
@@ -69,7 +70,9 @@ def train(
 
     Needs `kgrec prepare` and `kgrec load-graph` first. 10% of the indication edges are held out;
     MRR and Hits@10 (filtered, type-restricted, both directions) are compared with a popularity
-    baseline on the same edges. Vectors are saved as safetensors with their entity index.
+    baseline on the same edges. Vectors are saved as safetensors with their entity index. With
+    --patients none they are trained once per graph and settings in the shared cache ($KGREC_CACHE)
+    and reused by every workspace on the same open graph (docs/cache.md).
 
     --stage teacher trains the LEADER-style teacher on the saved split (early stopping on validation
     PRAUC), reports validation and test metrics, and saves it to WORKSPACE/teacher/.
@@ -91,9 +94,10 @@ def train(
     if stage is Stage.all:
         from kgrec.stages import run_all
 
+        no_cache = {} if cache else {"cache": False}  # only when off: a default run keeps its stage settings
         settings = {
-            "kge": {"patients": patients.value, "seed": seed, "device": device},
-            "gnn": {"patients": patients.value, "seed": seed, "device": device},
+            "kge": {"patients": patients.value, "seed": seed, "device": device, **no_cache},
+            "gnn": {"patients": patients.value, "seed": seed, "device": device, **no_cache},
             "teacher": _with_recipe(r_teacher, _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision), device, profile),
             "distill": student_cfg,
         }
@@ -113,9 +117,9 @@ def train(
         _train_teacher(workspace, cfg, json_out)
         return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out, device=device)
+        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
     else:
-        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out, device=device)
+        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
     if json_out:
         emit_json(res.to_json())
         return
@@ -126,7 +130,10 @@ def train(
     for m in ("mrr", "hits_at_1", "hits_at_3", "hits_at_10", "auc"):
         table.add_row(m, f"{res.metrics[m]:.4f}", f"{res.baseline[m]:.4f}")
     console.print(table)
-    console.print(f"trained in {res.seconds:.1f} s on {res.device}; saved in {res.path}")
+    if res.cache.get("used") and res.cache.get("hit"):
+        console.print(f"vectors from the shared cache (trained in {res.cache.get('trained_seconds')} s on {res.device} when stored); saved in {res.path}")
+    else:
+        console.print(f"trained in {res.seconds:.1f} s on {res.device}; saved in {res.path}")
 
 
 # the CLI defaults of the options a recipe may set (an option left at its default takes the recipe's value)
