@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="zero-shot,few-shot,pooled")
     ap.add_argument("--models", default="frequency,logreg,logreg-graph")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--zero-shot-vocab", default="shared", choices=("shared", "target"), help="zero-shot output space (see docs/protocol.md)")
     ap.add_argument("-o", "--out", type=Path, default=Path("transfer-bench.md"))
     args = ap.parse_args(argv)
     from kgrec.transfer import transfer
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
         srcs, _, tgt = pair.partition(":")
         t0, c0 = time.perf_counter(), time.process_time()
         res = transfer(ws[tgt], [ws[s] for s in srcs.split("+")], modes=tuple(args.modes.split(",")), models=tuple(args.models.split(",")),
-                       folds=args.folds, progress=lambda m: print(time.strftime("%X"), pair, m, file=sys.stderr, flush=True))
+                       folds=args.folds, zero_shot_vocab=args.zero_shot_vocab, progress=lambda m: print(time.strftime("%X"), pair, m, file=sys.stderr, flush=True))
         j = res.to_json()
         j["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
@@ -65,6 +66,9 @@ def main(argv=None) -> int:
                   f"(the process so far); seconds per mode: {j['seconds']}", "",
                   "| mode | model | PRAUC mean ± std | Δ vs in-domain logreg (folds better) | Δ vs same model in-domain |", "|---|---|---|---|---|"]
         for mode, r in j["modes"].items():
+            for m, s in (r.get("in_domain_same_vocabulary") or {}).items():
+                p = s["metrics"]["prauc"]
+                lines.append(f"| in-domain, zero-shot's {r['vocabulary']['n_zero_shot_drugs']} classes | {m} | {p['mean']:.4f} ± {p['std']:.4f} | – | – |")
             for m, s in r["models"].items():
                 p = s["metrics"]["prauc"]
                 d = (r.get("paired_differences") or {}).get(m, {}).get("prauc")
