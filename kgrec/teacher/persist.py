@@ -44,6 +44,7 @@ class Persistence:
             "drug_vocab": self.drug_vocab, "code_vocab": self.code_vocab, "use_graph": self.use_graph, "use_prompt": self.use_prompt, "graph_dim": self.graph_dim,
             "graph_keys": graph_keys, "lora_targets": self.lora_targets, "max_length": self.max_length,
             "threshold": self.threshold, "chosen": self.chosen, "log": self.log,
+            "code_expansions": self.code_expansions if self.config.ground_codes else None,
         }
         tmp = folder / "config.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1, default=json_default))
@@ -69,6 +70,7 @@ class Persistence:
         self._setup_backbone()
         self.max_length = int(meta["max_length"])
         self.code_vocab = meta["code_vocab"]
+        self.code_expansions = dict(meta.get("code_expansions") or {})
         backbone = self.backbone
         self.lora_targets = meta["lora_targets"]
         if cfg.lora_r > 0:

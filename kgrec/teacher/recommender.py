@@ -68,6 +68,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         self.cache = cache and self.workspace is not None
         self.net = None  # kgrec.teacher.model.TeacherModel once fitted or loaded
         self.log: list[dict] = []
+        self.code_expansions: dict[str, dict[str, float]] = {}  # ground_codes: code -> {concept: weight}
 
     # ---------------- inputs ----------------
     def _setup_backbone(self) -> None:
@@ -144,7 +145,34 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
     def _codes(self, samples: Samples):
         if not self.config.fuse_codes:
             return None
-        return multi_hot([d + p for d, p in zip(samples.diagnoses, samples.procedures)], self.code_vocab).toarray()
+        lists = [d + p for d, p in zip(samples.diagnoses, samples.procedures)]
+        if not self.config.ground_codes:
+            return multi_hot(lists, self.code_vocab).toarray()
+        index = {c: j for j, c in enumerate(self.code_vocab)}
+        out = np.zeros((len(lists), len(self.code_vocab)), np.float32)
+        for i, codes in enumerate(lists):
+            for c in codes:
+                for k, w in self._expand(c).items():
+                    j = index.get(k)
+                    if j is not None and w > out[i, j]:
+                        out[i, j] = w
+        return out
+
+    def _expand(self, code: str) -> dict[str, float]:
+        """A code's graph concepts (ground_codes): saved with the model for the codes of the training
+        cohort; others expanded through the workspace graph, or counted as ungrounded without one."""
+        hit = self.code_expansions.get(code)
+        if hit is None:
+            if self.workspace is not None and (Path(self.workspace) / "graph" / "tables" / "nodes").is_dir():
+                from kgrec.models.graph_logreg import workspace_expander
+
+                hit = workspace_expander(self.workspace).expand(code)
+            else:
+                hit = {}
+                self.chosen.setdefault("ungrounded_codes", 0)
+                self.chosen["ungrounded_codes"] += 1
+            self.code_expansions[code] = hit
+        return hit
 
     def _inputs(self, cohort: Cohort, samples: Samples) -> dict:
         return {"ids": self._token_ids(cohort, samples), "graph": self._graph_inputs(cohort, samples), "codes": self._codes(samples)}
@@ -252,6 +280,15 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         self._setup_backbone()
         y_train = self.targets(train)
         code_vocab = sorted({c for d, p in zip(train.diagnoses, train.procedures) for c in d + p})
+        if cfg.fuse_codes and cfg.ground_codes:
+            from kgrec.models.graph_logreg import workspace_expander
+
+            if self.workspace is None:
+                raise WorkspaceError("the teacher's graph-grounded codes (ground_codes) need the workspace graph: pass workspace")
+            ex = workspace_expander(self.workspace, cohort)
+            self.code_expansions = {c: ex.expand(c) for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs}
+            code_vocab = sorted({k for c in code_vocab for k in self.code_expansions[c]})
+            self.chosen["n_concepts"] = len(code_vocab)
         self._build(code_vocab, y_train.mean(0))
         from kgrec.embed.device import resolve_device
 
