@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ws", action="append", required=True, help="NAME=WORKSPACE (repeat)")
     ap.add_argument("--pair", action="append", default=[], help="SOURCE[+SOURCE...]:TARGET by workspace names (repeat)")
     ap.add_argument("--modes", default="zero-shot,few-shot,pooled")
-    ap.add_argument("--models", default="frequency,logreg,logreg-graph")
+    ap.add_argument("--models", default="frequency,logreg,logreg-graph", help="kgrec models and PyHealth's (GAMENet, SafeDrug, RETAIN, MoleRec; their venv: kgrec benchmark --setup-pyhealth), comma-separated")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--zero-shot-vocab", default="shared", choices=("shared", "target"), help="zero-shot output space (see docs/protocol.md)")
     ap.add_argument("-o", "--out", type=Path, default=Path("transfer-bench.md"))

@@ -83,6 +83,11 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
 
 
 def _factory(name: str, workspace: Path):
+    """``vocab -> Recommender`` for a kgrec registry name or a PyHealth model (``GAMENet``, ...)."""
+    from kgrec.transfer.external import PyHealthRecommender, pyhealth_name
+
+    if (ph := pyhealth_name(name)) is not None:
+        return lambda v: PyHealthRecommender(v, ph, workspace)
     cls = get_model(name)
     return (lambda v: cls(v, workspace=workspace)) if cls.uses_workspace else cls
 
@@ -108,11 +113,20 @@ class TransferRun:
         self.target, self.sources = target, sources
         self.models, self.k, self.seed, self.shares = list(models), folds, seed, tuple(shares)
         self.progress = progress or (lambda s: None)
-        for m in self.models:
-            try:
-                get_model(m)  # unknown names fail before any training
-            except ValueError as exc:
-                raise OptionError(str(exc)) from None
+        from kgrec.benchmark import PYHEALTH_MODELS
+        from kgrec.models import MODELS
+        from kgrec.transfer.external import check_ready, pyhealth_name
+
+        names = []
+        for m in self.models:  # unknown names, and PyHealth without its venv, fail before any training
+            if (ph := pyhealth_name(m)) is None:
+                try:
+                    get_model(m)
+                except ValueError:
+                    raise OptionError(f"unknown model {m!r}; choose from {', '.join(sorted(MODELS))} or PyHealth's {', '.join(PYHEALTH_MODELS)}") from None
+            names.append(ph or m)
+        self.models = list(dict.fromkeys(names))
+        check_ready(self.models)
         self.vocab = target.cohort.vocab("drug")
         ddi = target.cohort.ddi
         self.ddi = ddi_matrix(ddi, self.vocab) if ddi is not None else np.zeros((len(self.vocab),) * 2, np.int8)
