@@ -130,3 +130,52 @@ def train_kge(
         rel = to_real(m.relation_representations[0](indices=None)).cpu().numpy().astype(np.float32)
     config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
     return KGEResult(ent, rel, export.entities, export.relations, metrics, config, round(seconds, 2), [float(x) for x in result.losses])
+
+
+# PyKEEN model name -> (interaction class name in pykeen.nn.modules, complex-valued?, interaction kwargs from the config)
+_INTERACTIONS = {
+    "RotatE": ("RotatEInteraction", True, lambda cfg: {}),
+    "ComplEx": ("ComplExInteraction", True, lambda cfg: {}),
+    "DistMult": ("DistMultInteraction", False, lambda cfg: {}),
+    "TransE": ("TransEInteraction", False, lambda cfg: {"p": int(cfg.get("scoring_fct_norm", 1)), "power_norm": bool(cfg.get("power_norm", False))}),
+}
+
+
+class KGEScore:
+    """The saved KGE's own score for one relation, recomputed from its vectors with PyKEEN's interaction module.
+
+    ``pairs(h, t)`` scores (h, r, t) for aligned head/tail ids; ``block(anchors, side, candidates)`` scores
+    every candidate for each anchor (``side`` "tail": (anchor, r, ?); "head": (?, r, anchor)). For a RotatE
+    KGE these are PyKEEN's ``-||h ∘ r - t||`` with the trained (unit-modulus) relation, so the ranking equals
+    the one :func:`train_kge` reported (checked in ``tests/test_gnn_residual.py``).
+
+    Raises:
+        ValueError: a model whose interaction cannot be rebuilt from the saved vectors (supported:
+            RotatE, ComplEx, DistMult, TransE).
+    """
+
+    def __init__(self, kge: KGEResult, relation: int, device: str = "cpu"):
+        import pykeen.nn.modules as modules
+
+        model = kge.config.get("model")
+        if model not in _INTERACTIONS:
+            raise ValueError(f"KGE model {model!r} (config.model of the saved KGE): its score cannot be rebuilt from the saved vectors; supported: {sorted(_INTERACTIONS)}")
+        name, is_complex, kwargs = _INTERACTIONS[model]
+        self.model = model
+        self.interaction = getattr(modules, name)(**kwargs(kge.config))
+        ent = torch.tensor(np.asarray(kge.entity_vectors), dtype=torch.float32, device=device)  # copies
+        rel = torch.tensor(np.asarray(kge.relation_vectors[relation]), dtype=torch.float32, device=device)
+        if is_complex:  # undo to_real: [real parts, imaginary parts]
+            d = ent.shape[1] // 2
+            ent, rel = torch.complex(ent[:, :d], ent[:, d:]), torch.complex(rel[:d], rel[d:])
+        self.entity, self.relation = ent, rel
+
+    def pairs(self, heads: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        return self.interaction(self.entity[heads], self.relation[None], self.entity[tails])
+
+    def block(self, anchors: torch.Tensor, side: str, candidates: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+        cand, r, out = self.entity[candidates][None], self.relation[None, None], []
+        for i in range(0, len(anchors), chunk):
+            a = self.entity[anchors[i:i + chunk]][:, None]
+            out.append(self.interaction(a, r, cand) if side == "tail" else self.interaction(cand, r, a))
+        return torch.cat(out) if out else torch.zeros(0, len(candidates), device=self.entity.device)
