@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from kgrec.embed.export import GraphExport
+from kgrec.errors import WorkspaceError
 from kgrec.metrics.ranking import rank_evaluate
 
 
@@ -98,8 +99,93 @@ class RGCNEncoder(nn.Module):
         return z
 
 
+class IndicationDecoder(nn.Module):
+    """Scores (ingredient, INDICATION, disease) from the R-GCN outputs ``z``.
+
+    Plain (no KGE): ``<z_h ∘ w, z_t>`` (DistMult) ``+ w_h log(1+deg_h(h)) + w_t log(1+deg_t(t))`` when
+    ``degree_prior``; trained with BCE against sampled corruptions. Residual (with a KGE): the KGE's own
+    score plus the gated DistMult term and the degree prior, ``KGE(h, r, t) + g <z_h ∘ w, z_t> + w_h ... +
+    w_t ...``, with ``g = w_h = w_t = 0`` at the start, so the untrained model ranks exactly as the KGE does;
+    trained listwise (softmax over all candidates of the type, temperature ``exp(log_a)``, which never
+    changes the ranking).
+    """
+
+    def __init__(self, dim: int, degree_prior: bool, residual: bool):
+        super().__init__()
+        self.residual = residual
+        self.rel_vec = nn.Parameter(torch.ones(dim))
+        self.deg_w = nn.Parameter(torch.zeros(2) if residual else torch.ones(2)) if degree_prior else None
+        self.gate = nn.Parameter(torch.zeros(())) if residual else None
+        self.log_a = nn.Parameter(torch.zeros(())) if residual else None
+
+    def pairs(self, z: torch.Tensor, pairs: torch.Tensor, deg: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Plain decoder: scores of aligned (head, tail) pairs."""
+        s = (z[pairs[:, 0]] * self.rel_vec * z[pairs[:, 1]]).sum(-1)
+        if self.deg_w is not None:
+            s = s + self.deg_w[0] * deg[0][pairs[:, 0]] + self.deg_w[1] * deg[1][pairs[:, 1]]
+        return s
+
+    def rows(self, z: torch.Tensor, anchors: torch.Tensor, side: str, deg: tuple[torch.Tensor, torch.Tensor], kge_rows: torch.Tensor | None, cand: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every entity (``cand``: of those candidates only) on ``side`` of each anchor.
+
+        ``kge_rows``: the KGE's scores of the same columns (residual decoder; -inf for off-type entities).
+        """
+        s = (z[anchors] * self.rel_vec) @ (z if cand is None else z[cand]).T
+        if self.residual:
+            s = kge_rows + self.gate * s
+        if self.deg_w is not None:
+            d = self.deg_w[1] * deg[1] if side == "tail" else self.deg_w[0] * deg[0]
+            s = s + (d if cand is None else d[cand])[None, :]
+        return s
+
+
+class _KGERows:
+    """The KGE's scores of all type-consistent candidates per anchor, memoised (the same anchors recur)."""
+
+    def __init__(self, kge_score, n: int, candidates: dict[str, torch.Tensor]):
+        self.kge, self.n, self.candidates, self.memo = kge_score, n, candidates, {"tail": {}, "head": {}}
+
+    def compact(self, anchors: torch.Tensor, side: str) -> torch.Tensor:
+        """(len(anchors), len(candidates[side])) KGE scores."""
+        memo, ids = self.memo[side], anchors.tolist()
+        todo = sorted(set(ids) - memo.keys())
+        if todo:
+            with torch.no_grad():
+                blk = self.kge.block(torch.as_tensor(todo, device=anchors.device), side, self.candidates[side])
+            memo.update(zip(todo, blk))
+        return torch.stack([memo[a] for a in ids])
+
+    def __call__(self, anchors: torch.Tensor, side: str) -> torch.Tensor:
+        """(len(anchors), n_entities): the candidates' KGE scores, -inf elsewhere."""
+        cand = self.candidates[side]
+        out = torch.full((len(anchors), self.n), float("-inf"), device=cand.device)
+        out[:, cand] = self.compact(anchors, side)
+        return out
+
+
+def _target_edges(export: GraphExport) -> tuple[torch.Tensor, str, str]:
+    rel_id = export.target_relation
+    pos = torch.as_tensor(export.train[export.train[:, 1] == rel_id][:, [0, 2]], dtype=torch.long)
+    return pos, export.labels[int(pos[0, 0])], export.labels[int(pos[0, 1])]
+
+
+def _log_degrees(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.log1p(torch.bincount(pairs[:, 0], minlength=n).float()), torch.log1p(torch.bincount(pairs[:, 1], minlength=n).float())
+
+
+def _check_kge(kge, export: GraphExport) -> None:
+    if kge.entities != export.entities or kge.relations != export.relations:
+        raise WorkspaceError("the KGE vectors (embed/kge/index.json) do not match the graph export's entities/relations: rerun `kgrec train --stage kge`")
+
+
 @dataclass
 class GNNResult:
+    """R-GCN entity vectors (over the export's index) and the decoder that ranks indications with them.
+
+    ``decoder`` holds the scalar decoder weights (``gate``, ``degree_weight``; empty for the plain decoder of
+    older results); :meth:`scorer` rebuilds the ranking that ``metrics`` reports.
+    """
+
     entity_vectors: np.ndarray
     entities: list[str]
     relation_vector: np.ndarray
@@ -107,11 +193,14 @@ class GNNResult:
     config: dict
     seconds: float
     losses: list[float]
+    decoder: dict = field(default_factory=dict)
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({"entity": torch.as_tensor(self.entity_vectors).contiguous(), "target_relation": torch.as_tensor(self.relation_vector).contiguous()}, str(folder / "vectors.safetensors"))
+        tensors = {"entity": torch.as_tensor(self.entity_vectors).contiguous(), "target_relation": torch.as_tensor(self.relation_vector).contiguous()}
+        tensors.update({f"decoder.{k}": torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1).contiguous() for k, v in self.decoder.items()})
+        save_file(tensors, str(folder / "vectors.safetensors"))
         (folder / "index.json").write_text(json.dumps({"entities": self.entities}))
         (folder / "metrics.json").write_text(json.dumps({"metrics": self.metrics, "config": self.config, "seconds": self.seconds, "losses": self.losses}, indent=2))
         return folder
@@ -122,9 +211,47 @@ class GNNResult:
         t = load_file(str(folder / "vectors.safetensors"))
         meta = json.loads((folder / "metrics.json").read_text())
         ents = json.loads((folder / "index.json").read_text())["entities"]
-        return cls(t["entity"].numpy(), ents, t["target_relation"].numpy(), meta["metrics"], meta["config"], meta["seconds"], meta["losses"])
+        decoder = {k.split(".", 1)[1]: v.numpy() for k, v in t.items() if k.startswith("decoder.")}
+        return cls(t["entity"].numpy(), ents, t["target_relation"].numpy(), meta["metrics"], meta["config"], meta["seconds"], meta["losses"], decoder)
 
+    def scorer(self, export: GraphExport, kge=None):
+        """A :data:`~kgrec.metrics.ranking.ScoreFn` for ``rank_evaluate`` that reproduces this result's ranking.
 
+        Args:
+            kge: the :class:`~kgrec.embed.kge.KGEResult` the GNN was trained on; needed (and only allowed) when
+                the decoder is residual (``config.decoder == "kge_residual"``).
+        """
+        residual = self.config.get("decoder") == "kge_residual"
+        if residual and kge is None:
+            raise ValueError("this GNN's decoder adds to the KGE's score: pass the KGEResult it was trained with (kge=...)")
+        if not residual and kge is not None:
+            raise ValueError("this GNN's decoder does not use a KGE: call scorer(export) without kge")
+        if export.entities != self.entities:
+            raise WorkspaceError("the GNN vectors (embed/gnn/index.json) do not match the graph export: rerun `kgrec train --stage gnn`")
+        n = len(self.entities)
+        dec = IndicationDecoder(len(self.relation_vector), degree_prior="degree_weight" in self.decoder, residual=residual)
+        with torch.no_grad():
+            dec.rel_vec.copy_(torch.as_tensor(self.relation_vector))
+            if dec.deg_w is not None:
+                dec.deg_w.copy_(torch.as_tensor(self.decoder["degree_weight"]))
+            if residual:
+                dec.gate.copy_(torch.as_tensor(self.decoder["gate"]).reshape(()))
+        pos, head_label, tail_label = _target_edges(export)
+        deg = _log_degrees(pos, n)
+        z = torch.as_tensor(self.entity_vectors)
+        rows = None
+        if residual:
+            from kgrec.embed.kge import KGEScore
+
+            _check_kge(kge, export)
+            cand = {"tail": torch.as_tensor(export.label_ids(tail_label)), "head": torch.as_tensor(export.label_ids(head_label))}
+            rows = _KGERows(KGEScore(kge, export.target_relation), n, cand)
+
+        def score(anchors: torch.Tensor, rel: int, side: str) -> torch.Tensor:
+            with torch.no_grad():
+                return dec.rows(z, anchors, side, deg, rows(anchors, side) if rows is not None else None)
+
+        return score
 def _message_graph(export: GraphExport) -> tuple[dict, dict]:
     """Global ids per label and edge indices per edge type (with ``rev_<rel>`` inverses)."""
     data = export.hetero_data()
@@ -159,11 +286,12 @@ def train_gnn(
     progress: bool = True,
     evaluate: bool = True,
     supervision_ratio: float = 0.3,
-    degree_prior: bool = False,
+    degree_prior: bool | None = None,
     weight_decay: float = 0.0,
     eval_every: int = 5,
     patience: int = 4,
     device: str = "auto",
+    kge=None,
 ) -> GNNResult:
     """Train the R-GCN on the export's training triples; rank the held-out indications.
 
@@ -171,9 +299,18 @@ def train_gnn(
     removed from that epoch's message graph (PyG's ``RandomLinkSplit(disjoint_train_ratio=...)`` idea): the
     model cannot score an edge by reading it back through message passing, which is what held-out edges look
     like at test time. At evaluation all training edges pass messages. ``degree_prior`` adds
-    ``w_head * log(1 + deg_head(h)) + w_tail * log(1 + deg_tail(t))`` to the DistMult score (deg: the node's
+    ``w_head * log(1 + deg_head(h)) + w_tail * log(1 + deg_tail(t))`` to the score (deg: the node's
     number of target edges among the message edges; w learned), so the decoder starts from the popularity
     ranking and the message passing has to add to it.
+
+    With ``kge`` (a :class:`~kgrec.embed.kge.KGEResult` over the same export) the decoder is residual
+    (:class:`IndicationDecoder`): the KGE's own score for (h, INDICATION, t), recomputed with PyKEEN's
+    interaction (:class:`~kgrec.embed.kge.KGEScore`), plus a gated DistMult term over the R-GCN outputs and
+    the degree prior, both starting at 0; the node inputs are the KGE's entity vectors. The untrained state
+    ("epoch 0", exactly the KGE's ranking) is validated first and is a candidate checkpoint, so the GNN is
+    chosen only where it beats the KGE on the validation indications; ``metrics`` then also holds
+    ``kge_mrr_valid``/``kge_mrr_test`` (the KGE alone, same ranking code) and ``checkpoint`` (``kge`` or
+    ``gnn``).
 
     Every ``eval_every`` epochs the validation indications are ranked (never the test ones); the weights
     with the best validation MRR are kept, and training stops after ``patience`` checks without a better
@@ -181,6 +318,9 @@ def train_gnn(
 
     Args:
         init_vectors: (n_entities, k) vectors (e.g. the KGE ones) to initialise node inputs; None = random.
+            With ``kge`` it may be omitted or must equal ``kge.entity_vectors``.
+        degree_prior: None = on with ``kge``, off without.
+        kge: the KGE to add to (residual decoder); None = the plain DistMult decoder.
         device: ``auto`` (a GPU where PyTorch sees one), ``cpu`` or ``cuda[:N]``; recorded in ``config.device``.
     """
     from kgrec.embed.device import device_info, resolve_device
@@ -188,56 +328,110 @@ def train_gnn(
     dev = resolve_device(device)
     if not 0.0 <= supervision_ratio < 1.0:
         raise ValueError(f"supervision_ratio must be in [0, 1), got {supervision_ratio}")
+    residual = kge is not None
+    if residual:
+        _check_kge(kge, export)
+        if init_vectors is not None and not np.array_equal(np.asarray(init_vectors), kge.entity_vectors):
+            raise ValueError("init_vectors differ from kge.entity_vectors: with kge=... the KGE's entity vectors are the inputs; pass one or the other")
+        init_vectors = kge.entity_vectors
+    if degree_prior is None:
+        degree_prior = residual
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n = len(export.entities)
     global_ids, edges = _message_graph(export)
     global_ids = {k: v.to(dev) for k, v in global_ids.items()}
     edges = {k: v.to(dev) for k, v in edges.items()}
-    init = torch.as_tensor(init_vectors, dtype=torch.float) if init_vectors is not None else None
+    # a copy: nn.Embedding.from_pretrained trains the tensor it is given, which would be the caller's array
+    init = torch.tensor(np.asarray(init_vectors), dtype=torch.float) if init_vectors is not None else None
     enc = RGCNEncoder(n, sorted(global_ids), list(edges), dim, num_layers, init=init).to(dev)
     full_plan = message_plan(edges)
-    rel_vec = nn.Parameter(torch.ones(dim, device=dev))
-    deg_w = nn.Parameter(torch.ones(2, device=dev)) if degree_prior else None
-    params = list(enc.parameters()) + [rel_vec] + ([deg_w] if deg_w is not None else [])
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    rel_id = export.target_relation
-    pos_all = torch.as_tensor(export.train[export.train[:, 1] == rel_id][:, [0, 2]], dtype=torch.long, device=dev)
-    head_label = export.labels[int(pos_all[0, 0])]
-    tail_label = export.labels[int(pos_all[0, 1])]
+    dec = IndicationDecoder(dim, degree_prior, residual).to(dev)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr, weight_decay=weight_decay)
+    pos_all, head_label, tail_label = _target_edges(export)
+    pos_all = pos_all.to(dev)
     heads_pool = export.label_ids(head_label)
     tails_pool = export.label_ids(tail_label)
-    target_type = next(et for et in edges if et[1] == export.relations[rel_id] and et[0] == head_label and et[2] == tail_label)
+    target_type = next(et for et in edges if et[1] == export.relations[export.target_relation] and et[0] == head_label and et[2] == tail_label)
     # column j of edges[target_type] is training target edge j (same order as the export's train rows)
     n_sup = max(1, int(round(len(pos_all) * supervision_ratio))) if supervision_ratio > 0 else len(pos_all)
+    full_deg = _log_degrees(pos_all, n)
 
-    def log_degrees(pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.log1p(torch.bincount(pairs[:, 0], minlength=n).float()), torch.log1p(torch.bincount(pairs[:, 1], minlength=n).float())
+    rows = None
+    if residual:
+        from kgrec.embed.kge import KGEScore
 
-    full_deg = log_degrees(pos_all)
+        kge_score = KGEScore(kge, export.target_relation, device=dev)
+        cand = {"tail": torch.as_tensor(tails_pool, device=dev), "head": torch.as_tensor(heads_pool, device=dev)}
+        rows = {which: _KGERows(kge_score, n, cand) for which in ("train", "valid", "test")}
+        column = {side: torch.full((n,), -1, dtype=torch.long, device=dev).index_put((c,), torch.arange(len(c), device=dev)) for side, c in cand.items()}
+        known: dict[str, dict[int, list[int]]] = {"tail": {}, "head": {}}  # anchor -> candidate columns of its training partners
+        for h, t in pos_all.tolist():
+            known["tail"].setdefault(h, []).append(int(column["tail"][t]))
+            known["head"].setdefault(t, []).append(int(column["head"][h]))
 
-    def score_pairs(z: torch.Tensor, pairs: torch.Tensor, deg: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        s = (z[pairs[:, 0]] * rel_vec * z[pairs[:, 1]]).sum(-1)
-        return s + deg_w[0] * deg[0][pairs[:, 0]] + deg_w[1] * deg[1][pairs[:, 1]] if deg_w is not None else s
+        def listwise(z: torch.Tensor, pos: torch.Tensor, deg: tuple[torch.Tensor, torch.Tensor], temperature: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy of each positive against all candidates of its type (its other training partners left out), both sides."""
+            loss = torch.zeros((), device=dev)
+            for side, a_col in (("tail", 0), ("head", 1)):
+                anchors, true = pos[:, a_col], column[side][pos[:, 1 - a_col]]
+                s = temperature * dec.rows(z, anchors, side, deg, rows["train"].compact(anchors, side), cand[side])
+                r, c = [], []
+                for i, (a, tc) in enumerate(zip(anchors.tolist(), true.tolist())):
+                    others = [x for x in known[side][a] if x != tc]
+                    r += [i] * len(others)
+                    c += others
+                if r:
+                    s = s.index_put((torch.as_tensor(r, device=dev), torch.as_tensor(c, device=dev)), torch.tensor(float("-inf"), device=dev))
+                loss = loss + nn.functional.cross_entropy(s, true) / 2
+            return loss
 
-    def embed() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # the softmax temperature: fitted to the KGE scores of (a sample of) the training positives
+        sample = pos_all[torch.as_tensor(rng.choice(len(pos_all), min(len(pos_all), 512), replace=False), device=dev)]
+        z0 = torch.zeros(n, dim, device=dev)
+        log_a = torch.zeros((), device=dev, requires_grad=True)
+        fit = torch.optim.LBFGS([log_a], max_iter=50)
+
+        def closure():
+            fit.zero_grad()
+            loss = listwise(z0, sample, full_deg, log_a.exp())
+            loss.backward()
+            return loss
+
+        fit.step(closure)
+        with torch.no_grad():
+            dec.log_a.copy_(log_a.detach())
+
+    def embed() -> torch.Tensor:
         enc.eval()
         with torch.no_grad():
-            return enc(global_ids, full_plan, n), rel_vec.detach().clone(), (deg_w.detach().clone() if deg_w is not None else torch.zeros(2, device=dev))
+            return enc(global_ids, full_plan, n)
 
-    def scorer(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    def scorer(z: torch.Tensor, which: str, kge_only: bool = False):
         def score(anchors: torch.Tensor, rel: int, side: str) -> torch.Tensor:
-            prior = b[1] * full_deg[1] if side == "tail" else b[0] * full_deg[0]
-            return ((z[anchors.to(dev)] * w) @ z.T + prior[None, :]).cpu()
+            a = anchors.to(dev)
+            kr = rows[which](a, side) if residual else None
+            if kge_only:
+                return kr.cpu()
+            with torch.no_grad():
+                return dec.rows(z, a, side, full_deg, kr).cpu()
 
         return score
 
+    def snapshot() -> tuple[dict, dict]:
+        return copy.deepcopy(enc.state_dict()), copy.deepcopy(dec.state_dict())
+
     check = eval_every > 0 and len(export.valid) > 0
-    best: tuple = (-1.0, 0, None, None, None)
+    best: tuple = (-1.0, 0, None)
     bad = 0
     history: list[dict] = []
     losses: list[float] = []
     t0 = time.perf_counter()
+    kge_valid = None
+    if residual and check:  # epoch 0: exactly the KGE's ranking, a checkpoint like any other
+        kge_valid = rank_evaluate(scorer(embed(), "valid"), export, "valid", seed=seed)["mrr"]
+        history.append({"epoch": 0, "valid_mrr": round(kge_valid, 5)})
+        best = (kge_valid, 0, snapshot())
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("R-GCN epochs", total=epochs)
         for epoch in range(epochs):
@@ -246,28 +440,30 @@ def train_gnn(
             if supervision_ratio > 0:
                 drop = torch.zeros(len(pos_all), dtype=torch.bool, device=dev)
                 drop[torch.as_tensor(rng.choice(len(pos_all), n_sup, replace=False), device=dev)] = True
-                msg, pos, deg = _drop_edges(edges, target_type, drop), pos_all[drop], log_degrees(pos_all[~drop])
+                msg, pos, deg = _drop_edges(edges, target_type, drop), pos_all[drop], _log_degrees(pos_all[~drop], n)
             else:
                 msg, pos, deg = edges, pos_all, full_deg
             z = enc(global_ids, message_plan(msg) if msg is not edges else full_plan, n)
-            k = len(pos) * num_negs
-            neg_t = torch.as_tensor(rng.choice(tails_pool, k), device=dev)
-            neg_h = torch.as_tensor(rng.choice(heads_pool, k), device=dev)
-            rep = pos.repeat(num_negs, 1)
-            half = k // 2
-            neg = torch.cat([torch.stack([rep[:half, 0], neg_t[:half]], 1), torch.stack([neg_h[half:], rep[half:, 1]], 1)])
-            s_pos, s_neg = score_pairs(z, pos, deg), score_pairs(z, neg, deg)
-            loss = nn.functional.binary_cross_entropy_with_logits(torch.cat([s_pos, s_neg]), torch.cat([torch.ones_like(s_pos), torch.zeros_like(s_neg)]))
+            if residual:
+                loss = listwise(z, pos, deg, dec.log_a.exp())
+            else:
+                k = len(pos) * num_negs
+                neg_t = torch.as_tensor(rng.choice(tails_pool, k), device=dev)
+                neg_h = torch.as_tensor(rng.choice(heads_pool, k), device=dev)
+                rep = pos.repeat(num_negs, 1)
+                half = k // 2
+                neg = torch.cat([torch.stack([rep[:half, 0], neg_t[:half]], 1), torch.stack([neg_h[half:], rep[half:, 1]], 1)])
+                s_pos, s_neg = dec.pairs(z, pos, deg), dec.pairs(z, neg, deg)
+                loss = nn.functional.binary_cross_entropy_with_logits(torch.cat([s_pos, s_neg]), torch.cat([torch.ones_like(s_pos), torch.zeros_like(s_neg)]))
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
             bar.advance(task)
             if check and (epoch + 1) % eval_every == 0:
-                z, w, b = embed()
-                mrr = rank_evaluate(scorer(z, w, b), export, "valid", seed=seed)["mrr"]
+                mrr = rank_evaluate(scorer(embed(), "valid"), export, "valid", seed=seed)["mrr"]
                 history.append({"epoch": epoch + 1, "valid_mrr": round(mrr, 5)})
                 if mrr > best[0]:
-                    best = (mrr, epoch + 1, copy.deepcopy(enc.state_dict()), rel_vec.detach().clone(), deg_w.detach().clone() if deg_w is not None else None)
+                    best = (mrr, epoch + 1, snapshot())
                     bad = 0
                 else:
                     bad += 1
@@ -275,14 +471,30 @@ def train_gnn(
                         break
     seconds = time.perf_counter() - t0
     if best[2] is not None:
-        enc.load_state_dict(best[2])
-        with torch.no_grad():
-            rel_vec.copy_(best[3])
-            if deg_w is not None:
-                deg_w.copy_(best[4])
-    z, w, b = embed()
-    metrics = rank_evaluate(scorer(z, w, b), export, "test", seed=seed) if evaluate else {}
+        enc.load_state_dict(best[2][0])
+        dec.load_state_dict(best[2][1])
+    z = embed()
+    metrics = rank_evaluate(scorer(z, "test"), export, "test", seed=seed) if evaluate else {}
     if history:
         metrics = {**metrics, "best_epoch": best[1], "valid_mrr": best[0] if best[2] is not None else None}
-    config = {"dim": dim, "epochs": epochs, "lr": lr, "num_layers": num_layers, "num_negs": num_negs, "layer": "R-GCN (per-relation W_r, mean aggregation, per-type self term, residual)", "init": "kge" if init is not None else "random", "supervision_ratio": supervision_ratio, "degree_prior": degree_prior, "weight_decay": weight_decay, "eval_every": eval_every, "patience": patience, "seed": seed, "validation": history, **device_info(dev)}
-    return GNNResult(z.cpu().numpy().astype(np.float32), export.entities, w.cpu().numpy(), metrics, config, round(seconds, 2), losses)
+    decoder = {}
+    if dec.deg_w is not None:
+        decoder["degree_weight"] = dec.deg_w.detach().cpu().numpy()
+    if residual:
+        decoder["gate"] = dec.gate.detach().cpu().numpy().reshape(1)
+        metrics = {**metrics, "kge_mrr_valid": kge_valid, "checkpoint": "kge" if check and best[1] == 0 else "gnn"}
+        if evaluate:
+            km = rank_evaluate(scorer(z, "test", kge_only=True), export, "test", seed=seed)
+            metrics = {**metrics, "kge_mrr_test": km["mrr"], "kge_hits_at_10_test": km["hits_at_10"]}
+    config = {
+        "dim": dim, "epochs": epochs, "lr": lr, "num_layers": num_layers, "num_negs": num_negs,
+        "layer": "R-GCN (per-relation W_r, mean aggregation, per-type self term, residual)",
+        "init": "kge" if init is not None else "random",
+        "decoder": "kge_residual" if residual else "distmult",
+        "loss": "listwise (softmax over all candidates)" if residual else "bce", "supervision_ratio": supervision_ratio, "degree_prior": degree_prior,
+        "weight_decay": weight_decay, "eval_every": eval_every, "patience": patience, "seed": seed, "validation": history,
+        **({"kge_model": kge.config.get("model"), "kge_config": kge.config} if residual else {}),
+        **({"decoder_weights": {k: [round(float(x), 6) for x in np.ravel(v)] for k, v in decoder.items()}} if decoder else {}),
+        **device_info(dev),
+    }
+    return GNNResult(z.cpu().numpy().astype(np.float32), export.entities, dec.rel_vec.detach().cpu().numpy(), metrics, config, round(seconds, 2), losses, decoder)
