@@ -246,6 +246,8 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
     else:
         extra["init"] = "random" if not init_from_kge else "random: no KGE vectors in the workspace"
     # every keyword argument of train_gnn goes through this dict, so the key covers new ones as they come
+    # (a KGEResult over the cohort-free index for a `kge=` argument: KGEResult(init, kge.relation_vectors,
+    # og.export.entities, kge.relations, kge.metrics, kge.config); keyable() hashes it by content)
     gnn_kwargs = dict(dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress, device=device)
     key, inputs = entry_key("gnn", og.key, gnn_kwargs, code_fingerprint("kgrec.embed.gnn", ("torch", "torch_geometric")), extra)
     entry = Entry(root, "gnn", key)
