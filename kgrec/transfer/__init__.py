@@ -2,6 +2,7 @@
 
 >>> from kgrec.transfer import transfer
 >>> res = transfer("ws-mimic3", ["ws-eicu"], modes=["zero-shot", "pooled"])
+>>> res = transfer("ws-mimic3", ["ws-eicu"], models=["logreg", "GAMENet"])  # PyHealth's models, same visits
 """
 
 from __future__ import annotations
