@@ -69,23 +69,20 @@ def main() -> None:
     ap.add_argument("--num-layers", type=int, default=2)
     ap.add_argument("--num-negs", type=int, default=4)
     ap.add_argument("--supervision-ratio", type=float, default=0.3)
-    ap.add_argument("--eval-every", type=int, default=5)
-    ap.add_argument("--patience", type=int, default=4)
-    ap.add_argument("--no-degree-prior", action="store_true")
+    ap.add_argument("--eval-every", type=int, default=None, help="default: train_gnn's (1 with the KGE residual, 5 plain)")
+    ap.add_argument("--patience", type=int, default=None, help="default: train_gnn's (5 with the KGE residual, 4 plain)")
+    ap.add_argument("--no-degree-prior", action="store_true", help="default: on with the KGE residual, off --plain")
     ap.add_argument("--plain", action="store_true", help="the DistMult decoder from the KGE vectors (no residual)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42])
     ap.add_argument("--save", type=Path, help="save the (last seed's) GNNResult here")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    import torch
-
     from kgrec.embed.export import GraphExport
-    from kgrec.embed.gnn import train_gnn
+    from kgrec.embed.gnn import GNNResult, train_gnn
     from kgrec.embed.kge import KGEResult
     from kgrec.metrics.ranking import rank_evaluate
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     ex = GraphExport.load(args.export)
     kge = KGEResult.load(args.kge)
     runs = []
@@ -93,12 +90,10 @@ def main() -> None:
         t0 = time.perf_counter()
         kw = dict(dim=args.dim, epochs=args.epochs, lr=args.lr, num_layers=args.num_layers, num_negs=args.num_negs, seed=seed, progress=False,
                   supervision_ratio=args.supervision_ratio, eval_every=args.eval_every, patience=args.patience,
-                  degree_prior=not args.no_degree_prior, device="cpu")
+                  degree_prior=False if args.no_degree_prior else None, device="cpu")
         res = train_gnn(ex, init_vectors=kge.entity_vectors, **kw) if args.plain else train_gnn(ex, kge=kge, **kw)
         wall = time.perf_counter() - t0
         # the KGE alone, through the residual decoder's untrained state (its scores, same ranking code)
-        from kgrec.embed.gnn import GNNResult
-
         kge_only = GNNResult(res.entity_vectors, res.entities, res.relation_vector, {}, {"decoder": "kge_residual"}, 0, [], {"gate": np.zeros(1, np.float32)})
         kge_fn = kge_only.scorer(ex, kge=kge)
         gnn_fn = res.scorer(ex, kge=None if args.plain else kge)

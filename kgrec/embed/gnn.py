@@ -9,6 +9,12 @@ messages flow both ways: per-relation weights, no basis decomposition, aggregati
 A DistMult decoder scores (ingredient, INDICATION, disease). Node inputs are learned embeddings,
 optionally initialised from the KGE vectors. Trained with BCE against type-consistent corrupted
 heads and tails.
+
+Given the trained KGE (``train_gnn(..., kge=...)``), the decoder is residual instead: the KGE's own score
+(PyKEEN's interaction over the saved vectors) plus a gated DistMult term over the R-GCN outputs and a
+degree prior, all extra terms starting at 0, trained listwise; the pure-KGE state is a checkpoint that
+validation keeps unless training beats it. On the open graph this lifts held-out indication MRR from the
+KGE's 0.317 to 0.424 (docs/embeddings.md).
 """
 
 from __future__ import annotations
@@ -226,6 +232,9 @@ class GNNResult:
             raise ValueError("this GNN's decoder adds to the KGE's score: pass the KGEResult it was trained with (kge=...)")
         if not residual and kge is not None:
             raise ValueError("this GNN's decoder does not use a KGE: call scorer(export) without kge")
+        if residual and "gate" not in self.decoder:
+            raise ValueError("config.decoder is kge_residual but the result holds no decoder weights (decoder.gate in vectors.safetensors): "
+                             "was it rebuilt without its `decoder` field? retrain `kgrec train --stage gnn`")
         if export.entities != self.entities:
             raise WorkspaceError("the GNN vectors (embed/gnn/index.json) do not match the graph export: rerun `kgrec train --stage gnn`")
         n = len(self.entities)
@@ -288,8 +297,8 @@ def train_gnn(
     supervision_ratio: float = 0.3,
     degree_prior: bool | None = None,
     weight_decay: float = 0.0,
-    eval_every: int = 5,
-    patience: int = 4,
+    eval_every: int | None = None,
+    patience: int | None = None,
     device: str = "auto",
     kge=None,
 ) -> GNNResult:
@@ -306,7 +315,9 @@ def train_gnn(
     With ``kge`` (a :class:`~kgrec.embed.kge.KGEResult` over the same export) the decoder is residual
     (:class:`IndicationDecoder`): the KGE's own score for (h, INDICATION, t), recomputed with PyKEEN's
     interaction (:class:`~kgrec.embed.kge.KGEScore`), plus a gated DistMult term over the R-GCN outputs and
-    the degree prior, both starting at 0; the node inputs are the KGE's entity vectors. The untrained state
+    the degree prior, both starting at 0; the node inputs are the KGE's entity vectors. It is trained
+    listwise: each supervision positive against every candidate of its type, both sides (softmax
+    cross-entropy; the anchor's other training partners left out; ``num_negs`` is not used). The untrained state
     ("epoch 0", exactly the KGE's ranking) is validated first and is a candidate checkpoint, so the GNN is
     chosen only where it beats the KGE on the validation indications; ``metrics`` then also holds
     ``kge_mrr_valid``/``kge_mrr_test`` (the KGE alone, same ranking code) and ``checkpoint`` (``kge`` or
@@ -314,7 +325,8 @@ def train_gnn(
 
     Every ``eval_every`` epochs the validation indications are ranked (never the test ones); the weights
     with the best validation MRR are kept, and training stops after ``patience`` checks without a better
-    one (0: no early stopping).
+    one (0: no early stopping). Defaults: every epoch with patience 5 with ``kge`` (on the open graph its best
+    validation epoch came at 5-8 and later ones overfit), every 5 epochs with patience 4 without.
 
     Args:
         init_vectors: (n_entities, k) vectors (e.g. the KGE ones) to initialise node inputs; None = random.
@@ -336,6 +348,10 @@ def train_gnn(
         init_vectors = kge.entity_vectors
     if degree_prior is None:
         degree_prior = residual
+    if eval_every is None:
+        eval_every = 1 if residual else 5
+    if patience is None:
+        patience = 5 if residual else 4
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n = len(export.entities)
