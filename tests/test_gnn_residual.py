@@ -40,6 +40,12 @@ def test_epoch0_is_exactly_the_kge(export, kge):
     assert res.metrics["kge_mrr_valid"] == res.metrics["valid_mrr"]
     assert res.config["decoder"] == "kge_residual" and res.config["kge_model"] == "RotatE" and res.config["init"] == "kge"
     assert res.config["degree_prior"] is True and res.decoder["gate"].tolist() == [0.0]
+    import torch
+
+    from kgrec.embed.kge import KGEScore
+
+    ks, h, t = KGEScore(kge, export.target_relation), torch.as_tensor(export.test[:, 0]), torch.as_tensor(export.test[:, 2])
+    assert torch.allclose(ks.pairs(h, t), ks.block(h, "tail", t).diagonal()) and torch.allclose(ks.pairs(h, t), ks.block(t, "head", h).diagonal())
 
 
 def test_kge_score_is_pykeens_for_a_real_valued_model(export):
