@@ -222,7 +222,9 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
             init = kge.entity_vectors
         else:
             ex = prepare_export(workspace, patients=patients, seed=seed, reuse=has_kge)
-        res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress, device=device)
+        # with KGE vectors, the residual decoder: the KGE's own score plus the GNN's gated correction (kgrec.embed.gnn)
+        res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, kge=kge if init is not None else None,
+                        seed=seed, progress=progress, device=device)
         res.save(out)
         _record(out, _unused(why))
         return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, out, res.config["device"], _unused(why))
@@ -246,9 +248,9 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
     else:
         extra["init"] = "random" if not init_from_kge else "random: no KGE vectors in the workspace"
     # every keyword argument of train_gnn goes through this dict, so the key covers new ones as they come
-    # (a KGEResult over the cohort-free index for a `kge=` argument: KGEResult(init, kge.relation_vectors,
-    # og.export.entities, kge.relations, kge.metrics, kge.config); keyable() hashes it by content)
-    gnn_kwargs = dict(dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, seed=seed, progress=progress, device=device)
+    # (the KGE for the residual decoder, over the cohort-free index: keyable() hashes it by content)
+    kge_open = KGEResult(init, kge.relation_vectors, og.export.entities, kge.relations, kge.metrics, kge.config) if kge is not None else None
+    gnn_kwargs = dict(dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, kge=kge_open, seed=seed, progress=progress, device=device)
     key, inputs = entry_key("gnn", og.key, gnn_kwargs, code_fingerprint("kgrec.embed.gnn", ("torch", "torch_geometric")), extra)
     entry = Entry(root, "gnn", key)
 
@@ -262,7 +264,8 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
     if cached.entities != og.export.entities:
         raise CacheError(f"cache entry {entry.path}: its entity index is not the one of the graph it is keyed on; remove the entry")
     m = fill_from_neighbours(ex, cached.entities, [cached.entity_vectors], hops=FILL_HOPS)
-    res = GNNResult(m.mats[0], [ex.entities[i] for i in m.rows], cached.relation_vector, cached.metrics, cached.config, cached.seconds, cached.losses)
+    res = GNNResult(m.mats[0], [ex.entities[i] for i in m.rows], cached.relation_vector, cached.metrics, cached.config, cached.seconds, cached.losses,
+                    cached.decoder)
     if kge is not None and kge.entities != res.entities:
         raise WorkspaceError(f"the KGE vectors in {kge_dir} cover other entities than the GNN's: rerun `kgrec train --stage kge`")
     res.save(out)
