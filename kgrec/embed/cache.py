@@ -26,6 +26,9 @@ off; docs/cache.md):
   cohort-free export take their cached vector, cohort-only entities the mean of their trained
   neighbours (1 hop, else 2 hops, along the workspace edges without Patient/Visit), and the rest are
   left out of the workspace's index and counted as missing.
+
+The module is over the ~400-line guide on purpose: stripping the cohort, keying, the locked and
+checksummed entries and the neighbour fill are one mechanism whose invariants are checked together.
 """
 
 from __future__ import annotations
