@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 from pathlib import Path
 
 # Tests train tiny models: one intra-op thread is as fast on an idle machine and far faster on a
@@ -16,6 +17,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the shared graph-vector cache (kgrec.embed.cache) of the suite: its own folder, never the user's ~/.cache/kgrec
+os.environ["KGREC_CACHE"] = tempfile.mkdtemp(prefix="kgrec-test-cache-")
 
 import pytest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -13,6 +14,19 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples, multi_hot, profile_tokens
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
+
+
+def fit_threads() -> int:
+    """Threads for the per-drug fits: ``$KGREC_JOBS``, else the CPU count (at most 8). liblinear releases the
+    GIL, so the drugs' independent fits run in parallel with identical results."""
+    env = os.environ.get("KGREC_JOBS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"KGREC_JOBS must be a whole number of threads, got {env!r}") from None
+        return max(1, n)
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 class FrequencyRecommender(Recommender):
@@ -59,18 +73,20 @@ class LogRegRecommender(Recommender):
         return sparse.hstack([sparse.csr_matrix(x), p], format="csr")
 
     def _fit_c(self, x, y, c: float) -> list:
-        models = []
-        for j in range(y.shape[1]):
+        from joblib import Parallel, delayed
+
+        def one(j: int):
             col = y[:, j]
             if col.all() or not col.any():
-                models.append(float(col.mean()) if len(col) else 0.0)
-                continue
+                return float(col.mean()) if len(col) else 0.0
             m = LogisticRegression(C=c, solver="liblinear", random_state=self.seed, max_iter=200)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 m.fit(x, col)
-            models.append(m)
-        return models
+            return m
+
+        x = sparse.csr_matrix(x) if sparse.issparse(x) else x  # one conversion, shared by every drug's fit
+        return Parallel(n_jobs=fit_threads(), prefer="threads")(delayed(one)(j) for j in range(y.shape[1]))
 
     def _proba(self, models: list, x) -> np.ndarray:
         out = np.zeros((x.shape[0], len(models)))
