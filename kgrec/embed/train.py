@@ -64,7 +64,8 @@ class EmbedStageResult:
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """One timestamped line on stderr, like every stage line of ``kgrec run`` without a terminal."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def _tables(workspace: Path | str) -> GraphTables:

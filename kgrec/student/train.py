@@ -413,7 +413,19 @@ class StudentRecommender(Recommender):
         missing = int((np.abs(cv).sum(1) == 0).sum()) if cv.size else 0
         if missing:
             self.chosen["codes_without_graph_vector"] = {"n": missing, "of": int(len(cv))}
-            _warn(f"student: {missing} of {len(cv)} codes have no graph vector (they rely on their id embedding)")
+            # recorded above; said as a warning unless the workspace's embedding stage already said it (the shared
+            # cache's stage line counts the codes it could not give a vector), so the main job says it once, not per fold
+            import logging
+
+            from kgrec.embed.train import cache_info
+            from kgrec.embed.vectors import embed_dir
+
+            said = self.workspace is not None and cache_info(embed_dir(self.workspace) / "kge").get("used")
+            msg = f"student: {missing} of {len(cv)} codes have no graph vector (they rely on their id embedding)"
+            if said:
+                logging.getLogger("kgrec.student").info(msg)
+            else:
+                _warn(msg)
 
     def _note_teacher(self) -> None:
         """Record (and say) when the distill stage trains a teacher of its own."""
