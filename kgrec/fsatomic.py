@@ -119,7 +119,8 @@ def replace_file(new: Path, target: Path) -> None:
     os.replace(new, target)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -152,7 +153,7 @@ def sweep(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
             continue
         pid = _owner(m.group("rest"))
         if pid is not None:
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 continue
         else:
             try:

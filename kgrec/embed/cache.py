@@ -53,6 +53,7 @@ import pandas as pd
 
 from kgrec.embed.export import PATIENT_LABELS, GraphExport
 from kgrec.errors import WorkspaceError
+from kgrec.fsatomic import pid_alive
 from kgrec.graph.tables import GraphTables, isin
 
 CACHE_ENV = "KGREC_CACHE"
@@ -287,16 +288,6 @@ def _tmp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.tmp-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep(folder: Path) -> list[Path]:
     """Remove temporary entry folders whose writer is gone (this host: its pid no longer runs; another
     host sharing the folder: untouched for a day)."""
@@ -309,7 +300,7 @@ def sweep(folder: Path) -> list[Path]:
         if not m:
             continue
         try:
-            stale = (not _pid_alive(int(m.group("pid")))) if m.group("host") == host else time.time() - p.lstat().st_mtime > _STALE_TMP_AGE
+            stale = (not pid_alive(int(m.group("pid")))) if m.group("host") == host else time.time() - p.lstat().st_mtime > _STALE_TMP_AGE
         except FileNotFoundError:
             continue
         if stale:
