@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO, real_data_dir
 
 HEAVY = ("torch", "transformers", "pykeen", "torch_geometric", "peft", "sklearn", "scipy", "pandas", "pyarrow", "ladybug", "fastapi")
@@ -48,13 +50,18 @@ def test_input_errors_before_the_heavy_imports(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+@pytest.mark.parametrize("delay", [0.15, 0.4, 1.0])
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, delay):
+    """Ctrl-C while Typer imports (0.15 s), while pandas/pyarrow import (0.4 s: CPython would otherwise
+    re-kill itself with SIGINT at exit, seen as -2), and while the tables are read (1.0 s)."""
     env = {**os.environ, "KGREC_DATA": str(real_data_dir() or tmp_path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "kgrec", "prepare", "-s", "mimic3", "-w", str(tmp_path / "ws")], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # inside the imports of pandas & co., or reading the tables
+    time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "kgrec: interrupted", err
     assert not (tmp_path / "ws" / "cohort").exists()
+    leftovers = sorted(p.name for p in (tmp_path / "ws").glob(".*tmp*")) if (tmp_path / "ws").exists() else []
+    assert leftovers == []

@@ -2,7 +2,7 @@
 
 The command modules are imported when the app's commands are first looked at (running or testing
 the app), not when :mod:`kgrec.cli` is imported, so that the ``kgrec`` entry point is inside its
-Ctrl-C handler (:func:`kgrec.cli.main`) before anything but Typer is imported.
+Ctrl-C handler (:func:`kgrec.__main__.main`) before anything but Typer is imported.
 """
 
 import importlib
