@@ -17,8 +17,7 @@ from kgrec.models.base import Recommender
 
 
 def fit_threads() -> int:
-    """Threads for the per-drug fits: ``$KGREC_JOBS``, else the CPU count (at most 8). liblinear releases the
-    GIL, so the drugs' independent fits run in parallel with identical results."""
+    """Workers for the per-drug fits: ``$KGREC_JOBS``, else the CPU count (at most 8)."""
     env = os.environ.get("KGREC_JOBS", "").strip()
     if env:
         try:
@@ -27,6 +26,46 @@ def fit_threads() -> int:
             raise ValueError(f"KGREC_JOBS must be a whole number of threads, got {env!r}") from None
         return max(1, n)
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _fit_drugs(x, y, c: float, seed: int, dual: bool) -> list:
+    """One liblinear logistic regression per column of ``y`` (a constant probability for a one-class column)."""
+    out = []
+    for j in range(y.shape[1]):
+        col = y[:, j]
+        if col.all() or not col.any():
+            out.append(float(col.mean()) if len(col) else 0.0)
+            continue
+        m = LogisticRegression(C=c, solver="liblinear", dual=dual, random_state=seed, max_iter=200)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m.fit(x, col)
+        out.append(m)
+    return out
+
+
+def fit_per_drug(x, y, c: float, seed: int = 0) -> list:
+    """The per-drug fits of :class:`LogRegRecommender`, in parallel (:func:`fit_threads` workers).
+
+    liblinear solves the dual problem when there are more features than visits (scikit-learn's advice;
+    the same optimum: identical PRAUC on MIMIC-III's 5 folds, several times less CPU on graph-expanded
+    pooled cohorts), the primal one otherwise. The primal solver releases the GIL and runs on threads;
+    the dual one is not safe on threads (two of them corrupted memory), so it runs in worker processes,
+    one block of drugs each.
+    """
+    from joblib import Parallel, delayed
+
+    x = sparse.csr_matrix(x) if sparse.issparse(x) else x  # one conversion, shared by every drug's fit
+    dual = x.shape[1] > x.shape[0]
+    jobs = min(fit_threads(), y.shape[1]) if y.shape[1] else 1
+    if dual:
+        if jobs == 1:
+            return _fit_drugs(x, y, c, seed, True)
+        blocks = np.array_split(np.arange(y.shape[1]), jobs)
+        parts = Parallel(n_jobs=jobs, backend="loky")(delayed(_fit_drugs)(x, y[:, b], c, seed, True) for b in blocks)
+        return [m for part in parts for m in part]
+    parts = Parallel(n_jobs=jobs, prefer="threads")(delayed(_fit_drugs)(x, y[:, [j]], c, seed, False) for j in range(y.shape[1]))
+    return [m for part in parts for m in part]
 
 
 class FrequencyRecommender(Recommender):
@@ -73,20 +112,7 @@ class LogRegRecommender(Recommender):
         return sparse.hstack([sparse.csr_matrix(x), p], format="csr")
 
     def _fit_c(self, x, y, c: float) -> list:
-        from joblib import Parallel, delayed
-
-        def one(j: int):
-            col = y[:, j]
-            if col.all() or not col.any():
-                return float(col.mean()) if len(col) else 0.0
-            m = LogisticRegression(C=c, solver="liblinear", random_state=self.seed, max_iter=200)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                m.fit(x, col)
-            return m
-
-        x = sparse.csr_matrix(x) if sparse.issparse(x) else x  # one conversion, shared by every drug's fit
-        return Parallel(n_jobs=fit_threads(), prefer="threads")(delayed(one)(j) for j in range(y.shape[1]))
+        return fit_per_drug(x, y, c, self.seed)
 
     def _proba(self, models: list, x) -> np.ndarray:
         out = np.zeros((x.shape[0], len(models)))
