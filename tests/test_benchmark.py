@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,49 +21,8 @@ from kgrec.cohort.samples import build_samples
 from kgrec.metrics import evaluate_predictions, per_visit
 from kgrec.models.base import THRESHOLDS
 from kgrec.models.baselines import FrequencyRecommender
+from tests.fake_pyhealth import FAKE_RUNNER
 from tests.test_evaluation import synthetic_cohort
-
-# A stand-in for pyhealth_runner.py: same arguments, same output layout. "GAMENet" predicts each drug's
-# training share plus a per-visit signal from the target visit's diagnoses, "SafeDrug" writes the wrong
-# shape, "RETAIN" fails the way a model that cannot run does.
-FAKE_RUNNER = textwrap.dedent('''
-    import json, os, sys
-    import numpy as np
-    req_path, out = sys.argv[1], sys.argv[2]
-    req = json.load(open(req_path))
-    os.makedirs(out, exist_ok=True)
-    vocab = req["drug_vocab"]
-    idx = {d: j for j, d in enumerate(vocab)}
-    parts = {p: [s for s in req["samples"] if s["part"] == p] for p in ("train", "val", "test")}
-    prior = np.zeros(len(vocab))
-    for s in parts["train"]:
-        for d in s["drugs"]:
-            prior[idx[d]] += 1
-    prior /= max(len(parts["train"]), 1)
-    def proba(samples):
-        p = np.tile(prior, (len(samples), 1))
-        for i, s in enumerate(samples):
-            for code in s["conditions"][-1]:
-                d = "A0" + code[-1] + "A"
-                if d in idx:
-                    p[i, idx[d]] = 0.5 + 0.5 * p[i, idx[d]]
-        return p.astype(np.float32)
-    for name in req["models"]:
-        d = os.path.join(out, name)
-        os.makedirs(d, exist_ok=True)
-        if name == "RETAIN":
-            res = {"status": "error", "error": "ImportError: fake RETAIN cannot import its layer"}
-        elif name == "SafeDrug":
-            np.save(os.path.join(d, "val.npy"), np.zeros((1, 1), np.float32))
-            np.save(os.path.join(d, "test.npy"), np.zeros((1, 1), np.float32))
-            res = {"status": "ok", "train_seconds": 0.1, "infer_seconds": 0.01}
-        else:
-            np.save(os.path.join(d, "val.npy"), proba(parts["val"]))
-            np.save(os.path.join(d, "test.npy"), proba(parts["test"]))
-            res = {"status": "ok", "train_seconds": 1.5, "infer_seconds": 0.02, "notes": ["fake runner"]}
-        json.dump(res, open(os.path.join(d, "result.json"), "w"))
-    json.dump({"versions": {"pyhealth": "fake", "torch": "none", "python": "x"}, "models": {}}, open(os.path.join(out, "runner.json"), "w"))
-''')
 
 try:
     import matplotlib  # noqa: F401

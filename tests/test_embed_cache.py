@@ -251,3 +251,28 @@ def test_stage_figure_says_where_the_vectors_came_from():
     out = {"metrics": {"mrr": 0.3}, "cache": {"used": True, "hit": True, "filled_from_neighbours": 5, "missing": 2}}
     assert key_figure("kge", out) == "held-out MRR 0.300, from the shared cache (5 filled from neighbours, 2 missing)"
     assert key_figure("gnn", {"metrics": {"mrr": 0.3}, "cache": {"used": False}}) == "held-out MRR 0.300"
+
+
+@pytest.mark.parametrize("flags,expected", [([], None), (["--no-cache"], False), (["--no-cache", "--kge-epochs", "3"], False)])
+def test_run_no_cache_reaches_both_embedding_stages(monkeypatch, tmp_path, flags, expected):
+    """`kgrec run --no-cache` trains the KGE and the GNN in the workspace; without it their settings stay the defaults."""
+    import kgrec.api
+    from typer.testing import CliRunner
+
+    from kgrec.cli import app
+
+    seen = {}
+
+    def fake_run(*args, **kw):
+        seen.update(kw)
+        raise SystemExit(0)  # stop before any work: only the settings are under test
+
+    monkeypatch.setattr(kgrec.api, "run", fake_run)
+    (tmp_path / "data").mkdir()
+    r = CliRunner().invoke(app, ["run", "-w", str(tmp_path / "ws"), "--data-dir", str(tmp_path / "data"), *flags])
+    assert r.exit_code == 0, r.output
+    for stage in ("kge", "gnn"):
+        got = (seen[stage] or {}).get("cache")
+        assert got is expected, (stage, seen[stage])
+    if "--kge-epochs" in flags:
+        assert seen["kge"]["epochs"] == 3

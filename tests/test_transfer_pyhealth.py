@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,47 +17,8 @@ from kgrec.cohort.samples import build_samples
 from kgrec.errors import KgrecError, OptionError
 from kgrec.transfer import external, run_transfer
 from kgrec.transfer.external import PyHealthRecommender, PyHealthSettings
+from tests.fake_pyhealth import FAKE_RUNNER
 from tests.test_transfer import make_workspace
-
-# Counts its calls (one line per call in CALLS) and answers drug frequencies of the training part, raised
-# for the drugs the visit's history prescribed; "RETAIN" fails as a broken PyHealth model would.
-FAKE_RUNNER = textwrap.dedent('''
-    import json, os, sys
-    import numpy as np
-    calls, req_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
-    req = json.load(open(req_path))
-    with open(calls, "a") as fh:
-        fh.write(json.dumps({"models": req["models"], "config": req["config"], "counts": req["counts"], "dir": os.path.dirname(req_path),
-                             "patients": {p: sorted({s["patient_id"] for s in req["samples"] if s["part"] == p}) for p in ("train", "val", "test")}}) + "\\n")
-    os.makedirs(out, exist_ok=True)
-    vocab = req["drug_vocab"]
-    idx = {d: j for j, d in enumerate(vocab)}
-    parts = {p: [s for s in req["samples"] if s["part"] == p] for p in ("train", "val", "test")}
-    prior = np.full(len(vocab), 0.01)
-    for s in parts["train"]:
-        for d in s["drugs"]:
-            prior[idx[d]] += 1
-    prior /= len(parts["train"])
-    def proba(samples):
-        p = np.tile(prior, (len(samples), 1))
-        for i, s in enumerate(samples):
-            for d in {d for v in s["drugs_hist"] for d in v}:
-                if d in idx:
-                    p[i, idx[d]] = 0.5 + 0.5 * p[i, idx[d]]
-        return p.astype(np.float32)
-    for name in req["models"]:
-        d = os.path.join(out, name)
-        os.makedirs(d, exist_ok=True)
-        if name == "RETAIN":
-            res = {"status": "error", "error": "ImportError: fake RETAIN cannot import its layer"}
-        else:
-            np.save(os.path.join(d, "val.npy"), proba(parts["val"]))
-            np.save(os.path.join(d, "test.npy"), proba(parts["test"]))
-            res = {"status": "ok", "train_seconds": 1.5, "infer_seconds": 0.02, "n_params": 7}
-        json.dump(res, open(os.path.join(d, "result.json"), "w"))
-    json.dump({"versions": {"pyhealth": "fake", "torch": "none", "python": "x"}, "models": {}}, open(os.path.join(out, "runner.json"), "w"))
-''')
-
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):

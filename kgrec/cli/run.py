@@ -35,6 +35,7 @@ def run(
     device: Annotated[str, typer.Option(help="Where every training stage runs: cpu, cuda or auto (cuda where PyTorch sees a GPU).")] = "auto",
     pool: Annotated[list[str] | None, typer.Option("--pool", help="Pool with another site (repeat): a workspace made by `kgrec prepare`, or a source name (eicu, mimic3, mimic4, synthea) prepared into WORKSPACE/pool/NAME. Frequency, logreg and logreg-graph are then also trained on that site plus each fold's training patients, and shown beside their in-domain rows (`kgrec transfer --mode pooled`).", rich_help_panel="other sites", show_default=False)] = None,
     pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph; teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Take the KGE and GNN vectors of the open graph from the shared cache ($KGREC_CACHE, default ~/.cache/kgrec; KGREC_CACHE=off disables it), training them there once per graph and settings so a second cohort skips their training (docs/cache.md). --no-cache trains them in the workspace.")] = True,
     json_out: JsonOut = False,
 ) -> None:
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
@@ -60,8 +61,9 @@ def run(
                **({"model": teacher_model} if teacher_model else {}),
                **({"epochs": teacher_epochs} if teacher_epochs else {})}
     models = model or list(api.RUN_MODELS)
-    kge = {k: v for k, v in (("epochs", kge_epochs), ("dim", kge_dim)) if v} or None
-    gnn = {"epochs": gnn_epochs} if gnn_epochs else None
+    no_cache = {} if cache else {"cache": False}  # only when off: a default run keeps its stage settings (and their stamps)
+    kge = {**{k: v for k, v in (("epochs", kge_epochs), ("dim", kge_dim)) if v}, **no_cache} or None
+    gnn = {**({"epochs": gnn_epochs} if gnn_epochs else {}), **no_cache} or None
     student = {"epochs": student_epochs} if student_epochs else None
     with stage_progress("running ...") as progress:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,

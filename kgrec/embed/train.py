@@ -150,6 +150,27 @@ def cache_line(stage: str, info: dict) -> str:
             f"from neighbours, {info['missing']:,} missing (no trained entity within {FILL_HOPS} hops)")
 
 
+def _fetch_filled(stage: str, og, ex, kwargs: dict, extra: dict, train, result_cls, root: Path, say):
+    """The shared cache's entry for ``stage`` on the cohort-free graph ``og`` (trained with ``train(og.export,
+    **kwargs)`` and stored if missing), and its vectors filled onto the workspace export ``ex``.
+
+    Returns ``(got, cached, filled)``: the fetch report, the entry's result, and the neighbour fill."""
+    module = {"kge": ("kgrec.embed.kge", ("torch", "pykeen")), "gnn": ("kgrec.embed.gnn", ("torch", "torch_geometric"))}[stage]
+    key, inputs = entry_key(stage, og.key, kwargs, code_fingerprint(*module), extra)
+    entry = Entry(root, stage, key)
+
+    def build(folder: Path) -> dict:
+        r = train(og.export, **kwargs)
+        r.save(folder)
+        return {"device": r.config["device"], "trained_seconds": r.seconds}
+
+    got = fetch_or_build(entry, inputs, build, say)
+    cached = result_cls.load(entry.path)
+    if cached.entities != og.export.entities:
+        raise CacheError(f"cache entry {entry.path}: its entity index is not the one of the graph it is keyed on; remove the entry")
+    return got, cached, fill_from_neighbours(ex, cached.entities, [cached.entity_vectors], hops=FILL_HOPS)
+
+
 # ---------------- the stages ----------------
 def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.01, num_negs=4, seed=42, patients="train", progress=True,
             device="auto", cache=True, say: Callable[[str], None] | None = None) -> EmbedStageResult:
@@ -171,19 +192,7 @@ def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.
     t0 = time.perf_counter()
     root = cache_root()
     og = _open_graph(tables, seed, root, say)
-    key, inputs = entry_key("kge", og.key, kwargs, code_fingerprint("kgrec.embed.kge", ("torch", "pykeen")))
-    entry = Entry(root, "kge", key)
-
-    def build(folder: Path) -> dict:
-        r = train_kge(og.export, **kwargs)
-        r.save(folder)
-        return {"device": r.config["device"], "trained_seconds": r.seconds}
-
-    got = fetch_or_build(entry, inputs, build, say)
-    cached = KGEResult.load(entry.path)
-    if cached.entities != og.export.entities:
-        raise CacheError(f"cache entry {entry.path}: its entity index is not the one of the graph it is keyed on; remove the entry")
-    m = fill_from_neighbours(ex, cached.entities, [cached.entity_vectors], hops=FILL_HOPS)
+    got, cached, m = _fetch_filled("kge", og, ex, kwargs, {}, train_kge, KGEResult, root, say)
     res = KGEResult(m.mats[0], cached.relation_vectors, [ex.entities[i] for i in m.rows], cached.relations, cached.metrics, cached.config, cached.seconds, cached.losses)
     res.save(out)
     info = _used(got, og, m, time.perf_counter() - t0)
@@ -252,19 +261,7 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
     # (the KGE for the residual decoder, over the cohort-free index: keyable() hashes it by content)
     kge_open = KGEResult(init, kge.relation_vectors, og.export.entities, kge.relations, kge.metrics, kge.config) if kge is not None else None
     gnn_kwargs = dict(dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, kge=kge_open, seed=seed, progress=progress, device=device)
-    key, inputs = entry_key("gnn", og.key, gnn_kwargs, code_fingerprint("kgrec.embed.gnn", ("torch", "torch_geometric")), extra)
-    entry = Entry(root, "gnn", key)
-
-    def build(folder: Path) -> dict:
-        r = train_gnn(og.export, **gnn_kwargs)
-        r.save(folder)
-        return {"device": r.config["device"], "trained_seconds": r.seconds}
-
-    got = fetch_or_build(entry, inputs, build, say)
-    cached = GNNResult.load(entry.path)
-    if cached.entities != og.export.entities:
-        raise CacheError(f"cache entry {entry.path}: its entity index is not the one of the graph it is keyed on; remove the entry")
-    m = fill_from_neighbours(ex, cached.entities, [cached.entity_vectors], hops=FILL_HOPS)
+    got, cached, m = _fetch_filled("gnn", og, ex, gnn_kwargs, extra, train_gnn, GNNResult, root, say)
     res = GNNResult(m.mats[0], [ex.entities[i] for i in m.rows], cached.relation_vector, cached.metrics, cached.config, cached.seconds, cached.losses,
                     cached.decoder)
     if kge is not None and kge.entities != res.entities:
