@@ -120,7 +120,7 @@ class RunResult:
 # "graph_prompt": True}`` (the LEADER setting: LoRA + graph soft prompts) or a larger ``model``.
 CPU_TEACHER = {"lora_r": 0, "fuse_codes": True, "graph_prompt": False}
 # the models `kgrec run --pool` also trains on the pooled sites (kgrec.transfer, mode "pooled")
-POOL_MODELS = ("frequency", "logreg", "logreg-graph")
+POOL_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble")
 # logreg-graph: logistic regression over graph-grounded codes (kgrec.models.graph_logreg): level with logreg on
 # the MIMIC-III demo, +0.0045 ± 0.0017 PRAUC (5/5 folds) on the eICU demo, whose codes mix ICD-9, ICD-10 and paths
 RUN_MODELS = ("frequency", "logreg", "logreg-graph", "teacher", "student")

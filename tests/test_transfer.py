@@ -353,3 +353,41 @@ def test_kgrec_run_pool_shows_in_domain_and_pooled_rows_on_the_real_mimic3_demo(
     assert (ws / "reports" / "transfer" / "transfer.md").exists()
     r = CliRunner().invoke(app, ["run", "-s", "mimic3", "-w", str(tmp_path / "m3b"), "--data-dir", str(real_data_dir()), "-m", "frequency", "--folds", "2", "--pool", "nowhere"])
     assert r.exit_code == 2 and "neither a workspace" in r.output
+
+
+@pytest.mark.parametrize("own_model", ["logreg-graph", "logreg"])
+def test_site_ensemble_is_the_mean_of_the_targets_own_model_and_the_pooled_graph_model(sites, own_model):
+    """Pooled: a target visit's probabilities are exactly the mean of the target's own model (its visits
+    only) and logreg-graph on every site; zero-shot: the target has no own model and gets the graph model
+    alone, which ``chosen`` records."""
+    from kgrec.metrics import per_visit
+    from kgrec.models.graph_logreg import SiteEnsembleRecommender
+    from kgrec.transfer.pool import load_site
+    from kgrec.transfer.protocol import TransferRun
+
+    target, source = sites
+    run = TransferRun(load_site(target), [load_site(source)], ["logreg"], folds=2)
+    f = run.folds[0]
+    tr, va, te = run._samples(run.source_patients + sorted(f["train"])), run._samples(f["val"]), run._samples(f["test"])
+    ens = SiteEnsembleRecommender(run.vocab, workspace=target, own_model=own_model).fit(run.cohort, tr, va)
+    # only the target has validation visits, so only it gets an own model
+    assert set(ens.own) == {"icd10"} and ens.chosen["graph"]["sites"] == ["icd10", "icd9"]
+    at_target = [i for i, s in enumerate(run.cohort.sites(tr.visit_idx)) if s == "icd10"]
+    assert ens.chosen["own"]["icd10"]["n_train"] == len(at_target) < len(tr)
+    mine = LogRegRecommender(run.vocab) if own_model == "logreg" else GraphLogRegRecommender(run.vocab, workspace=target)
+    mine.fit(run.cohort, tr.subset(at_target), va)
+    graph = GraphLogRegRecommender(run.vocab, workspace=target).fit(run.cohort, tr, va)
+    want = 0.5 * mine.predict_proba(run.cohort, te) + 0.5 * graph.predict_proba(run.cohort, te)
+    got = ens.predict_proba(run.cohort, te)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    assert not np.allclose(got, graph.predict_proba(run.cohort, te))
+    assert "graph_only_for_sites" not in ens.chosen
+    assert float(per_visit(ens.targets(te), got, got > 0.5)["prauc"].mean()) > 0.5
+    # zero-shot: trained on the source alone, the target site is scored by the graph model alone
+    src_tr, src_va = run._samples(run.source_train), run._samples(run.source_val)
+    zs = SiteEnsembleRecommender(run.vocab, workspace=target, own_model=own_model).fit(run.cohort, src_tr, src_va)
+    g = GraphLogRegRecommender(run.vocab, workspace=target).fit(run.cohort, src_tr, src_va)
+    np.testing.assert_allclose(zs.predict_proba(run.cohort, te), g.predict_proba(run.cohort, te), atol=1e-9)
+    assert zs.chosen["graph_only_for_sites"] == ["icd10"] and set(zs.own) == {"icd9"}
+    with pytest.raises(ValueError, match="own_weight"):
+        SiteEnsembleRecommender(run.vocab, workspace=target, own_weight=1.5)

@@ -15,6 +15,7 @@ MODELS: dict[str, str | type[Recommender]] = {
     "frequency": "kgrec.models.baselines:FrequencyRecommender",
     "logreg": "kgrec.models.baselines:LogRegRecommender",
     "logreg-graph": "kgrec.models.graph_logreg:GraphLogRegRecommender",
+    "site-ensemble": "kgrec.models.graph_logreg:SiteEnsembleRecommender",
     "logreg-profile": "kgrec.models.baselines:LogRegProfileRecommender",
     "teacher": "kgrec.teacher.recommender:TeacherRecommender",
     "student": "kgrec.student.train:StudentRecommender",
