@@ -191,6 +191,7 @@ def run(
     pooled = None
     if pool:
         pooled, step = _handle_pool(workspace, data_dir, pool, pool_models, folds or 5, seed, rep)
+        pooled["vs_run_models"] = _pooled_vs_run(pooled, ev)
         steps.append(step)
         step.save(record)
     seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
@@ -236,6 +237,19 @@ def _handle_pool(workspace, data_dir, pool: Sequence[str], models: Sequence[str]
     step = StageResult("pool", True, "--pool given", sec, figure, {"report": str(Path(workspace) / "reports" / "transfer"), "sources": [str(s) for s in sources]})
     rep.end(step)
     return pooled, step
+
+
+def _pooled_vs_run(pooled: dict, ev) -> dict:
+    """Paired per-fold PRAUC differences of each pooled model against each model of the run's own
+    evaluation (teacher and student included): the folds are the same (`kgrec transfer` uses
+    `kgrec evaluate --folds`' patients)."""
+    from kgrec.evaluation import paired_difference
+
+    out = {}
+    for name, s in pooled["modes"]["pooled"]["models"].items():
+        folds = s["metrics"]["prauc"]["folds"]
+        out[name] = {m: paired_difference(folds, e.metric_folds("prauc")) for m, e in ev.models.items() if len(e.folds) == len(folds)}
+    return out
 
 
 def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:

@@ -204,12 +204,14 @@ def evaluate_models(
                 continue
             res.paired[name] = {}
             for m in ("jaccard", "f1", "prauc"):
-                d = np.array(ev.metric_folds(m)) - np.array(results[ref].metric_folds(m))
-                res.paired[name][m] = {
-                    "mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-                    "folds": d.tolist(), "n_better": int((d > 0).sum()),
-                }
+                res.paired[name][m] = paired_difference(ev.metric_folds(m), results[ref].metric_folds(m))
     return res
+
+
+def paired_difference(a, b) -> dict:
+    """Per-fold ``a - b`` on the same folds: mean, std (ddof 1), the folds, and how many are above 0."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "folds": d.tolist(), "n_better": int((d > 0).sum())}
 
 
 def fit_on_split(model: Recommender, cohort: Cohort, n_boot: int = 200) -> dict:

@@ -349,6 +349,11 @@ def test_kgrec_run_pool_shows_in_domain_and_pooled_rows_on_the_real_mimic3_demo(
     for m in ("logreg",):
         assert modes["in-domain"]["models"][m]["metrics"]["prauc"]["folds"] == pytest.approx(j["evaluation"]["models"][m]["metrics"]["prauc"]["folds"])
     assert set(modes["pooled"]["models"]) == {"logreg", "logreg-graph"}
+    # each pooled model paired fold by fold with each model of the run's own evaluation
+    vs = j["pooled"]["vs_run_models"]["logreg-graph"]
+    assert set(vs) == {"frequency", "logreg"}
+    want = np.subtract(modes["pooled"]["models"]["logreg-graph"]["metrics"]["prauc"]["folds"], j["evaluation"]["models"]["frequency"]["metrics"]["prauc"]["folds"])
+    assert vs["frequency"]["folds"] == pytest.approx(want.tolist())
     assert [s["stage"] for s in j["steps"]][-1] == "pool"
     assert (ws / "reports" / "transfer" / "transfer.md").exists()
     r = CliRunner().invoke(app, ["run", "-s", "mimic3", "-w", str(tmp_path / "m3b"), "--data-dir", str(real_data_dir()), "-m", "frequency", "--folds", "2", "--pool", "nowhere"])

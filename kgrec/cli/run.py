@@ -89,6 +89,10 @@ def run(
             console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     if res.pooled:
         console.print(pooled_table(res.pooled))
+        models = res.pooled["modes"]["pooled"]["models"]
+        best = max(models, key=lambda m: models[m]["metrics"]["prauc"]["mean"])
+        for name, d in (res.pooled.get("vs_run_models") or {}).get(best, {}).items():
+            console.print(f"  PRAUC pooled {best} − in-domain {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     console.print(f"done in {res.seconds['total']:.1f} s; reports in {api.reports_dir(workspace)}")
 
 

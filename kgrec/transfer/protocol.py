@@ -33,7 +33,7 @@ from kgrec.cohort.ddi import ddi_matrix
 from kgrec.cohort.samples import Samples, build_samples
 from kgrec.cohort.split import kfold_patients, split_patients
 from kgrec.errors import OptionError, WorkspaceError
-from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, score_model
+from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, paired_difference, score_model
 from kgrec.models import Recommender, get_model
 from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
@@ -75,11 +75,6 @@ class TransferResult:
     def to_json(self) -> dict:
         return {"target": self.target, "sources": self.sources, "folds": self.folds, "pooling": self.pooling,
                 "seconds": self.seconds, "modes": self.modes}
-
-
-def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
-    d = np.asarray(a, float) - np.asarray(b, float)
-    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "folds": d.tolist(), "n_better": int((d > 0).sum())}
 
 
 def _factory(name: str, workspace: Path):
@@ -220,9 +215,9 @@ def _with_pairs(res: EvaluationResult, indomain: EvaluationResult, suffix: str =
     out["paired_differences"] = {"reference": f"in-domain {ref}"}
     out["paired_vs_in_domain_same_model"] = {}
     for name, ev in res.models.items():
-        out["paired_differences"][name] = {m: _paired(ev.metric_folds(m), indomain.models[ref].metric_folds(m)) for m in PAIRED_METRICS}
+        out["paired_differences"][name] = {m: paired_difference(ev.metric_folds(m), indomain.models[ref].metric_folds(m)) for m in PAIRED_METRICS}
         if name in indomain.models:
-            out["paired_vs_in_domain_same_model"][name] = {m: _paired(ev.metric_folds(m), indomain.models[name].metric_folds(m)) for m in PAIRED_METRICS}
+            out["paired_vs_in_domain_same_model"][name] = {m: paired_difference(ev.metric_folds(m), indomain.models[name].metric_folds(m)) for m in PAIRED_METRICS}
     if suffix:
         out["models"] = {f"{k}{suffix}": v for k, v in out["models"].items()}
         for key in ("paired_differences", "paired_vs_in_domain_same_model"):
