@@ -152,7 +152,9 @@ def run(
     With folds, the embeddings are trained without Patient/Visit nodes (``patients="none"``): every
     patient is in some test fold. ``teacher``: :class:`~kgrec.teacher.TeacherConfig` fields (default
     :data:`CPU_TEACHER`); ``kge``, ``gnn``, ``student``: keyword arguments of those stages (e.g.
-    ``{"epochs": 5}``). Each step's :class:`~kgrec.stages.StageResult` is saved under
+    ``{"epochs": 5}``). After the evaluation the ``explain`` step recommends, with rationale paths, DDI
+    warnings and rationales, for three test visits of the saved split (``reports/explanations.json``;
+    skipped when neither the student nor the teacher is among ``models``). Each step's :class:`~kgrec.stages.StageResult` is saved under
     ``<workspace>/reports/run/`` as it finishes, and the whole run in ``<workspace>/reports/run.json``.
     ``recipe``: ``kgrec`` (default) or ``leader`` (:mod:`kgrec.recipes`: the paper's teacher and student
     settings, under ``teacher``/``student``); ``device``: ``auto``, ``cpu`` or ``cuda`` for every stage.
@@ -185,7 +187,10 @@ def run(
                 "distill": {"seed": seed, **r_student, **(student or {}), "device": device}}
     trained, train_steps = _handle_training(workspace, settings, models, rep, record)
     steps += train_steps
-    ev, step = _handle_evaluate(workspace, models, folds, seed, rep)
+    ev, eval_step = _handle_evaluate(workspace, models, folds, seed, rep)
+    steps.append(eval_step)
+    eval_step.save(record)
+    step = _handle_explain(workspace, models, rep)
     steps.append(step)
     step.save(record)
     pooled = None
@@ -195,11 +200,10 @@ def run(
         steps.append(step)
         step.save(record)
     seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
-               "evaluate": steps[-1].seconds}
-    seconds["total"] = round(sum(seconds.values()), 2)
+               "evaluate": eval_step.seconds}
     if pooled is not None:
         seconds["pool"] = steps[-1].seconds
-        seconds["total"] = round(seconds["total"] + seconds["pool"], 2)
+    seconds["total"] = round(sum(seconds.values()), 2)
     res = RunResult(prep, graph, ev, seconds, trained, steps)
     res.pooled = pooled
     res.save(reports_dir(workspace))
@@ -237,6 +241,48 @@ def _handle_pool(workspace, data_dir, pool: Sequence[str], models: Sequence[str]
     step = StageResult("pool", True, "--pool given", sec, figure, {"report": str(Path(workspace) / "reports" / "transfer"), "sources": [str(s) for s in sources]})
     rep.end(step)
     return pooled, step
+
+
+EXPLAIN_VISITS = 3  # test visits of the saved split that `kgrec run` explains
+
+
+def _handle_explain(workspace, models: Sequence[str], rep: Reporter, n_visits: int = EXPLAIN_VISITS) -> StageResult:
+    """The last link of the chain: recommendations with rationale paths (Cypher on the embedded store),
+    DDI warnings and a natural-language rationale for the first ``n_visits`` evaluable test visits of the
+    saved split (the model never trained on them), from the student (else the teacher), saved to
+    ``<workspace>/reports/explanations.json``."""
+    from kgrec.cohort.samples import build_samples
+    from kgrec.explain.recommend import RecommendService
+
+    model = next((m for m in ("student", "teacher") if m in models and (Path(workspace) / m).is_dir()), None)
+    if model is None:
+        step = StageResult("explain", False, f"no trained student or teacher among the models ({', '.join(models)})")
+        rep.end(step)
+        return step
+    rep.start("explain", f"recommending with rationale paths and DDI warnings ({model}, {n_visits} test visits)")
+    t0 = time.perf_counter()
+    cohort = load_cohort(workspace)
+    if not cohort.split or not cohort.split.get("test"):
+        raise WorkspaceError(f"{Path(workspace) / 'cohort'}: no saved test split to explain; rerun `kgrec prepare`")
+    test = build_samples(cohort, cohort.split["test"])
+    visit_ids = [str(cohort.visits["visit_id"].iat[int(i)]) for i in test.visit_idx[:n_visits]]
+    with RecommendService(workspace, model) as svc:
+        recs = [svc.recommend(visit_id=v).to_dict() for v in visit_ids]
+    path = reports_dir(workspace) / "explanations.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"model": model, "visits": recs}, indent=1, default=str))
+    os.replace(tmp, path)
+    n_drugs = sum(len(r["drugs"]) for r in recs)
+    n_paths = sum(len(d["paths"]) for r in recs for d in r["drugs"])
+    n_with = sum(1 for r in recs for d in r["drugs"] if d["paths"])
+    n_ddi = sum(len(r["ddi_warnings"]) for r in recs)
+    figure = f"{len(recs)} test visits, {n_drugs} drugs, {n_with} with rationale paths ({n_paths} paths), {n_ddi} DDI warnings"
+    step = StageResult("explain", True, "always (the chain's last link)", round(time.perf_counter() - t0, 2), figure,
+                       {"path": str(path), "model": model, "visits": visit_ids, "n_drugs": n_drugs, "n_paths": n_paths,
+                        "n_drugs_with_paths": n_with, "n_ddi_warnings": n_ddi})
+    rep.end(step)
+    return step
 
 
 def _pooled_vs_run(pooled: dict, ev) -> dict:

@@ -22,7 +22,7 @@ from tests.conftest import real_data_dir, requires_real_data
 
 pytestmark = requires_real_data
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ["prepare", "load-graph", "kge", "gnn", "teacher", "distill", "evaluate"]
+STEPS = ["prepare", "load-graph", "kge", "gnn", "teacher", "distill", "evaluate", "explain"]
 MODELS = ["frequency", "logreg", "logreg-graph", "teacher", "student"]
 
 
@@ -59,6 +59,29 @@ def test_every_step_ran_and_said_so(main_job):
     lines = [ln for ln in lines if ln not in cache]
     expected = [p for s in STEPS for p in (f"{s}: started, ", f"{s}: done in ")]
     assert len(lines) == len(expected) and all(ln[9:].startswith(e) for ln, e in zip(lines, expected)), lines
+
+
+def test_the_chain_ends_in_explanations_with_paths_and_rationales(main_job):
+    """The explain step: the student's recommendations for saved-split test visits, each drug with its
+    rationale paths from the graph store and a rationale naming the drug; the step's counts are the file's."""
+    from kgrec.workspace import load_cohort
+
+    ws, out, _ = main_job
+    step = next(s for s in out["steps"] if s["stage"] == "explain")
+    saved = json.loads((ws / "reports" / "explanations.json").read_text())
+    assert saved["model"] == step["output"]["model"] == "student"
+    cohort = load_cohort(ws)
+    test_patients = set(cohort.split["test"])
+    pid = dict(zip(cohort.visits["visit_id"].astype(str), cohort.visits["patient_id"].astype(str)))
+    assert len(saved["visits"]) == len(step["output"]["visits"]) == 3
+    assert all(pid[v] in test_patients for v in step["output"]["visits"])
+    drugs = [d for r in saved["visits"] for d in r["drugs"]]
+    assert len(drugs) == step["output"]["n_drugs"] > 0
+    assert sum(len(d["paths"]) for d in drugs) == step["output"]["n_paths"] > 0
+    assert sum(len(r["ddi_warnings"]) for r in saved["visits"]) == step["output"]["n_ddi_warnings"]
+    for d in drugs:
+        if d["paths"]:
+            assert d["drug"] in d["rationale"], d["rationale"][:200]
 
 
 def test_saved_teacher_and_student_reload_to_the_predictions_they_were_measured_with(main_job):

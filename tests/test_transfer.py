@@ -355,6 +355,9 @@ def test_kgrec_run_pool_shows_in_domain_and_pooled_rows_on_the_real_mimic3_demo(
     want = np.subtract(modes["pooled"]["models"]["logreg-graph"]["metrics"]["prauc"]["folds"], j["evaluation"]["models"]["frequency"]["metrics"]["prauc"]["folds"])
     assert vs["frequency"]["folds"] == pytest.approx(want.tolist())
     assert [s["stage"] for s in j["steps"]][-1] == "pool"
+    sec = {s["stage"]: s["seconds"] for s in j["steps"]}
+    assert j["seconds"]["evaluate"] == sec["evaluate"] and j["seconds"]["pool"] == sec["pool"]
+    assert j["seconds"]["total"] == pytest.approx(sum(v for k, v in j["seconds"].items() if k != "total"), abs=0.02)
     assert (ws / "reports" / "transfer" / "transfer.md").exists()
     r = CliRunner().invoke(app, ["run", "-s", "mimic3", "-w", str(tmp_path / "m3b"), "--data-dir", str(real_data_dir()), "-m", "frequency", "--folds", "2", "--pool", "nowhere"])
     assert r.exit_code == 2 and "neither a workspace" in r.output

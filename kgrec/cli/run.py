@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -41,7 +42,10 @@ def run(
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
     knowledge graph, train the model stages (PyKEEN KGE -> PyG R-GCN -> teacher -> distilled student;
     stages whose outputs are current are skipped), then evaluate baselines, teacher and student with
-    patient-level K-fold CV (paired differences against logistic regression).
+    patient-level K-fold CV (paired differences against logistic regression), then explain the student's
+    recommendations for three test visits of the saved split (rationale paths found by Cypher in the
+    graph, DDI warnings, a natural-language rationale: reports/explanations.json). With --pool, the same
+    folds again with another site's visits added (in-domain and pooled rows side by side).
 
     Everything lands in the workspace (cohort/, graph/, embed/, teacher/, student/, reports/); what each
     step did (ran or skipped, and why) is in reports/run.json. With --folds, the embeddings leave out
@@ -87,6 +91,12 @@ def run(
         d = per.get("prauc")
         if d:
             console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+    ex = next((s for s in res.steps if s.stage == "explain" and s.ran), None)
+    if ex is not None:
+        console.print(f"explanations ({ex.output['model']}: {ex.figure}): {ex.output['path']}")
+        first = json.loads(Path(ex.output["path"]).read_text())["visits"][0]
+        if first["drugs"]:
+            console.print(f"  e.g. visit {ex.output['visits'][0]}: {first['drugs'][0]['rationale'][:400]}", highlight=False, markup=False)
     if res.pooled:
         console.print(pooled_table(res.pooled))
         models = res.pooled["modes"]["pooled"]["models"]
