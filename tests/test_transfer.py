@@ -399,3 +399,18 @@ def test_site_ensemble_is_the_mean_of_the_targets_own_model_and_the_pooled_graph
     assert zs.chosen["graph_only_for_sites"] == ["icd10"] and set(zs.own) == {"icd9"}
     with pytest.raises(ValueError, match="own_weight"):
         SiteEnsembleRecommender(run.vocab, workspace=target, own_weight=1.5)
+
+
+def test_site_ensemble_on_one_site_is_logreg_graph(sites):
+    from kgrec.models.graph_logreg import SiteEnsembleRecommender
+
+    target, _ = sites
+    cohort = Cohort.load(target / "cohort")
+    s = build_samples(cohort)
+    idx = np.arange(len(s))
+    tr, va, te = s.subset(idx[: int(0.7 * len(idx))]), s.subset(idx[int(0.7 * len(idx)): int(0.85 * len(idx))]), s.subset(idx[int(0.85 * len(idx)):])
+    vocab = cohort.vocab("drug")
+    ens = SiteEnsembleRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    np.testing.assert_allclose(ens.predict_proba(cohort, te), g.predict_proba(cohort, te), atol=1e-12)
+    assert ens.own["icd10"] is ens.graph and ens.chosen["own"]["icd10"]["n_train"] == len(tr)

@@ -182,6 +182,9 @@ class SiteEnsembleRecommender(Recommender):
         site_va = np.asarray(cohort.sites(val.visit_idx), dtype=object)
         self.own = {}
         for s in sorted(set(site_tr) & set(site_va)):
+            if self.own_model == "logreg-graph" and set(site_tr) == {s}:
+                self.own[s] = self.graph  # one site: the own model would be the same fit again
+                continue
             tr, va = train.subset(np.flatnonzero(site_tr == s)), val.subset(np.flatnonzero(site_va == s))
             self.own[s] = self._own().fit(cohort, tr, va)
         self.chosen = {"own_model": self.own_model, "own_weight": self.own_weight, "graph": dict(self.graph.chosen),
