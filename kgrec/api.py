@@ -247,12 +247,8 @@ EXPLAIN_VISITS = 3  # test visits of the saved split that `kgrec run` explains
 
 
 def _handle_explain(workspace, models: Sequence[str], rep: Reporter, n_visits: int = EXPLAIN_VISITS) -> StageResult:
-    """The last link of the chain: recommendations with rationale paths (Cypher on the embedded store),
-    DDI warnings and a natural-language rationale for the first ``n_visits`` evaluable test visits of the
-    saved split (the model never trained on them), from the student (else the teacher), saved to
-    ``<workspace>/reports/explanations.json``."""
-    from kgrec.cohort.samples import build_samples
-    from kgrec.explain.recommend import RecommendService
+    """The chain's last link (:func:`kgrec.explain.report.explain_test_visits`), with the student, else the teacher."""
+    from kgrec.explain.report import explain_test_visits
 
     model = next((m for m in ("student", "teacher") if m in models and (Path(workspace) / m).is_dir()), None)
     if model is None:
@@ -260,27 +256,10 @@ def _handle_explain(workspace, models: Sequence[str], rep: Reporter, n_visits: i
         rep.end(step)
         return step
     rep.start("explain", f"recommending with rationale paths and DDI warnings ({model}, {n_visits} test visits)")
-    t0 = time.perf_counter()
-    cohort = load_cohort(workspace)
-    if not cohort.split or not cohort.split.get("test"):
-        raise WorkspaceError(f"{Path(workspace) / 'cohort'}: no saved test split to explain; rerun `kgrec prepare`")
-    test = build_samples(cohort, cohort.split["test"])
-    visit_ids = [str(cohort.visits["visit_id"].iat[int(i)]) for i in test.visit_idx[:n_visits]]
-    with RecommendService(workspace, model) as svc:
-        recs = [svc.recommend(visit_id=v).to_dict() for v in visit_ids]
-    path = reports_dir(workspace) / "explanations.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"model": model, "visits": recs}, indent=1, default=str))
-    os.replace(tmp, path)
-    n_drugs = sum(len(r["drugs"]) for r in recs)
-    n_paths = sum(len(d["paths"]) for r in recs for d in r["drugs"])
-    n_with = sum(1 for r in recs for d in r["drugs"] if d["paths"])
-    n_ddi = sum(len(r["ddi_warnings"]) for r in recs)
-    figure = f"{len(recs)} test visits, {n_drugs} drugs, {n_with} with rationale paths ({n_paths} paths), {n_ddi} DDI warnings"
-    step = StageResult("explain", True, "always (the chain's last link)", round(time.perf_counter() - t0, 2), figure,
-                       {"path": str(path), "model": model, "visits": visit_ids, "n_drugs": n_drugs, "n_paths": n_paths,
-                        "n_drugs_with_paths": n_with, "n_ddi_warnings": n_ddi})
+    out, sec = _timed(explain_test_visits, workspace, model, n_visits)
+    figure = (f"{len(out['visits'])} test visits, {out['n_drugs']} drugs, {out['n_drugs_with_paths']} with rationale paths "
+              f"({out['n_paths']} paths), {out['n_ddi_warnings']} DDI warnings")
+    step = StageResult("explain", True, "always (the chain's last link)", sec, figure, out)
     rep.end(step)
     return step
 
