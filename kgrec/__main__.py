@@ -19,6 +19,7 @@ import sys
 
 def main() -> None:
     """Run the ``kgrec`` Typer app; Ctrl-C anywhere is one line and exit code 130."""
+    _install_sigint()
     try:
         from kgrec.cli.app import app
 
@@ -29,6 +30,38 @@ def main() -> None:
         if exc.code == 130:  # Typer's answer to Ctrl-C inside a command (after its finally blocks ran)
             _interrupted()
         raise
+
+
+def _swallowing(frame) -> bool:
+    """Whether an exception raised in ``frame`` would be printed and ignored by CPython instead of
+    propagating: a ``__del__`` method or importlib's module-lock weakref callback (seen while pandas
+    imports: "Exception ignored in: <function _get_module_lock.<locals>.cb>", and the command went on)."""
+    code = frame.f_code if frame is not None else None
+    return code is not None and (code.co_name == "__del__" or (code.co_name == "cb" and "importlib" in code.co_filename))
+
+
+def _install_sigint() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's own handler does, except inside code that would swallow
+    it (:func:`_swallowing`): there it is raised again 5 ms later, until it lands where it propagates.
+    It also tells :mod:`kgrec.fsatomic`, whose commit points then refuse to publish, in case a library
+    swallows the interrupt all the same (C code that clears any error). A
+    SIGINT that was ignored when kgrec started (a background job) or handled by an embedding program is
+    left as it is."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    from kgrec import fsatomic  # standard library only; imported now, never inside the handler
+
+    def raise_where_it_propagates(signum, frame):
+        fsatomic.request_interrupt()
+        if _swallowing(frame):
+            signal.signal(signal.SIGALRM, raise_where_it_propagates)
+            signal.setitimer(signal.ITIMER_REAL, 0.005)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, raise_where_it_propagates)
 
 
 def _interrupted() -> None:

@@ -97,9 +97,27 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+_INTERRUPT_REQUESTED = False
+
+
+def request_interrupt() -> None:
+    """Called by kgrec's Ctrl-C handler (:mod:`kgrec.__main__`): from now on no commit point publishes."""
+    global _INTERRUPT_REQUESTED
+    _INTERRUPT_REQUESTED = True
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed. Every commit point below calls it first, so a write
+    that Ctrl-C should have stopped is never put in place, even when a library swallowed the interrupt
+    (C code that clears any error, a callback whose exceptions CPython ignores) and the work went on."""
+    if _INTERRUPT_REQUESTED:
+        raise KeyboardInterrupt
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put the complete folder ``new`` in place of ``target`` (which may not exist): readers see the old
     folder or the new one, never neither. Stale leftovers beside ``target`` are swept first."""
+    check_interrupt()
     new, target = Path(new), Path(target)
     sweep(target.parent, [target.name])
     if not target.exists():
@@ -116,6 +134,7 @@ def replace_dir(new: Path, target: Path) -> None:
 
 def replace_file(new: Path, target: Path) -> None:
     """``os.replace``: atomic for a file on POSIX."""
+    check_interrupt()
     os.replace(new, target)
 
 
@@ -178,6 +197,7 @@ def commit(swaps: Sequence[tuple[Path, Path]], folder: Path, build_id: str, drop
     folder from an unswapped one). ``drop``: files to delete before the swaps (a stale WAL). Commits
     and recoveries in one folder take turns (``flock`` on the folder).
     """
+    check_interrupt()
     folder = Path(folder)
     journal = folder / JOURNAL
     entry = {"pid": os.getpid(), "build": build_id, "drop": [str(p) for p in drop],

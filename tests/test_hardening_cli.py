@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -55,8 +56,11 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, delay):
     """Ctrl-C while Typer imports (0.15 s), while pandas/pyarrow import (0.4 s: CPython would otherwise
     re-kill itself with SIGINT at exit, seen as -2), and while the tables are read (1.0 s)."""
     env = {**os.environ, "KGREC_DATA": str(real_data_dir() or tmp_path), "OMP_NUM_THREADS": "1"}
+    # as from a terminal: a test run started in the background (`cmd &`) inherits SIGINT ignored, and
+    # Python then keeps ignoring it, as it should; the child gets the default disposition back
     proc = subprocess.Popen([sys.executable, "-m", "kgrec", "prepare", "-s", "mimic3", "-w", str(tmp_path / "ws")], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -65,3 +69,43 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, delay):
     assert not (tmp_path / "ws" / "cohort").exists()
     leftovers = sorted(p.name for p in (tmp_path / "ws").glob(".*tmp*")) if (tmp_path / "ws").exists() else []
     assert leftovers == []
+
+
+def test_ctrl_c_inside_code_that_swallows_exceptions_still_stops_the_command():
+    """A KeyboardInterrupt raised inside ``__del__`` (or importlib's lock callback) is printed and ignored by
+    CPython; kgrec's handler raises it again once that code has returned."""
+    code = textwrap.dedent("""
+        import os, signal, time
+        from kgrec.__main__ import _install_sigint
+        _install_sigint()
+        class C:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(200000):  # the Python-level handler runs here, inside __del__
+                    pass
+        c = C()
+        del c
+        try:
+            time.sleep(3)
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("interrupted after the callback")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert r.stdout.strip() == "interrupted after the callback", (r.stdout, r.stderr)
+    assert "Exception ignored" not in r.stderr
+
+
+def test_after_ctrl_c_no_commit_point_publishes(tmp_path, monkeypatch):
+    """Should a library swallow the interrupt all the same, the next commit point raises it instead of
+    putting the write in place; the half-built folder is removed."""
+    from kgrec import fsatomic
+    from tests.test_transfer import make_cohort
+
+    monkeypatch.setattr(fsatomic, "_INTERRUPT_REQUESTED", True)
+    with pytest.raises(KeyboardInterrupt):
+        make_cohort("s", 5, 0, 9).save(tmp_path / "ws" / "cohort")
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):
+        fsatomic.replace_file(tmp_path / "a", tmp_path / "b")
