@@ -79,6 +79,8 @@ def test_the_chain_ends_in_explanations_with_paths_and_rationales(main_job):
     assert len(drugs) == step["output"]["n_drugs"] > 0
     assert sum(len(d["paths"]) for d in drugs) == step["output"]["n_paths"] > 0
     assert sum(len(r["ddi_warnings"]) for r in saved["visits"]) == step["output"]["n_ddi_warnings"]
+    first = saved["visits"][0]["drugs"][0]
+    assert step["output"]["example"] == {"visit": step["output"]["visits"][0], "drug": first["drug"], "rationale": first["rationale"]}
     for d in drugs:
         if d["paths"]:
             assert d["drug"] in d["rationale"], d["rationale"][:200]

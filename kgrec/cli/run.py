@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -94,9 +93,8 @@ def run(
     ex = next((s for s in res.steps if s.stage == "explain" and s.ran), None)
     if ex is not None:
         console.print(f"explanations ({ex.output['model']}: {ex.figure}): {ex.output['path']}")
-        first = json.loads(Path(ex.output["path"]).read_text())["visits"][0]
-        if first["drugs"]:
-            console.print(f"  e.g. visit {ex.output['visits'][0]}: {first['drugs'][0]['rationale'][:400]}", highlight=False, markup=False)
+        if ex.output.get("example"):
+            console.print(f"  e.g. visit {ex.output['example']['visit']}: {ex.output['example']['rationale'][:400]}", highlight=False, markup=False)
     if res.pooled:
         console.print(pooled_table(res.pooled))
         models = res.pooled["modes"]["pooled"]["models"]

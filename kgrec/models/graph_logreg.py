@@ -149,7 +149,7 @@ class SiteEnsembleRecommender(Recommender):
     raw code ids, is the other choice). Only sites with validation visits get an own model (in pooled
     transfer, the target); every other visit, such as the target's in zero-shot transfer, is scored by
     the pooled graph model alone, which ``chosen`` records. Trained on one site it is ``logreg-graph``
-    itself (two identical fits), or with ``own_model="logreg"`` the mean of ``logreg`` and ``logreg-graph``.
+    itself (its one fit serves as both), or with ``own_model="logreg"`` the mean of ``logreg`` and ``logreg-graph``.
 
     Args:
         workspace, expansion, expander: as :class:`GraphLogRegRecommender`.
@@ -200,6 +200,6 @@ class SiteEnsembleRecommender(Recommender):
         w = self.own_weight
         for s, m in self.own.items():
             rows = np.flatnonzero(site == s)
-            if len(rows):
+            if len(rows) and m is not self.graph:  # the one-site case: the mean of p with itself
                 p[rows] = (1.0 - w) * p[rows] + w * m.predict_proba(cohort, samples.subset(rows))
         return p
