@@ -22,6 +22,7 @@ from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, evaluate_models
 from kgrec.stages import Reporter, StageResult, as_reporter
+from kgrec.teacher.config import CPU_TEACHER  # the CPU teacher (below); imports no torch
 from kgrec.workspace import cohort_dir, load_cohort, reports_dir
 
 
@@ -118,7 +119,6 @@ class RunResult:
 # linear term over the visit's codes (fuse_codes): minutes on a laptop CPU for 5-fold CV, and on the eICU
 # demo the best teacher measured (docs/teacher.md). On a GPU pass e.g. ``teacher={"lora_r": 8,
 # "graph_prompt": True}`` (the LEADER setting: LoRA + graph soft prompts) or a larger ``model``.
-CPU_TEACHER = {"lora_r": 0, "fuse_codes": True, "graph_prompt": False}
 # the models `kgrec run --pool` also trains on the pooled sites (kgrec.transfer, mode "pooled")
 POOL_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble")
 # logreg-graph: logistic regression over graph-grounded codes (kgrec.models.graph_logreg): level with logreg on

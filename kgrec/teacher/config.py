@@ -11,6 +11,9 @@ from kgrec.errors import KgrecError
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL = "minilm"  # kgrec.teacher.model.DEFAULT_MODEL
+# the teacher `kgrec run` trains on a CPU, and the names view of `site-ensemble-names`: frozen backbone, a
+# linear code term beside it, no graph soft prompt (measured in docs/teacher.md)
+CPU_TEACHER = {"lora_r": 0, "fuse_codes": True, "graph_prompt": False}
 
 
 @dataclass
