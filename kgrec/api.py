@@ -120,7 +120,7 @@ class RunResult:
 # demo the best teacher measured (docs/teacher.md). On a GPU pass e.g. ``teacher={"lora_r": 8,
 # "graph_prompt": True}`` (the LEADER setting: LoRA + graph soft prompts) or a larger ``model``.
 # the models `kgrec run --pool` also trains on the pooled sites (kgrec.transfer, mode "pooled")
-POOL_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble")
+POOL_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble-names")
 # logreg-graph: logistic regression over graph-grounded codes (kgrec.models.graph_logreg): level with logreg on
 # the MIMIC-III demo, +0.0045 ± 0.0017 PRAUC (5/5 folds) on the eICU demo, whose codes mix ICD-9, ICD-10 and paths
 RUN_MODELS = ("frequency", "logreg", "logreg-graph", "teacher", "student")

@@ -3,7 +3,7 @@
     KGREC_DATA=../shared/data python scripts/bench_transfer.py \
         --ws mimic3=WS_M3 --ws eicu=WS_EICU --ws synthea=WS_SYN \
         --pair eicu:mimic3 --pair mimic3:eicu --pair synthea:mimic3 \
-        --modes zero-shot,few-shot,pooled --models frequency,logreg,logreg-graph,site-ensemble -o transfer-bench.md
+        --modes zero-shot,few-shot,pooled --models frequency,logreg,logreg-graph,site-ensemble,site-ensemble-names -o transfer-bench.md
 
 Each workspace is one made by `kgrec prepare` + `kgrec load-graph`. For each pair the script runs the whole
 protocol (in-domain, then the modes) and records wall and CPU seconds and the process's peak memory; the
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ws", action="append", required=True, help="NAME=WORKSPACE (repeat)")
     ap.add_argument("--pair", action="append", default=[], help="SOURCE[+SOURCE...]:TARGET by workspace names (repeat)")
     ap.add_argument("--modes", default="zero-shot,few-shot,pooled")
-    ap.add_argument("--models", default="frequency,logreg,logreg-graph,site-ensemble", help="kgrec models and PyHealth's (GAMENet, SafeDrug, RETAIN, MoleRec; their venv: kgrec benchmark --setup-pyhealth), comma-separated")
+    ap.add_argument("--models", default="frequency,logreg,logreg-graph,site-ensemble-names", help="kgrec models and PyHealth's (GAMENet, SafeDrug, RETAIN, MoleRec; their venv: kgrec benchmark --setup-pyhealth), comma-separated")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--zero-shot-vocab", default="shared", choices=("shared", "target"), help="zero-shot output space (see docs/protocol.md)")
     ap.add_argument("-o", "--out", type=Path, default=Path("transfer-bench.md"))

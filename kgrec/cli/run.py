@@ -22,7 +22,7 @@ def run(
     source_dir: Annotated[Path | None, typer.Option(help="Folder of the EHR tables (default: the demo folder in --data-dir).", show_default=False)] = None,
     folds: Annotated[int, typer.Option(help="Patient-level cross-validation folds for the evaluation (0: the saved 8:1:1 split).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and the folds.")] = 42,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to evaluate (repeat): frequency, logreg, logreg-graph (graph-grounded codes), site-ensemble, teacher, student. Default: all five; without teacher and student the training stages are skipped.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to evaluate (repeat): frequency, logreg, logreg-graph (graph-grounded codes), teacher, student. Default: all five; without teacher and student the training stages are skipped.")] = None,
     teacher_model: Annotated[str | None, typer.Option(help="Teacher backbone: a folder or Hugging Face id (default: the offline all-MiniLM-L6-v2).", show_default=False)] = None,
     teacher_lora_r: Annotated[int, typer.Option(help="Teacher LoRA rank; 0 (default here) freezes the backbone and caches its states, which keeps 5-fold CV to minutes on a CPU. On a GPU use 8 or more with --teacher-graph-prompt (the LEADER setting).")] = 0,
     teacher_graph_prompt: Annotated[bool, typer.Option("--teacher-graph-prompt/--no-teacher-graph-prompt", help="Teacher: graph soft prompts (slower: no state cache).")] = False,
@@ -34,7 +34,7 @@ def run(
     recipe: Annotated[str, typer.Option(help="kgrec (default): kgrec's own settings. leader: the LEADER paper's teacher and student settings (kgrec.recipes; docs/teacher.md, docs/student.md); --teacher-* options still apply on top.")] = "kgrec",
     device: Annotated[str, typer.Option(help="Where every training stage runs: cpu, cuda or auto (cuda where PyTorch sees a GPU).")] = "auto",
     pool: Annotated[list[str] | None, typer.Option("--pool", help="Pool with another site (repeat): a workspace made by `kgrec prepare`, or a source name (eicu, mimic3, mimic4, synthea) prepared into WORKSPACE/pool/NAME. The --pool-model models are then also trained on that site plus each fold's training patients, and shown beside their in-domain rows (`kgrec transfer --mode pooled`).", rich_help_panel="other sites", show_default=False)] = None,
-    pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph, site-ensemble; teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
+    pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph, site-ensemble-names; site-ensemble, teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Take the KGE and GNN vectors of the open graph from the shared cache ($KGREC_CACHE, default ~/.cache/kgrec; KGREC_CACHE=off disables it), training them there once per graph and settings so a second cohort skips their training (docs/cache.md). --no-cache trains them in the workspace.")] = True,
     json_out: JsonOut = False,
 ) -> None:

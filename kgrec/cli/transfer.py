@@ -27,9 +27,10 @@ def transfer(
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help="Model(s): frequency, logreg (raw code ids), logreg-graph (graph-grounded "
-                     "codes, site-aware), site-ensemble (the target's own logreg-graph averaged with the pooled one), teacher, student, "
+                     "codes, site-aware), site-ensemble (the target's own logreg-graph averaged with the pooled one), site-ensemble-names (the same over "
+                     "graph concepts and code names: own and pooled logreg-graph and teacher, a quarter each), teacher, student, "
                      "or PyHealth's GAMENet, SafeDrug, RETAIN, MoleRec (in their own venv: "
-                     "`kgrec benchmark --setup-pyhealth`). Default: frequency, logreg, logreg-graph, site-ensemble."),
+                     "`kgrec benchmark --setup-pyhealth`). Default: frequency, logreg, logreg-graph, site-ensemble-names."),
     ] = None,
     folds: Annotated[int, typer.Option(help="The target's patient-level folds (the same as `kgrec evaluate --folds`).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds, the source validation split and the few-shot samples.")] = 42,

@@ -39,7 +39,7 @@ from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
 MODES = ("zero-shot", "few-shot", "pooled")
 SHARES = (0.1, 0.25, 0.5, 1.0)
-DEFAULT_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble")
+DEFAULT_MODELS = ("frequency", "logreg", "logreg-graph", "site-ensemble-names")
 PAIRED_METRICS = ("jaccard", "f1", "prauc")
 VOCABS = ("shared", "target")
 
