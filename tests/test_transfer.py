@@ -468,3 +468,22 @@ def test_site_ensemble_names_is_the_mean_of_own_and_pooled_models_in_both_views(
     want = 0.5 * g.predict_proba(run.cohort, te) + 0.5 * t.predict_proba(run.cohort, te)
     np.testing.assert_allclose(zs.predict_proba(run.cohort, te), want, atol=1e-6)
     assert zs.chosen["pooled_only_for_sites"] == ["icd10"]
+
+
+def test_site_ensemble_names_on_one_site_is_the_mean_of_logreg_graph_and_the_teacher(sites, tiny_teacher):
+    from kgrec.teacher.recommender import TeacherRecommender
+    from kgrec.transfer.ensemble import SiteViewsEnsemble
+
+    target, _ = sites
+    cohort = Cohort.load(target / "cohort")
+    s = build_samples(cohort)
+    idx = np.arange(len(s))
+    tr, va, te = s.subset(idx[: int(0.7 * len(idx))]), s.subset(idx[int(0.7 * len(idx)): int(0.85 * len(idx))]), s.subset(idx[int(0.85 * len(idx)):])
+    vocab = cohort.vocab("drug")
+    ens = SiteViewsEnsemble(vocab, workspace=target, teacher=tiny_teacher).fit(cohort, tr, va)
+    assert ens.own_names["icd10"] is ens.pooled_names  # one fit serves as own and pooled
+    g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    t = TeacherRecommender(vocab, tiny_teacher, workspace=target).fit(cohort, tr, va)
+    np.testing.assert_allclose(ens.predict_proba(cohort, te), 0.5 * g.predict_proba(cohort, te) + 0.5 * t.predict_proba(cohort, te), atol=1e-6)
+    with pytest.raises(RuntimeError, match="fit"):
+        SiteViewsEnsemble(vocab, workspace=target, teacher=tiny_teacher).predict_proba(cohort, te)
