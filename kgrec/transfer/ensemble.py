@@ -38,8 +38,9 @@ class SiteViewsEnsemble(Recommender):
     Args:
         workspace: the target workspace (its graph expands the codes; its teacher cache is reused).
         expansion: relations, hops and decay of the graph expansion.
-        teacher: the names view's :class:`TeacherConfig` (default :data:`CPU_TEACHER`; any Hugging Face
-            model path in ``model``).
+        teacher: the names view's :class:`TeacherConfig` (default :data:`CPU_TEACHER`, whatever teacher
+            the workspace trained: it is fitted four times per fold; any Hugging Face model path in ``model``).
+        seed: the logistic regressions' seed (the teacher's is ``teacher.seed``).
     """
 
     name = "site-ensemble-names"
