@@ -401,15 +401,20 @@ def test_site_ensemble_is_the_mean_of_the_targets_own_model_and_the_pooled_graph
         SiteEnsembleRecommender(run.vocab, workspace=target, own_weight=1.5)
 
 
+def one_site_split(ws):
+    """The workspace's cohort, its drug vocabulary and a 70/15/15 split of its visits."""
+    cohort = Cohort.load(ws / "cohort")
+    s = build_samples(cohort)
+    idx = np.arange(len(s))
+    cut = [int(0.7 * len(idx)), int(0.85 * len(idx))]
+    return cohort, cohort.vocab("drug"), tuple(s.subset(part) for part in np.split(idx, cut))
+
+
 def test_site_ensemble_on_one_site_is_logreg_graph(sites):
     from kgrec.models.graph_logreg import SiteEnsembleRecommender
 
     target, _ = sites
-    cohort = Cohort.load(target / "cohort")
-    s = build_samples(cohort)
-    idx = np.arange(len(s))
-    tr, va, te = s.subset(idx[: int(0.7 * len(idx))]), s.subset(idx[int(0.7 * len(idx)): int(0.85 * len(idx))]), s.subset(idx[int(0.85 * len(idx)):])
-    vocab = cohort.vocab("drug")
+    cohort, vocab, (tr, va, te) = one_site_split(target)
     ens = SiteEnsembleRecommender(vocab, workspace=target).fit(cohort, tr, va)
     g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
     np.testing.assert_allclose(ens.predict_proba(cohort, te), g.predict_proba(cohort, te), atol=1e-12)
@@ -475,11 +480,7 @@ def test_site_ensemble_names_on_one_site_is_the_mean_of_logreg_graph_and_the_tea
     from kgrec.transfer.ensemble import SiteViewsEnsemble
 
     target, _ = sites
-    cohort = Cohort.load(target / "cohort")
-    s = build_samples(cohort)
-    idx = np.arange(len(s))
-    tr, va, te = s.subset(idx[: int(0.7 * len(idx))]), s.subset(idx[int(0.7 * len(idx)): int(0.85 * len(idx))]), s.subset(idx[int(0.85 * len(idx)):])
-    vocab = cohort.vocab("drug")
+    cohort, vocab, (tr, va, te) = one_site_split(target)
     ens = SiteViewsEnsemble(vocab, workspace=target, teacher=tiny_teacher).fit(cohort, tr, va)
     assert ens.own_names["icd10"] is ens.pooled_names  # one fit serves as own and pooled
     g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
