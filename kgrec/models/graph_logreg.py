@@ -16,6 +16,7 @@ shared block's scale (how cheaply the sites share a weight) is chosen with ``C``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -178,28 +179,44 @@ class SiteEnsembleRecommender(Recommender):
 
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> SiteEnsembleRecommender:
         self.graph.fit(cohort, train, val)
+        self.own = fit_own_site_models(cohort, train, val, self.graph, self._own, reuse_pooled=self.own_model == "logreg-graph")
         site_tr = np.asarray(cohort.sites(train.visit_idx), dtype=object)
         site_va = np.asarray(cohort.sites(val.visit_idx), dtype=object)
-        self.own = {}
-        for s in sorted(set(site_tr) & set(site_va)):
-            if self.own_model == "logreg-graph" and set(site_tr) == {s}:
-                self.own[s] = self.graph  # one site: the own model would be the same fit again
-                continue
-            tr, va = train.subset(np.flatnonzero(site_tr == s)), val.subset(np.flatnonzero(site_va == s))
-            self.own[s] = self._own().fit(cohort, tr, va)
         self.chosen = {"own_model": self.own_model, "own_weight": self.own_weight, "graph": dict(self.graph.chosen),
                        "own": {s: {"C": m.chosen.get("C"), "n_train": int((site_tr == s).sum()), "n_val": int((site_va == s).sum())} for s, m in self.own.items()}}
         return self
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
-        p = self.graph.predict_proba(cohort, samples)
-        site = np.asarray(cohort.sites(samples.visit_idx), dtype=object)
-        alone = sorted(set(site) - set(self.own))
+        p, alone = blend_own_site_models(cohort, samples, self.graph.predict_proba(cohort, samples), self.own, self.graph, self.own_weight)
         if alone:
             self.chosen["graph_only_for_sites"] = alone
-        w = self.own_weight
-        for s, m in self.own.items():
-            rows = np.flatnonzero(site == s)
-            if len(rows) and m is not self.graph:  # the one-site case: the mean of p with itself
-                p[rows] = (1.0 - w) * p[rows] + w * m.predict_proba(cohort, samples.subset(rows))
         return p
+
+
+def fit_own_site_models(cohort: Cohort, train: Samples, val: Samples, pooled: Recommender, make_own: Callable[[], Recommender],
+                        reuse_pooled: bool) -> dict[str, Recommender]:
+    """Each site with validation visits gets its own model (``make_own()``), fitted on that site's training
+    visits and chosen on its validation visits alone. Trained on one site with ``reuse_pooled``, the
+    ``pooled`` model (already fitted on the same visits) serves as that site's own model."""
+    site_tr = np.asarray(cohort.sites(train.visit_idx), dtype=object)
+    site_va = np.asarray(cohort.sites(val.visit_idx), dtype=object)
+    own: dict[str, Recommender] = {}
+    for s in sorted(set(site_tr) & set(site_va)):
+        if reuse_pooled and set(site_tr) == {s}:
+            own[s] = pooled  # one site: the own model would be the same fit again
+            continue
+        tr, va = train.subset(np.flatnonzero(site_tr == s)), val.subset(np.flatnonzero(site_va == s))
+        own[s] = make_own().fit(cohort, tr, va)
+    return own
+
+
+def blend_own_site_models(cohort: Cohort, samples: Samples, p: np.ndarray, own: dict[str, Recommender], pooled: Recommender,
+                          own_weight: float) -> tuple[np.ndarray, list[str]]:
+    """``p`` (the pooled model's probabilities) with each visit of a site in ``own`` mixed with its own
+    model's, ``own_weight`` to the own model; and the sites of ``samples`` that have no own model."""
+    site = np.asarray(cohort.sites(samples.visit_idx), dtype=object)
+    for s, m in own.items():
+        rows = np.flatnonzero(site == s)
+        if len(rows) and m is not pooled:  # the one-site case: the mean of p with itself
+            p[rows] = (1.0 - own_weight) * p[rows] + own_weight * m.predict_proba(cohort, samples.subset(rows))
+    return p, sorted(set(site) - set(own))

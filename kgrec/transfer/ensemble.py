@@ -28,7 +28,7 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.graph.expand import ExpansionConfig
 from kgrec.models.base import Recommender
-from kgrec.models.graph_logreg import SiteEnsembleRecommender
+from kgrec.models.graph_logreg import SiteEnsembleRecommender, blend_own_site_models, fit_own_site_models
 from kgrec.teacher.config import CPU_TEACHER, TeacherConfig
 
 
@@ -63,32 +63,15 @@ class SiteViewsEnsemble(Recommender):
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> SiteViewsEnsemble:
         self.graph.fit(cohort, train, val)
         self.pooled_names = self._teacher().fit(cohort, train, val)
-        site_tr = np.asarray(cohort.sites(train.visit_idx), dtype=object)
-        site_va = np.asarray(cohort.sites(val.visit_idx), dtype=object)
-        self.own_names = {}
-        for s in sorted(set(site_tr) & set(site_va)):
-            if set(site_tr) == {s}:
-                self.own_names[s] = self.pooled_names  # one site: the own model would be the same fit again
-                continue
-            tr, va = train.subset(np.flatnonzero(site_tr == s)), val.subset(np.flatnonzero(site_va == s))
-            self.own_names[s] = self._teacher().fit(cohort, tr, va)
+        self.own_names = fit_own_site_models(cohort, train, val, self.pooled_names, self._teacher, reuse_pooled=True)
         self.chosen = {"graph_view": dict(self.graph.chosen), "names_view": {"teacher": self.teacher_config.to_json(),
                        "own_sites": sorted(self.own_names)}, "weights": "own and pooled, graph and names: 1/4 each"}
         return self
 
-    def _names_view(self, cohort: Cohort, samples: Samples) -> np.ndarray:
-        p = self.pooled_names.predict_proba(cohort, samples)
-        site = np.asarray(cohort.sites(samples.visit_idx), dtype=object)
-        for s, m in self.own_names.items():
-            rows = np.flatnonzero(site == s)
-            if len(rows) and m is not self.pooled_names:
-                p[rows] = 0.5 * p[rows] + 0.5 * m.predict_proba(cohort, samples.subset(rows))
-        return p
-
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
         if self.pooled_names is None:
             raise RuntimeError("site-ensemble-names: fit() first")
-        p = 0.5 * self.graph.predict_proba(cohort, samples) + 0.5 * self._names_view(cohort, samples)
-        if "graph_only_for_sites" in self.graph.chosen:
-            self.chosen["pooled_only_for_sites"] = self.graph.chosen["graph_only_for_sites"]
-        return p
+        names, alone = blend_own_site_models(cohort, samples, self.pooled_names.predict_proba(cohort, samples), self.own_names, self.pooled_names, 0.5)
+        if alone:
+            self.chosen["pooled_only_for_sites"] = alone
+        return 0.5 * self.graph.predict_proba(cohort, samples) + 0.5 * names
