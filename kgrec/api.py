@@ -144,6 +144,7 @@ def run(
     device: str = "auto",
     pool: Sequence[str] = (),
     pool_models: Sequence[str] = POOL_MODELS,
+    pool_teacher: str = "site-ensemble-names",
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
     graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
@@ -161,12 +162,20 @@ def run(
     ``pool``: other sites to pool with (workspaces made by ``kgrec prepare``, or source names such as
     ``eicu``, prepared into ``<workspace>/pool/<name>``): ``pool_models`` are then also trained on the
     sources plus each fold's target training patients (:mod:`kgrec.transfer`, mode ``pooled``) and reported
-    beside their in-domain rows (``RunResult.pooled``).
+    beside their in-domain rows (``RunResult.pooled``). With ``pool`` and the student among ``models``,
+    the deployed student (``<workspace>/student``) is ``student-pooled``: distilled from ``pool_teacher``
+    (default ``site-ensemble-names``, the pooled model that wins) over the pooled sites
+    (:mod:`kgrec.transfer.deploy`), its K-fold row evaluated in the pool step beside its teacher's; the
+    explain step runs on it.
     """
     from kgrec.logs import quiet_third_party
 
-    for item in pool:  # a wrong --pool fails before any work
+    for item in pool:  # a wrong --pool or --pool-teacher fails before any work
         _pool_workspace(workspace, data_dir, str(item), seed, check_only=True)
+    if pool:
+        from kgrec.transfer.distill import check_teacher
+
+        check_teacher(pool_teacher)
     quiet_third_party()
     rep = as_reporter(progress)
     record = reports_dir(workspace) / "run"
@@ -185,24 +194,37 @@ def run(
                 "gnn": {"patients": patients, "seed": seed, "device": device, **(gnn or {})},
                 "teacher": {**CPU_TEACHER, **r_teacher, **(teacher or {}), "seed": seed, "device": device},
                 "distill": {"seed": seed, **r_student, **(student or {}), "device": device}}
-    trained, train_steps = _handle_training(workspace, settings, models, rep, record)
+    sources = [_pool_workspace(workspace, data_dir, str(p), seed) for p in pool]
+    runners = None
+    if sources and "student" in models:  # the deployed student is distilled from the pooled teacher (kgrec.transfer.deploy)
+        from kgrec.transfer.deploy import site_keys
+
+        settings["distill"] = {**settings["distill"], "pool": [str(s) for s in sources], "pool_keys": site_keys(sources), "teacher": pool_teacher}
+        runners = {**stages.RUNNERS, "distill": stages.train_pooled_student}
+    trained, train_steps = _handle_training(workspace, settings, models, rep, record, runners)
     steps += train_steps
     ev, eval_step = _handle_evaluate(workspace, models, folds, seed, rep)
     steps.append(eval_step)
     eval_step.save(record)
-    step = _handle_explain(workspace, models, rep)
-    steps.append(step)
-    step.save(record)
     pooled = None
     if pool:
-        pooled, step = _handle_pool(workspace, data_dir, pool, pool_models, folds or 5, seed, rep)
-        pooled["vs_run_models"] = _pooled_vs_run(pooled, ev)
-        steps.append(step)
-        step.save(record)
+        deployed = ("student-pooled",) if runners is not None else ()
+        pooled, pool_step = _handle_pool(workspace, sources, tuple(dict.fromkeys((*pool_models, *deployed))), folds or 5, seed, rep)
+        from kgrec.transfer.deploy import cv_figures, pooled_vs_run, record_cv
+
+        pooled["vs_run_models"] = pooled_vs_run(pooled, ev)
+        if deployed and "student-pooled" in pooled["modes"]["pooled"]["models"]:
+            record_cv(workspace, cv_figures(pooled))
+        steps.append(pool_step)
+        pool_step.save(record)
+    step = _handle_explain(workspace, models, rep)  # the chain's last link, on the deployed student
+    steps.append(step)
+    step.save(record)
     seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
                "evaluate": eval_step.seconds}
     if pooled is not None:
-        seconds["pool"] = steps[-1].seconds
+        seconds["pool"] = pool_step.seconds
+    seconds["explain"] = step.seconds
     seconds["total"] = round(sum(seconds.values()), 2)
     res = RunResult(prep, graph, ev, seconds, trained, steps)
     res.pooled = pooled
@@ -226,12 +248,12 @@ def _pool_workspace(workspace, data_dir, item: str, seed: int, check_only: bool 
     raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {path / 'cohort'}) nor a source ({', '.join(sorted(LOADERS))})")
 
 
-def _handle_pool(workspace, data_dir, pool: Sequence[str], models: Sequence[str], folds: int, seed: int, rep: Reporter):
+def _handle_pool(workspace, sources: Sequence[Path], models: Sequence[str], folds: int, seed: int, rep: Reporter):
     from kgrec.transfer import transfer
 
+    pool = sources
     rep.start("pool", f"{', '.join(models)} trained on {', '.join(map(str, pool))} + the target's training folds")
     t0 = time.perf_counter()
-    sources = [_pool_workspace(workspace, data_dir, str(p), seed) for p in pool]
     res = transfer(workspace, sources, modes=("pooled",), models=tuple(models), folds=folds, seed=seed, progress=rep.detail)
     sec = round(time.perf_counter() - t0, 2)
     pooled = res.to_json()
@@ -264,19 +286,6 @@ def _handle_explain(workspace, models: Sequence[str], rep: Reporter, n_visits: i
     return step
 
 
-def _pooled_vs_run(pooled: dict, ev) -> dict:
-    """Paired per-fold PRAUC differences of each pooled model against each model of the run's own
-    evaluation (teacher and student included): the folds are the same (`kgrec transfer` uses
-    `kgrec evaluate --folds`' patients)."""
-    from kgrec.evaluation import paired_difference
-
-    out = {}
-    for name, s in pooled["modes"]["pooled"]["models"].items():
-        folds = s["metrics"]["prauc"]["folds"]
-        out[name] = {m: paired_difference(folds, e.metric_folds("prauc")) for m, e in ev.models.items() if len(e.folds) == len(folds)}
-    return out
-
-
 def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -305,7 +314,7 @@ def _handle_graph(workspace, data_dir, exclude_nc, rep: Reporter) -> tuple[objec
     return graph, step
 
 
-def _handle_training(workspace, settings: dict, models: Sequence[str], rep: Reporter, record: Path) -> tuple[dict, list[StageResult]]:
+def _handle_training(workspace, settings: dict, models: Sequence[str], rep: Reporter, record: Path, runners: dict | None = None) -> tuple[dict, list[StageResult]]:
     """The model stages (:func:`kgrec.stages.run_all`), or a skipped step per stage when no model needs them."""
     if not any(m in ("teacher", "student") for m in models):
         skipped = [StageResult(s, False, f"no model to evaluate needs it (models: {', '.join(models)})") for s in stages.STAGES]
@@ -313,7 +322,7 @@ def _handle_training(workspace, settings: dict, models: Sequence[str], rep: Repo
             s.save(record)
             rep.end(s)
         return {}, skipped
-    out = stages.run_all(workspace, settings, progress=rep, record=record)
+    out = stages.run_all(workspace, settings, runners=runners, progress=rep, record=record)
     return out.to_json(), list(out.stages)
 
 
@@ -351,6 +360,23 @@ def train_student(workspace: Path | str = "kgrec-workspace", progress: bool = Tr
     """The distilled student on the saved split, saved to ``<workspace>/student/`` (keyword arguments are
     :class:`~kgrec.student.train.StudentConfig` fields: ``alpha``, ``beta``, ``temperature``, ...)."""
     return stages.train_student(workspace, progress=progress, teacher_config=teacher_config, **config)
+
+
+def train_pooled_student(workspace: Path | str, pool: Sequence[str], teacher: str = "site-ensemble-names", seed: int = 42, device: str = "auto", progress: bool = True):
+    """The student distilled from ``teacher`` over this workspace's saved split plus every patient of the
+    ``pool`` sites (workspaces, or source names prepared into ``<workspace>/pool/<name>``), deployed to
+    ``<workspace>/student/`` (:func:`kgrec.transfer.deploy.train_pooled_on_split`)."""
+    from kgrec.transfer.distill import check_teacher
+
+    check_teacher(teacher)
+    sites = []
+    for item in pool:
+        path = Path(item) if (Path(item) / "cohort").is_dir() else Path(workspace) / "pool" / str(item)
+        if not (path / "cohort").is_dir():
+            raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {Path(item) / 'cohort'}) nor a site prepared in {path} "
+                                 f"(run `kgrec prepare -s {item} -w {path}`, or `kgrec run --pool {item}`)")
+        sites.append(path)
+    return stages.train_pooled_student(workspace, progress, [str(p) for p in sites], teacher, seed=seed, device=device)
 
 
 def load_model(workspace: Path | str, name: str = "student"):

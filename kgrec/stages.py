@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -195,6 +195,16 @@ def train_student(workspace: Path | str, progress: bool = True, teacher_config=N
     return train_on_split(workspace, StudentConfig.from_dict(config), teacher_config=teacher_config, progress=progress)
 
 
+def train_pooled_student(workspace: Path | str, progress: bool = True, pool: Sequence[str] = (), teacher: str = "site-ensemble-names",
+                         pool_keys: dict | None = None, seed: int = 42, **config):
+    """The distill stage with other sites pooled (:func:`kgrec.transfer.deploy.train_pooled_on_split`): the
+    student distilled from ``teacher`` over the target's saved split plus every patient of ``pool``, deployed
+    to ``<workspace>/student/``. ``pool_keys`` (the sites' cohort keys) only key the stage's stamp."""
+    from kgrec.transfer.deploy import train_pooled_on_split
+
+    return train_pooled_on_split(workspace, list(pool), teacher, {"seed": seed, **config}, seed=seed, progress=progress)
+
+
 RUNNERS: dict[str, Callable[..., object]] = {"kge": train_kge, "gnn": train_gnn, "teacher": train_teacher, "distill": train_student}
 WHAT = {"kge": "PyKEEN knowledge-graph embeddings", "gnn": "R-GCN (PyG) embeddings", "teacher": "the teacher on the saved split",
         "distill": "the student, distilled from the teacher"}
@@ -207,7 +217,8 @@ def _handle_stage(ws: Path, stage: str, settings: dict, runner: Callable[..., ob
         res = StageResult(stage, False, "outputs current: same settings, inputs unchanged")
         rep.end(res)
         return res
-    rep.start(stage, f"training {WHAT[stage]} ({why})")
+    what = WHAT[stage] if not settings.get("pool") else f"the student, distilled from the pooled {settings.get('teacher')} (with {len(settings['pool'])} more site(s))"
+    rep.start(stage, f"training {what} ({why})")
     t0 = time.perf_counter()
     out = runner(ws, progress=False, **settings)
     seconds = round(time.perf_counter() - t0, 2)

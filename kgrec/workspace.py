@@ -55,6 +55,32 @@ def reports_dir(workspace: Path | str) -> Path:
     return Path(workspace) / "reports"
 
 
+def _files_sha256(files) -> str | None:
+    import hashlib
+
+    h, any_file = hashlib.sha256(), False
+    for f in files:
+        any_file = True
+        h.update(f.name.encode() + b"\x1f")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:32] if any_file else None
+
+
+def cohort_key(workspace: Path | str) -> str | None:
+    """sha256 of the saved cohort's visit and code tables (None: no cohort): the same visits prepared
+    again give the same key, a re-prepared different cohort another."""
+    folder = cohort_dir(workspace)
+    return _files_sha256([p for p in (folder / "visits.parquet", folder / "codes.parquet") if p.is_file()])
+
+
+def graph_key(workspace: Path | str) -> str | None:
+    """sha256 of the graph's node and edge tables (None: no graph loaded)."""
+    folder = tables_dir(workspace)
+    return _files_sha256(sorted(folder.rglob("*.parquet"))) if folder.is_dir() else None
+
+
 def load_cohort(workspace: Path | str) -> Cohort:
     """The cohort ``kgrec prepare`` saved."""
     return Cohort.load(cohort_dir(workspace))
@@ -85,4 +111,28 @@ def load_model(workspace: Path | str, name: str = "student"):
     marker, command = SAVED_MODELS[name][1:]
     if not (folder / marker).exists():
         raise WorkspaceError(f"no trained {name} in {folder}: run `{command}")
-    return get_model(name).load(folder)
+    model = get_model(name).load(folder)
+    check_deployed(workspace, getattr(model, "provenance", None) or {}, folder)
+    return model
+
+
+def check_deployed(workspace: Path | str, provenance: dict, folder: Path) -> None:
+    """A :class:`WorkspaceError` naming what is stale when a saved model's cohort or graph key (its
+    ``provenance.json``) no longer matches the workspace, and the command that trains it again."""
+    problems = []
+    target = (provenance.get("sites") or {}).get(provenance.get("target"), {})
+    now = cohort_key(workspace)
+    if target.get("cohort_key") and now and target["cohort_key"] != now:
+        problems.append("the cohort was prepared again with other visits since it was trained")
+    now = graph_key(workspace)
+    if provenance.get("graph_key") and now and provenance["graph_key"] != now:
+        problems.append("the graph was loaded again with other content since it was trained")
+    if not problems:
+        return
+    ws = Path(workspace)
+    if provenance.get("model") == "student-pooled":
+        others = " ".join(f"--pool {s['workspace']}" for n, s in provenance["sites"].items() if n != provenance.get("target"))
+        fix = f"kgrec train --stage distill -w {ws} {others} --teacher {provenance.get('teacher')}` (or `kgrec run -w {ws} --pool ...`)"
+    else:
+        fix = f"kgrec train --stage distill -w {ws}` (or `kgrec run -w {ws}`)"
+    raise WorkspaceError(f"the {provenance.get('model', 'model')} in {folder} is stale: {'; '.join(problems)}. Train it again: `{fix}")

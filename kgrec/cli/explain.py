@@ -195,7 +195,7 @@ def explain(
             rec = record_for(res, d)
             generated[d.drug] = gen.generate_checked(rec)
     if json_out:
-        out = {"visit": res.visit, "model": res.model, "notes": res.notes, "unknown_codes": res.unknown_codes,
+        out = {"visit": res.visit, "model": {"name": res.model, **res.model_info}, "notes": res.notes, "unknown_codes": res.unknown_codes,
                "rationales": [{"drug": d.drug, "name": d.name, "probability": round(d.probability, 4), "rationale": d.rationale,
                                **({"generated": generated[d.drug]} if d.drug in generated else {}),
                                "paths": [p.to_dict() for p in d.paths], "cautions": [p.to_dict() for p in d.cautions],

@@ -35,6 +35,7 @@ def run(
     device: Annotated[str, typer.Option(help="Where every training stage runs: cpu, cuda or auto (cuda where PyTorch sees a GPU).")] = "auto",
     pool: Annotated[list[str] | None, typer.Option("--pool", help="Pool with another site (repeat): a workspace made by `kgrec prepare`, or a source name (eicu, mimic3, mimic4, synthea) prepared into WORKSPACE/pool/NAME. The --pool-model models are then also trained on that site plus each fold's training patients, and shown beside their in-domain rows (`kgrec transfer --mode pooled`).", rich_help_panel="other sites", show_default=False)] = None,
     pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph, site-ensemble-names; site-ensemble, teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
+    pool_teacher: Annotated[str, typer.Option("--pool-teacher", help="With --pool: the model the deployed student is distilled from, by registry name (default site-ensemble-names, the pooled model that wins on the demos). The student in WORKSPACE/student, which recommend, explain and serve use, is then the pooled, distilled student-pooled.", rich_help_panel="other sites")] = "site-ensemble-names",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Take the KGE and GNN vectors of the open graph from the shared cache ($KGREC_CACHE, default ~/.cache/kgrec; KGREC_CACHE=off disables it), training them there once per graph and settings so a second cohort skips their training (docs/cache.md). --no-cache trains them in the workspace.")] = True,
     json_out: JsonOut = False,
 ) -> None:
@@ -71,7 +72,7 @@ def run(
     with stage_progress("running ...") as progress:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,
                       progress=progress, kge=kge, gnn=gnn, student=student, recipe=recipe, device=device, pool=tuple(pool or ()),
-                      pool_models=tuple(pool_model or api.POOL_MODELS))
+                      pool_models=tuple(pool_model or api.POOL_MODELS), pool_teacher=pool_teacher)
     if json_out:
         emit_json({**res.to_json(), "path": str(res.path)})
         return
@@ -90,18 +91,38 @@ def run(
         d = per.get("prauc")
         if d:
             console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+    if res.pooled:
+        console.print(pooled_table(res.pooled))
+        models = res.pooled["modes"]["pooled"]["models"]
+        best = max(models, key=lambda m: models[m]["metrics"]["prauc"]["mean"])
+        shown = list(dict.fromkeys([best, *(["student-pooled"] if "student-pooled" in models else [])]))
+        for m in shown:
+            for name, d in (res.pooled.get("vs_run_models") or {}).get(m, {}).items():
+                console.print(f"  PRAUC pooled {m} − in-domain {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+    dep = deployed_line(workspace)
+    if dep:
+        console.print(dep, highlight=False, markup=False)
     ex = next((s for s in res.steps if s.stage == "explain" and s.ran), None)
     if ex is not None:
         console.print(f"explanations ({ex.output['model']}: {ex.figure}): {ex.output['path']}")
         if ex.output.get("example"):
             console.print(f"  e.g. visit {ex.output['example']['visit']}: {ex.output['example']['rationale'][:400]}", highlight=False, markup=False)
-    if res.pooled:
-        console.print(pooled_table(res.pooled))
-        models = res.pooled["modes"]["pooled"]["models"]
-        best = max(models, key=lambda m: models[m]["metrics"]["prauc"]["mean"])
-        for name, d in (res.pooled.get("vs_run_models") or {}).get(best, {}).items():
-            console.print(f"  PRAUC pooled {best} − in-domain {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     console.print(f"done in {res.seconds['total']:.1f} s; reports in {api.reports_dir(workspace)}")
+
+
+def deployed_line(workspace: Path) -> str | None:
+    """Which model ``recommend``, ``explain`` and ``serve`` use now (``WORKSPACE/student/provenance.json``)."""
+    import json
+
+    prov = Path(workspace) / "student" / "provenance.json"
+    if not prov.exists():
+        return None
+    p = json.loads(prov.read_text())
+    line = f"deployed (recommend, explain, serve): {p.get('model')} in {prov.parent}, distilled from {p.get('teacher') or 'no teacher'} on {' + '.join(p.get('sites') or {})}"
+    cv = (p.get("cross_validation") or {}).get("prauc")
+    if cv:
+        line += f"; {p['cross_validation']['folds']}-fold PRAUC {cv['mean']:.4f} ± {cv['std']:.4f}"
+    return line
 
 
 def pooled_table(pooled: dict):

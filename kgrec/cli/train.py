@@ -64,6 +64,8 @@ def train(
     device: Annotated[str, typer.Option(help="Where every stage trains: cpu, cuda (an error without a GPU) or auto (cuda where PyTorch sees a GPU). The device used is recorded in each stage's JSON.")] = "auto",
     recipe: Annotated[Recipe, typer.Option(help="kgrec: kgrec's own settings. leader: the LEADER paper's settings (all-linear LoRA, 2,048 tokens, full history, bf16 on a GPU, feature-only distillation at weight 0.4, the reference code's transformer student with profile encoder and alignment loss; docs/teacher.md, docs/student.md). Options given explicitly (other than their default) win over the recipe.")] = Recipe.kgrec,
     profile: Annotated[bool, typer.Option("--profile/--no-profile", help="teacher: the patient's profile line in the prompt. distill: the student's profile encoder and profile–visit alignment loss (LEADER). Default: off (the leader recipe turns both on).")] = False,
+    pool: Annotated[list[str] | None, typer.Option("--pool", help="distill: pool other sites (repeat): a workspace made by `kgrec prepare`, or a source name already prepared into WORKSPACE/pool/NAME by `kgrec run --pool`. The student is then distilled from --teacher trained on this workspace's saved split plus every patient of those sites (site-aware), and deployed to WORKSPACE/student.", rich_help_panel="student", show_default=False)] = None,
+    teacher: Annotated[str, typer.Option("--teacher", help="distill with --pool: the model to distil, by registry name (site-ensemble-names, site-ensemble, logreg-graph, teacher, ...).", rich_help_panel="student")] = "site-ensemble-names",
     json_out: JsonOut = False,
 ) -> None:
     """Train graph embeddings on the workspace graph and rank held-out drug -> disease indications.
@@ -87,6 +89,10 @@ def train(
     resolve_device(device)  # a bad or unavailable device fails here, before any stage writes
     r_teacher, r_student = recipe_settings(recipe.value)
     student_cfg = _student_settings(r_student, alpha, beta, temperature, seed, device, profile)
+    if stage is Stage.distill and pool:
+        res = api.train_pooled_student(workspace, pool, teacher, seed=seed, device=device, progress=not json_out)
+        _report_split("student (pooled, distilled from " + teacher + ")", res.to_json(), json_out)
+        return
     if stage is Stage.distill:
         res = api.train_student(workspace, progress=not json_out, **student_cfg)
         _report_split("student", res.to_json(), json_out)

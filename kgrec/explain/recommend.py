@@ -68,7 +68,7 @@ from kgrec.explain.patient import (
 )
 from kgrec.explain.grounding import CodeGrounder
 from kgrec.explain.realise import realise_drug
-from kgrec.explain.result import Recommendation, RecommendedDrug
+from kgrec.explain.result import Recommendation, RecommendedDrug, model_summary
 
 MAX_TOP_K = 100
 MAX_PATHS_PER_DRUG = 20
@@ -104,6 +104,7 @@ class RecommendService:
         self.cohort = load_cohort(self.workspace)
         self.model_name = model
         self.model = load_model(self.workspace, model)
+        self.model_info = model_summary(getattr(self.model, "provenance", None))
         self.names = self.cohort.names()
         self.drug_vocab = list(self.model.drug_vocab)
         self.known_codes = model_code_vocab(self.model, self.cohort)
@@ -304,7 +305,7 @@ class RecommendService:
         t4 = time.perf_counter()
         return Recommendation(
             model=self.model_name, threshold=thr, top_k=int(top_k), visit=visit_info, drugs=rec, ddi_warnings=ddi,
-            unknown_codes=unknown, notes=notes,
+            unknown_codes=unknown, notes=notes, model_info=self.model_info,
             timings_ms={"input": _ms(t1 - t0), "predict": _ms(t2 - t1), "ddi": _ms(t3 - t2), "attribution": _ms(t_attr - t3), "paths": _ms(t4 - t_attr), "total": _ms(t4 - t0)},
         )
 

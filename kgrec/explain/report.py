@@ -27,15 +27,16 @@ def explain_test_visits(workspace: Path | str, model: str = "student", n_visits:
     visit_ids = [str(cohort.visits["visit_id"].iat[int(i)]) for i in test.visit_idx[:n_visits]]
     with RecommendService(workspace, model) as svc:
         recs = [svc.recommend(visit_id=v).to_dict() for v in visit_ids]
+        deployed = svc.model_info
     path = reports_dir(workspace) / "explanations.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"model": model, "visits": recs}, indent=1, default=str))
+    tmp.write_text(json.dumps({"model": model, "deployed": deployed, "visits": recs}, indent=1, default=str))
     fsatomic.replace_file(tmp, path)
     drugs = [d for r in recs for d in r["drugs"]]
     first = recs[0]["drugs"][0] if recs and recs[0]["drugs"] else None
     example = {"visit": visit_ids[0], "drug": first["drug"], "rationale": first["rationale"]} if first else None
-    return {"example": example, "path": str(path), "model": model, "visits": visit_ids, "n_drugs": len(drugs), "n_paths": sum(len(d["paths"]) for d in drugs),
+    return {"example": example, "path": str(path), "model": model, "deployed": deployed.get("kind"), "visits": visit_ids, "n_drugs": len(drugs), "n_paths": sum(len(d["paths"]) for d in drugs),
             "n_drugs_with_paths": sum(1 for d in drugs if d["paths"]), "n_ddi_warnings": sum(len(r["ddi_warnings"]) for r in recs)}
 
 

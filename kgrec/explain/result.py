@@ -50,13 +50,29 @@ class Recommendation:
     unknown_codes: list[dict]
     notes: list[str] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
+    model_info: dict = field(default_factory=dict)  # model_summary(provenance): what the deployed model is
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "threshold": self.threshold, "top_k": self.top_k, "visit": self.visit,
+            "model": {"name": self.model, **self.model_info}, "threshold": self.threshold, "top_k": self.top_k, "visit": self.visit,
             "drugs": [d.to_dict() for d in self.drugs], "ddi_warnings": self.ddi_warnings,
             "unknown_codes": self.unknown_codes, "notes": self.notes, "timings_ms": self.timings_ms,
         }
 
 
-__all__ = ["RecommendedDrug", "Recommendation"]
+def model_summary(provenance: dict | None) -> dict:
+    """The deployed model's provenance as ``recommend --json`` and ``/recommend`` give it under ``model``:
+    which model, distilled from which teacher, on which sites (cohort keys), graph key, version, K-fold PRAUC."""
+    p = provenance or {}
+    out = {k: p[k] for k in ("model", "teacher", "target", "graph_key", "kgrec_version", "created") if k in p}
+    if "model" in out:
+        out["kind"] = out.pop("model")
+    if p.get("sites"):
+        out["sites"] = {n: {k: v for k, v in s.items() if k in ("source", "workspace", "cohort_key", "n_patients")} for n, s in p["sites"].items()}
+    cv = (p.get("cross_validation") or {}).get("prauc")
+    if cv:
+        out["cross_validation"] = {"folds": p["cross_validation"].get("folds"), "prauc_mean": cv.get("mean"), "prauc_std": cv.get("std")}
+    return out
+
+
+__all__ = ["RecommendedDrug", "Recommendation", "model_summary"]

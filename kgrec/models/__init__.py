@@ -20,6 +20,7 @@ MODELS: dict[str, str | type[Recommender]] = {
     "logreg-profile": "kgrec.models.baselines:LogRegProfileRecommender",
     "teacher": "kgrec.teacher.recommender:TeacherRecommender",
     "student": "kgrec.student.train:StudentRecommender",
+    "student-pooled": "kgrec.transfer.distill:PooledStudent",
 }
 
 

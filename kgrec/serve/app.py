@@ -160,6 +160,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
         return {
             "status": "ok" if s is not None else "loading",
             "model": s.model_name if s else None,
+            "deployed": s.model_info if s else None,
             "store": s.store_name if s else None,
             "n_drugs": len(s.drug_vocab) if s else None,
             "threshold": float(s.model.threshold) if s else None,
@@ -186,7 +187,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             res = s.recommend(req.visit_id, req.patient, top_k=req.top_k, threshold=req.threshold if req.drugs is None else 0.0,
                               paths_per_drug=req.paths_per_drug, drugs=req.drugs)
         return {
-            "visit": res.visit, "model": res.model, "unknown_codes": res.unknown_codes, "notes": res.notes,
+            "visit": res.visit, "model": {"name": res.model, **res.model_info}, "unknown_codes": res.unknown_codes, "notes": res.notes,
             "rationales": [{"drug": d.drug, "name": d.name, "probability": round(d.probability, 4), "rationale": d.rationale,
                             "paths": [p.to_dict() for p in d.paths], "cautions": [p.to_dict() for p in d.cautions]} for d in res.drugs],
             "timings_ms": res.timings_ms,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from kgrec.errors import WorkspaceError
 from kgrec.evaluation import fit_on_split
 from kgrec.student.train import StudentConfig, StudentRecommender, workspace_teacher
-from kgrec.workspace import load_cohort
+from kgrec.fsatomic import replace_dir, temp_dir
+from kgrec.workspace import cohort_key, graph_key, load_cohort
 
 
 def student_dir(workspace: Path | str) -> Path:
@@ -41,7 +43,28 @@ def train_on_split(workspace: Path | str, config: StudentConfig | None = None, t
     teacher = workspace_teacher(workspace, teacher_config) if (config.alpha > 0 or config.beta > 0) else None
     model = StudentRecommender(vocab, workspace if config.graph else None, config, teacher=teacher, progress=progress)
     out = fit_on_split(model, cohort)
-    path = model.save(student_dir(workspace))
-    res = StudentTrainResult(path, out["val"], out["test"], model.chosen, out["fit_seconds"], json.loads(json.dumps(config.__dict__)))
-    (path / "metrics.json").write_text(json.dumps(res.to_json(), indent=1, default=str))
+    path = student_dir(workspace)
+    tmp = temp_dir(path)  # written beside the old student and swapped in: a crash leaves the old one whole
+    try:
+        model.save(tmp)
+        res = StudentTrainResult(path, out["val"], out["test"], model.chosen, out["fit_seconds"], json.loads(json.dumps(config.__dict__)))
+        (tmp / "metrics.json").write_text(json.dumps(res.to_json(), indent=1, default=str))
+        (tmp / "provenance.json").write_text(json.dumps(in_domain_provenance(workspace, cohort, config), indent=1))
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return res
+
+
+def in_domain_provenance(workspace: Path | str, cohort, config: StudentConfig) -> dict:
+    """What the in-domain student is (the deployed model without --pool): its teacher, the one site, keys."""
+    import time
+
+    from kgrec import __version__
+
+    return {"model": "student", "teacher": "teacher" if (config.alpha > 0 or config.beta > 0) else None, "kgrec_version": __version__,
+            "target": cohort.source, "sites": {cohort.source: {"workspace": str(workspace), "source": cohort.source, "cohort_key": cohort_key(workspace)}},
+            "graph_key": graph_key(workspace) if config.graph else None, "drug_vocab": cohort.vocab("drug"),
+            "trained_on": {"split": "the saved split (train; val chooses epoch and threshold)", "seed": (cohort.split or {}).get("seed")},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -187,6 +187,11 @@ def workspace_student_config(workspace: Path | str | None) -> tuple[StudentConfi
     ``"workspace student"``), else the defaults (``"defaults"``)."""
     if workspace is not None:
         meta = Path(workspace) / "student" / "student.json"
+        prov = Path(workspace) / "student" / "provenance.json"
+        if prov.exists() and json.loads(prov.read_text()).get("model") == "student-pooled":
+            # the deployed student is the pooled one (kgrec.transfer.deploy); in-domain runs keep the in-domain settings
+            kept = json.loads(prov.read_text()).get("in_domain_student_config")
+            return (StudentConfig.from_dict(kept), "in-domain student before the pooled one was deployed") if kept else (StudentConfig(), "defaults")
         if meta.exists():
             return StudentConfig.from_dict(json.loads(meta.read_text())["config"]), "workspace student"
     return StudentConfig(), "defaults"
@@ -478,6 +483,8 @@ class StudentRecommender(Recommender):
 
             fz.concept_features = ConceptFeatures.from_state(st["concepts"], folder.parent / "graph" / "tables")
         obj.featurizer = fz
+        prov = folder / "provenance.json"
+        obj.provenance = json.loads(prov.read_text()) if prov.exists() else {"model": "student"}
         obj.model = obj._build_model(fz)
         obj.model.load_state_dict(state)
         obj.model.eval()

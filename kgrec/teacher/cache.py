@@ -1,7 +1,8 @@
 """What the teacher computes once and reuses.
 
-* In memory, per cohort: the tokenised prompts and (frozen backbone, no soft prompt) the backbone's pooled
-  states of every visit, shared by every fold and model of a run (:func:`no_state_cache` sets them aside).
+* In memory, per cohort: the tokenised prompts; and (frozen backbone, no soft prompt) the backbone's pooled
+  states by prompt content, in memory and on disk (:mod:`kgrec.teacher.encodings`), shared by every fold,
+  model, run and workspace (:func:`no_state_cache` sets them aside).
 * On disk, per training patients + config + embeddings: the trained teacher and the pooled states and
   logits of every target visit (``<workspace>/teacher/<key>/``, :func:`train_or_load`), so K-fold CV of
   teacher and student trains K teachers, not 2K.
@@ -22,23 +23,25 @@ import numpy as np
 
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples, build_samples
+from kgrec.teacher.encodings import _MEMORY as _POOLED
+from kgrec.teacher.encodings import disabled as _encodings_disabled
 from kgrec.teacher.config import FORMAT_VERSION, TeacherConfig, json_default, teacher_dir, workspace_teacher_config
 
 # ---- per-cohort caches shared by every fold / model of a run ----
-_TOKENS: dict[tuple, dict[int, list[int]]] = {}
-_POOLED: dict[tuple, dict[int, np.ndarray]] = {}
+_TOKENS: dict[tuple, dict[int, list[int]]] = {}  # _POOLED: the encoding store's memory (token hash -> state)
 
 
 @contextmanager
 def no_state_cache():
-    """Set the in-memory token and backbone-state caches aside for the duration of a block, so that a
-    timed prediction tokenises and encodes its visits as it would for new patients; the caches are put
-    back afterwards."""
+    """Set the in-memory token and backbone-state caches aside, and the on-disk encoding store off, for
+    the duration of a block, so that a timed prediction tokenises and encodes its visits as it would for
+    new patients; the caches are put back afterwards."""
     saved = [(c, dict(c)) for c in (_TOKENS, _POOLED)]
     for c, _ in saved:
         c.clear()
     try:
-        yield
+        with _encodings_disabled():
+            yield
     finally:
         for c, kept in saved:
             c.clear()

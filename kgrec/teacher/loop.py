@@ -120,7 +120,7 @@ class TrainingLoop:
                     break
         self.net = acc.unwrap_model(net)
         if best_state is not None:
-            self.net.load_state_dict(best_state, strict=False)
+            _model.load_parameters(self.net, best_state)
         self.net.eval()
         self.chosen["epochs_run"] = len(self.log)
         self.chosen["seconds_per_epoch"] = round(float(np.mean([e["train_seconds"] for e in self.log])), 2)
@@ -166,7 +166,7 @@ class TrainingLoop:
                     if bad >= patience:
                         break
         if best_state is not None:
-            net.load_state_dict(best_state, strict=False)
+            _model.load_parameters(net, best_state)
         net.eval()
         self.chosen["epochs_run"] = epoch + 1
         if best > -math.inf:

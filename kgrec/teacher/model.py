@@ -237,6 +237,21 @@ class TeacherModel(nn.Module):
         return self.logits(pooled, codes, graph), pooled
 
 
+def load_parameters(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Copy ``state`` into ``net``'s parameters by name (the head, the wide terms, the projector, LoRA):
+    ``load_state_dict(strict=False)`` without visiting the frozen backbone, whose int8 layers
+    (:func:`kgrec.teacher.encodings.quantize_backbone`) cannot load a partial state. Returns
+    ``(missing, unexpected)`` among the head, wide, graph-wide and projector parameters."""
+    params = dict(net.named_parameters())
+    unexpected = [k for k in state if k not in params]
+    with torch.no_grad():
+        for k, v in state.items():
+            if k in params:
+                params[k].copy_(v.to(params[k].dtype))
+    own = [k for k in params if k.startswith(("head.", "wide.", "graph_wide.", "projector."))]
+    return [k for k in own if k not in state], unexpected
+
+
 def bce_ddi_loss(logits: torch.Tensor, targets: torch.Tensor, ddi: torch.Tensor | None = None, ddi_weight: float = 0.0) -> torch.Tensor:
     """Mean BCE over drugs, plus ``ddi_weight`` × mean expected interacting pairs per visit ``p·A·p / 2``."""
     loss = nn.functional.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))

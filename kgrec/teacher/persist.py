@@ -83,7 +83,7 @@ class Persistence:
             p.requires_grad_(False)
         self.net = _model.TeacherModel(backbone, self.causal, len(self.drug_vocab), self.graph_dim if self.use_prompt else 0, self._soft_tokens(),
                                 len(self.code_vocab) if cfg.fuse_codes else 0, cfg.dropout, cfg.projector_dim, self._graph_fuse_dim())
-        missing, unexpected = self.net.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=False)
+        missing, unexpected = _model.load_parameters(self.net, load_file(str(folder / "weights.safetensors")))
         if unexpected or any(k.startswith(("head.", "wide.", "graph_wide.", "projector.")) for k in missing):
             raise WorkspaceError(f"{folder}/weights.safetensors does not match the saved config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.net.eval()

@@ -20,7 +20,8 @@ from kgrec.models.base import Recommender
 from kgrec.teacher._lazy import model as _model
 from kgrec.teacher._lazy import soft as _soft
 from kgrec.teacher._lazy import torch
-from kgrec.teacher.cache import _POOLED, _TOKENS, cohort_fingerprint, train_or_load
+from kgrec.teacher import encodings as _enc
+from kgrec.teacher.cache import _TOKENS, cohort_fingerprint, train_or_load
 from kgrec.teacher.config import TeacherConfig, workspace_teacher_config
 from kgrec.teacher.loop import TrainingLoop
 from kgrec.teacher.persist import Persistence
@@ -77,6 +78,15 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         # bf16 on a GPU: load the frozen weights in bf16 too (PEFT keeps the adapters in fp32)
         dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" and torch.cuda.is_available() and cfg.device != "cpu" else None
         self.backbone, self.tokenizer, self.causal = _model.load_backbone(cfg.model, dtype=dtype)
+        self.encoding_store = None
+        if self._cached_backbone():  # frozen, no soft prompt: states by prompt content (kgrec.teacher.encodings)
+            from kgrec.embed.device import resolve_device
+            from kgrec.teacher import encodings
+
+            dev = resolve_device(cfg.device)
+            dt = str(next(self.backbone.parameters()).dtype).removeprefix("torch.")
+            dt += f"+autocast-{cfg.mixed_precision}" if cfg.mixed_precision != "no" and dev != "cpu" else ""
+            self.encoding_store = encodings.EncodingStore(encodings.backbone_settings(self.model_path, self.causal, dt, dev))
         max_pos = getattr(self.backbone.config, "max_position_embeddings", None) or getattr(self.backbone.config, "n_positions", None)
         self.max_length = int(min(cfg.max_length, max_pos - self._soft_tokens()) if max_pos else cfg.max_length)
 
@@ -238,19 +248,27 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         return pooled
 
     def _pooled(self, cohort: Cohort, samples: Samples, inputs: dict, device, autocast=None) -> torch.Tensor:
-        """Pooled states; with a frozen backbone and no soft prompt, cached per cohort row across fits."""
-        if not self._cached_backbone():
+        """Pooled states; with a frozen backbone and no soft prompt, from the encoding store (by prompt
+        content, shared across fits, cohorts and runs: :mod:`kgrec.teacher.encodings`), each distinct
+        prompt encoded once."""
+        store = getattr(self, "encoding_store", None)
+        if not self._cached_backbone() or store is None:
             return self._encode_all(inputs, device, autocast)
-        key = (cohort_fingerprint(cohort), self.model_path, self.config.history, self.max_length, self.config.profile)
-        cache = _POOLED.setdefault(key, {})
-        rows = [int(r) for r in samples.visit_idx]
-        missing = [i for i, r in enumerate(rows) if r not in cache]
-        if missing:
-            sub = {"ids": [inputs["ids"][i] for i in missing], "graph": None, "codes": None}
+        hashes = [_enc.token_hash(t) for t in inputs["ids"]]
+        got = store.get(hashes)
+        todo = list(dict.fromkeys(h for h, g in zip(hashes, got) if g is None))
+        if todo:
+            first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+            sub = {"ids": [inputs["ids"][first[h]] for h in todo], "graph": None, "codes": None}
+            t0 = time.perf_counter()
             states = self._encode_all(sub, device, autocast).numpy()
-            for i, s in zip(missing, states):
-                cache[rows[i]] = s
-        return torch.from_numpy(np.stack([cache[r] for r in rows])) if rows else torch.zeros((0, self.net.hidden))
+            self.chosen["encoded_visits_per_second"] = round(len(todo) / max(time.perf_counter() - t0, 1e-9), 1)
+            store.put(todo, states)
+            fresh = dict(zip(todo, states))
+            got = [g if g is not None else fresh[h] for h, g in zip(hashes, got)]
+        if store.notes:
+            self.chosen["encoding_cache"] = dict(store.notes)
+        return torch.from_numpy(np.stack(got).astype(np.float32)) if got else torch.zeros((0, self.net.hidden))
 
     # ---------------- Recommender ----------------
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> TeacherRecommender:

@@ -35,6 +35,7 @@ from kgrec.cohort.split import kfold_patients, split_patients
 from kgrec.errors import OptionError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, paired_difference, score_model
 from kgrec.models import Recommender, get_model
+from kgrec.transfer.distill import remember
 from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
 MODES = ("zero-shot", "few-shot", "pooled")
@@ -166,6 +167,7 @@ class TransferRun:
             for m in self.models:
                 self.progress(f"in-domain {m}: fold {i + 1}/{self.k}")
                 model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                remember(m, model, self.cohort, tr, va)
                 per[m].append({**score_model(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen), "n_train": len(tr), "n_val": len(va)})
                 if view:
                     sv = SharedView(model, self.zs_vocab)
@@ -203,6 +205,7 @@ class TransferRun:
             for m in self.models:
                 self.progress(f"{'pooled' if share == 1 else f'few-shot {share:.0%}'} {m}: fold {i + 1}/{self.k}")
                 model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
+                remember(m, model, self.cohort, tr, va)
                 per[m].append({**score_model(model, self.cohort, te, self.ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(model.chosen),
                                "n_train": len(tr), "n_val": len(va), "n_target_train_patients": n})
         return self._result(per)
