@@ -209,7 +209,7 @@ def run(
     pooled = None
     if pool:
         deployed = ("student-pooled",) if runners is not None else ()
-        pooled, pool_step = _handle_pool(workspace, sources, tuple(dict.fromkeys((*pool_models, *deployed))), folds or 5, seed, rep)
+        pooled, pool_step = _handle_pool(workspace, sources, tuple(dict.fromkeys((*pool_models, *deployed))), folds or 5, seed, rep, ev if folds else None)
         from kgrec.transfer.deploy import cv_figures, pooled_vs_run, record_cv
 
         pooled["vs_run_models"] = pooled_vs_run(pooled, ev)
@@ -248,13 +248,13 @@ def _pool_workspace(workspace, data_dir, item: str, seed: int, check_only: bool 
     raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {path / 'cohort'}) nor a source ({', '.join(sorted(LOADERS))})")
 
 
-def _handle_pool(workspace, sources: Sequence[Path], models: Sequence[str], folds: int, seed: int, rep: Reporter):
+def _handle_pool(workspace, sources: Sequence[Path], models: Sequence[str], folds: int, seed: int, rep: Reporter, in_domain=None):
     from kgrec.transfer import transfer
 
     pool = sources
     rep.start("pool", f"{', '.join(models)} trained on {', '.join(map(str, pool))} + the target's training folds")
     t0 = time.perf_counter()
-    res = transfer(workspace, sources, modes=("pooled",), models=tuple(models), folds=folds, seed=seed, progress=rep.detail)
+    res = transfer(workspace, sources, modes=("pooled",), models=tuple(models), folds=folds, seed=seed, progress=rep.detail, in_domain=in_domain)
     sec = round(time.perf_counter() - t0, 2)
     pooled = res.to_json()
     figure = "PRAUC pooled − in-domain logreg: " + ", ".join(

@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--teacher", default="site-ensemble-names")
     p.add_argument("--beta", type=float, action="append", help="soft-label weights to compare (default: 0 and the default)")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--arch", action="append", help="student architecture(s): wide (default), network")
     p.add_argument("--throughput-batch", type=int, default=64)
     p.add_argument("--json", type=Path, help="write every figure here")
     args = p.parse_args()
@@ -49,14 +50,15 @@ def main() -> None:
 
     betas = args.beta or [0.0, POOLED_STUDENT["beta"]]
     names = []
-    for b in betas:
-        name = f"student-pooled@beta={b:g}"
+    for arch in args.arch or ["wide"]:
+        for b in betas:
+            name = f"student-pooled@{arch},beta={b:g}"
 
-        def init(self, vocab, workspace=None, _b=b, **kw):
-            PooledStudent.__init__(self, vocab, workspace, args.teacher, {"beta": _b, "temperature": args.temperature})
+            def init(self, vocab, workspace=None, _b=b, _a=arch, **kw):
+                PooledStudent.__init__(self, vocab, workspace, args.teacher, {"beta": _b, "temperature": args.temperature}, arch=_a)
 
-        register(name, type(f"PooledStudentBeta{b:g}".replace(".", "_"), (PooledStudent,), {"__init__": init, "name": name}))
-        names.append(name)
+            register(name, type(f"PooledStudent_{arch}_{b:g}".replace(".", "_"), (PooledStudent,), {"__init__": init, "name": name}))
+            names.append(name)
     target, sources = load_site(args.target), [load_site(s) for s in args.source]
     say = lambda s: print(time.strftime("%H:%M:%S"), s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
@@ -71,6 +73,7 @@ def main() -> None:
     for n in names:
         f = pooled.models[n].metric_folds("prauc")
         vals = [fold["chosen"]["student"].get("val_prauc") for fold in pooled.models[n].folds]
+        vals = [v for v in vals if v is not None]
         out["models"][n] = {"prauc": _ms(f), "validation_prauc": float(np.mean(vals)), "vs_teacher": paired_difference(f, teach),
                             "vs_in_domain_logreg": paired_difference(f, ref),
                             "fit_seconds": float(np.mean([fold["fit_seconds"] for fold in pooled.models[n].folds]))}
@@ -81,7 +84,7 @@ def main() -> None:
     f = run.folds[0]
     tr, va, te = (run._samples(f[k]) for k in ("train", "val", "test"))
     teacher, _ = fit_model(_factory(args.teacher, target.workspace), run.vocab, run.cohort, tr, va)
-    from kgrec.transfer.distill import remember
+    from kgrec.models.memo import remember
 
     remember(args.teacher, teacher, run.cohort, tr, va)
     student, _ = fit_model(_factory(best, target.workspace), run.vocab, run.cohort, tr, va)

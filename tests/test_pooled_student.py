@@ -47,7 +47,8 @@ def pooled_fold(target, source):
 
 def test_the_student_learns_from_the_teachers_soft_targets_and_reuses_the_folds_teacher(two_sites):
     from kgrec.models.graph_logreg import GraphLogRegRecommender
-    from kgrec.transfer.distill import PooledStudent, remember
+    from kgrec.models.memo import remember
+    from kgrec.transfer.distill import PooledStudent
 
     target, source = two_sites
     cohort, tr, va, te = pooled_fold(target, source)
@@ -66,6 +67,24 @@ def test_the_student_learns_from_the_teachers_soft_targets_and_reuses_the_folds_
     # another fold: the remembered teacher is not reused
     ps = PooledStudent(vocab, target, "logreg-graph", FAST).fit(cohort, va, tr)
     assert not ps.chosen["teacher_reused_from_its_own_row"] and ps.teacher_model is not teacher
+
+
+def test_site_ensemble_reuses_the_folds_logreg_graph_fit_and_predicts_as_a_fresh_fit(two_sites):
+    from kgrec.models.graph_logreg import GraphLogRegRecommender, SiteEnsembleRecommender
+    from kgrec.models.memo import forget, remember
+
+    target, source = two_sites
+    cohort, tr, va, te = pooled_fold(target, source)
+    vocab = load_site(target).cohort.vocab("drug")
+    fresh = SiteEnsembleRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    g = GraphLogRegRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    remember("logreg-graph", g, cohort, tr, va)
+    reused = SiteEnsembleRecommender(vocab, workspace=target).fit(cohort, tr, va)
+    assert reused.graph is g and fresh.graph is not g
+    np.testing.assert_allclose(reused.predict_proba(cohort, te), fresh.predict_proba(cohort, te), atol=1e-12)
+    other = SiteEnsembleRecommender(vocab, workspace=target, seed=3).fit(cohort, tr, va)  # other settings: its own fit
+    assert other.graph is not g
+    forget()
 
 
 def test_unknown_or_student_teacher_is_refused_before_any_work():
@@ -112,7 +131,10 @@ def test_deployed_pooled_student_has_provenance_is_what_recommend_serves_and_is_
         (folder / "student.safetensors").write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
+    from kgrec.student.linear import WideStudent
+
     monkeypatch.setattr(StudentRecommender, "save", dies)
+    monkeypatch.setattr(WideStudent, "save", dies)
     with pytest.raises(OSError):
         train_pooled_on_split(target, [source], "logreg-graph", FAST)
     monkeypatch.undo()

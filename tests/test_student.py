@@ -134,3 +134,37 @@ def test_cli_distill_stage_trains_saves_and_loads(tmp_path):
     # a workspace without a cohort is a clear error, not a traceback
     r = CliRunner().invoke(app, ["train", "--stage", "distill", "-w", str(tmp_path / "nothing"), "--alpha", "0", "--beta", "0"])
     assert r.exit_code == 2 and "kgrec prepare" in r.output
+
+
+def test_vectorised_encode_equals_slot_by_slot_pooling():
+    """The student gathers each code's vector and history-pooling score from per-vocabulary tables and
+    pools earlier visits as weighted embedding bags; the numbers (and gradients) are those of computing
+    every history slot on its own, as the model is defined."""
+    import torch
+
+    from kgrec.student.model import StudentModel
+
+    torch.manual_seed(0)
+    m = StudentModel(torch.randn(30, 8), torch.randn(12, 8), 20, 8, 11, dim=16).eval()
+    n, h = 5, 3
+    b = {"codes": torch.randint(0, 30, (n, 4)), "hist_codes": torch.randint(0, 30, (n, h, 6)), "hist_drugs": torch.randint(0, 12, (n, h, 4)),
+         "hist_mask": torch.rand(n, h) > 0.3, "hist_age": torch.randint(0, 4, (n, h)), "prior": torch.rand(n, 11)}
+    b["hist_codes"][0, 1] = 0
+    b["hist_drugs"][0, 1] = 0  # an empty history visit pools to zero
+
+    def slot_by_slot(self, batch):
+        cur, hc, hd = batch["codes"], batch["hist_codes"], batch["hist_drugs"]
+        current = self.pool_current(self._codes(cur), cur > 0)
+        items = torch.cat([self._codes(hc), self._drugs(hd)], dim=2)
+        visits = self.pool_visit(items, torch.cat([hc > 0, hd > 0], dim=2)) + self.recency(batch["hist_age"])
+        history = self.pool_history(visits, batch["hist_mask"])
+        p = batch["prior"]
+        neigh = self.neighbourhood(p @ self.drug_vectors[1:1 + p.shape[1]] / p.sum(-1, keepdim=True).clamp(min=1e-6)) + self.no_history
+        history = torch.where(batch["hist_mask"].any(-1, keepdim=True), history, neigh)
+        return self.mlp(torch.cat([current, history, self.prior_in(p)], dim=-1))
+
+    want, got = slot_by_slot(m, b), m.encode(b)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    g_want = torch.autograd.grad(want.sum(), m.pool_visit.score[0].weight)[0]
+    g_got = torch.autograd.grad(m.encode(b).sum(), m.pool_visit.score[0].weight)[0]
+    torch.testing.assert_close(g_got, g_want, atol=1e-5, rtol=1e-4)

@@ -21,6 +21,7 @@ MODELS: dict[str, str | type[Recommender]] = {
     "teacher": "kgrec.teacher.recommender:TeacherRecommender",
     "student": "kgrec.student.train:StudentRecommender",
     "student-pooled": "kgrec.transfer.distill:PooledStudent",
+    "student-wide": "kgrec.student.linear:WideStudent",
 }
 
 

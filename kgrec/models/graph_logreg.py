@@ -178,7 +178,16 @@ class SiteEnsembleRecommender(Recommender):
         return GraphLogRegRecommender(self.drug_vocab, expander=self.graph.expander, adapt=False, seed=self.seed)
 
     def fit(self, cohort: Cohort, train: Samples, val: Samples) -> SiteEnsembleRecommender:
-        self.graph.fit(cohort, train, val)
+        from kgrec.models.memo import recall
+
+        hit = recall("logreg-graph", cohort, train, val)  # the same fit as this fold's logreg-graph row: reused
+        g = self.graph
+        same = (type(hit) is GraphLogRegRecommender and hit.expansion == g.expansion and g.expander is None and hit.adapt == g.adapt
+                and hit.seed == g.seed and hit.grid == g.grid and hit.profile == g.profile and str(hit.workspace) == str(g.workspace))
+        if same:
+            self.graph = hit
+        else:
+            g.fit(cohort, train, val)
         self.own = fit_own_site_models(cohort, train, val, self.graph, self._own, reuse_pooled=self.own_model == "logreg-graph")
         site_tr = np.asarray(cohort.sites(train.visit_idx), dtype=object)
         site_va = np.asarray(cohort.sites(val.visit_idx), dtype=object)

@@ -192,7 +192,7 @@ def workspace_student_config(workspace: Path | str | None) -> tuple[StudentConfi
             # the deployed student is the pooled one (kgrec.transfer.deploy); in-domain runs keep the in-domain settings
             kept = json.loads(prov.read_text()).get("in_domain_student_config")
             return (StudentConfig.from_dict(kept), "in-domain student before the pooled one was deployed") if kept else (StudentConfig(), "defaults")
-        if meta.exists():
+        if meta.exists() and "config" in json.loads(meta.read_text()):
             return StudentConfig.from_dict(json.loads(meta.read_text())["config"]), "workspace student"
     return StudentConfig(), "defaults"
 
@@ -464,6 +464,10 @@ class StudentRecommender(Recommender):
 
         folder = Path(folder)
         meta = json.loads((folder / "student.json").read_text())
+        if meta.get("kind") == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
+            from kgrec.student.linear import WideStudent
+
+            return WideStudent.load(folder)
         obj = cls(meta["drug_vocab"], None, StudentConfig.from_dict(meta["config"]))
         obj.threshold, obj.chosen = meta["threshold"], meta["chosen"]
         state = load_file(str(folder / "student.safetensors"))

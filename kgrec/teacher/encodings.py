@@ -230,3 +230,39 @@ def clear_memory() -> None:
     """Forget the in-memory states (tests; the disk shards stay)."""
     _MEMORY.clear()
     _LOADED.clear()
+
+
+def encode_texts(texts: Sequence[str], model: str | None = None, batch_size: int = 128) -> np.ndarray:
+    """Mean-pooled (last token for a causal LM) states of short texts, e.g. code names, from the frozen
+    backbone ``model`` (default: the offline MiniLM), each text encoded once ever through the store."""
+    import torch
+
+    from kgrec.embed.device import resolve_device
+    from kgrec.teacher import model as _model
+
+    path = _model.resolve_model_path(model)
+    backbone, tok, causal = _model.load_backbone(path)
+    backbone.eval()
+    store = EncodingStore(backbone_settings(path, causal, str(next(backbone.parameters()).dtype).removeprefix("torch."), resolve_device("cpu")))
+    ids = [tok(t, truncation=True, max_length=64)["input_ids"] for t in texts]
+    hashes = [token_hash(i) for i in ids]
+    got = store.get(hashes)
+    todo = list(dict.fromkeys(h for h, g in zip(hashes, got) if g is None))
+    if todo:
+        first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+        net = _model.TeacherModel(backbone, causal, 1)
+        order = sorted(todo, key=lambda h: len(ids[first[h]]))
+        states = []
+        with torch.no_grad():
+            for s in range(0, len(order), batch_size):
+                chunk = [ids[first[h]] for h in order[s:s + batch_size]]
+                width = max(map(len, chunk))
+                x = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+                m = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, t in enumerate(chunk):
+                    x[r, :len(t)], m[r, :len(t)] = torch.tensor(t), 1
+                states.append(net.encode(x, m).float().numpy())
+        store.put(order, np.concatenate(states))
+        fresh = dict(zip(order, np.concatenate(states)))
+        got = [g if g is not None else fresh[h] for h, g in zip(hashes, got)]
+    return np.stack(got).astype(np.float32) if got else np.zeros((0, 0), np.float32)

@@ -25,14 +25,15 @@ def transfer(
     progress: Callable[[str], None] | None = None,
     save: bool = True,
     zero_shot_vocab: str = "shared",
+    in_domain=None,
 ) -> TransferResult:
     """Run :func:`~kgrec.transfer.protocol.run_transfer` and save the report under
     ``<target_ws>/reports/transfer/`` (``transfer.json``, ``transfer.md``, ``transfer-prauc.png``).
     ``zero_shot_vocab``: ``shared`` (zero-shot scores the target's drug classes some source prescribes) or
-    ``target`` (all of the target's)."""
+    ``target`` (all of the target's). ``in_domain``: the target's own evaluation on the same folds, reused."""
     from kgrec.transfer.report import save as save_report
 
-    res = run_transfer(target_ws, source_ws, modes, models, folds, seed, shares, progress, zero_shot_vocab)
+    res = run_transfer(target_ws, source_ws, modes, models, folds, seed, shares, progress, zero_shot_vocab, in_domain)
     if save:
         res.pooling["saved"] = save_report(res, Path(target_ws) / "reports" / "transfer")
     return res

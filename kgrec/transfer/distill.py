@@ -30,32 +30,16 @@ from kgrec.cohort.samples import Samples
 from kgrec.errors import OptionError
 from kgrec.models import get_model
 from kgrec.models.base import Recommender
+from kgrec.models.memo import recall
 
 DEFAULT_TEACHER = "site-ensemble-names"
 # soft-label weight and temperature of the pooled student (chosen on validation folds: docs/student.md,
 # "Distilled from the pooled ensemble"; scripts/bench_distill.py --pooled)
 POOLED_STUDENT = {"alpha": 0.0, "beta": 1.0, "temperature": 1.0, "concepts": True}
-
-_MEMO: dict = {"key": None, "models": {}}
-
-
-def _fold_key(cohort: Cohort, train: Samples, val: Samples) -> tuple:
-    from kgrec.teacher.cache import cohort_fingerprint
-
-    return (cohort_fingerprint(cohort), tuple(sorted(set(map(str, train.patient_id)))), tuple(sorted(set(map(str, val.patient_id)))))
-
-
-def remember(name: str, model: Recommender, cohort: Cohort, train: Samples, val: Samples) -> None:
-    """Keep a fitted model of this fold for a :class:`PooledStudent` of the same fold (the last fold only)."""
-    key = _fold_key(cohort, train, val)
-    if _MEMO["key"] != key:
-        _MEMO["key"], _MEMO["models"] = key, {}
-    _MEMO["models"][name] = model
-
-
-def recall(name: str, cohort: Cohort, train: Samples, val: Samples) -> Recommender | None:
-    return _MEMO["models"].get(name) if _MEMO["key"] == _fold_key(cohort, train, val) else None
-
+# the student's architecture: "wide" (kgrec.student.linear.WideStudent: graph concepts and code names, linear)
+# or "network" (kgrec.student.train.StudentRecommender with its site-aware concept term)
+ARCHS = ("wide", "network")
+DEFAULT_ARCH = "wide"
 
 def check_teacher(name: str) -> type[Recommender]:
     """The teacher's class; an unknown name or a student as its own teacher is an :class:`OptionError`."""
@@ -82,10 +66,12 @@ class PooledStudent(Recommender):
     uses_workspace = True
 
     def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, teacher: str = DEFAULT_TEACHER, config: dict | None = None,
-                 progress: bool = False):
+                 progress: bool = False, arch: str = DEFAULT_ARCH):
         super().__init__(drug_vocab)
         self.teacher_cls = check_teacher(teacher)
-        self.teacher_name, self.workspace, self.progress = teacher, workspace, progress
+        if arch not in ARCHS:
+            raise OptionError(f"student-pooled: arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+        self.teacher_name, self.workspace, self.progress, self.arch = teacher, workspace, progress, arch
         self.settings = {**POOLED_STUDENT, **(config or {})}
         from kgrec.student.train import StudentConfig
 
@@ -118,12 +104,17 @@ class PooledStudent(Recommender):
             return np.zeros((len(tr), 1), np.float32), soft
 
         cfg = StudentConfig.from_dict(self.settings)
-        self.student = StudentRecommender(self.drug_vocab, self.workspace, cfg, teacher=provide, progress=self.progress).fit(cohort, train, val)
+        if self.arch == "wide":
+            from kgrec.student.linear import WideStudent
+
+            self.student = WideStudent(self.drug_vocab, self.workspace, soft_weight=min(1.0, cfg.beta), seed=cfg.seed).fit(cohort, train, val, p)
+        else:
+            self.student = StudentRecommender(self.drug_vocab, self.workspace, cfg, teacher=provide, progress=self.progress).fit(cohort, train, val)
         self.teacher_model = teacher
         sites = sorted(set(cohort.sites(train.visit_idx)))
         self.chosen = {"teacher": self.teacher_name, "teacher_reused_from_its_own_row": reused, "teacher_seconds": round(t_teacher, 2),
                        "teacher_chosen": dict(teacher.chosen), "student": dict(self.student.chosen), "sites": sites,
-                       "student_config": {k: getattr(cfg, k) for k in ("alpha", "beta", "temperature", "concepts")}}
+                       "arch": self.arch, "student_config": {k: getattr(cfg, k) for k in ("alpha", "beta", "temperature", "concepts")}}
         return self
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:

@@ -35,7 +35,7 @@ from kgrec.cohort.split import kfold_patients, split_patients
 from kgrec.errors import OptionError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, ModelEvaluation, aggregate, fit_model, paired_difference, score_model
 from kgrec.models import Recommender, get_model
-from kgrec.transfer.distill import remember
+from kgrec.models.memo import remember
 from kgrec.transfer.pool import Site, load_site, pool, prefixed
 
 MODES = ("zero-shot", "few-shot", "pooled")
@@ -157,14 +157,20 @@ class TransferRun:
             models[name] = ev
         return EvaluationResult(self.cohort.source, self.k, models)
 
-    def in_domain(self) -> EvaluationResult:
-        """``kgrec evaluate --folds K`` on the target alone, on the same folds."""
-        per: dict[str, list[dict]] = {m: [] for m in self.models}
-        shared: dict[str, list[dict]] = {m: [] for m in self.models}
+    def in_domain(self, reuse: EvaluationResult | None = None, skip: Sequence[str] = ()) -> EvaluationResult:
+        """``kgrec evaluate --folds K`` on the target alone, on the same folds. ``reuse``: an evaluation of
+        the target on these folds (``kgrec run``'s own), whose models are taken as they are, not fitted
+        again; ``skip``: models with no in-domain row (``student-pooled``: pooled by definition). Neither
+        applies with a zero-shot vocabulary view (its shared view needs the fitted models)."""
         view = self.zs_vocab != self.vocab
+        taken = {m: reuse.models[m].folds for m in self.models if not view and reuse is not None and m in reuse.models
+                 and len(reuse.models[m].folds) == self.k}
+        todo = [m for m in self.models if m not in taken and (view or m not in skip)]
+        per: dict[str, list[dict]] = {m: [] for m in todo}
+        shared: dict[str, list[dict]] = {m: [] for m in todo}
         for i, f in enumerate(self.folds):
             tr, va, te = (self._samples(f[p]) for p in ("train", "val", "test"))
-            for m in self.models:
+            for m in todo:
                 self.progress(f"in-domain {m}: fold {i + 1}/{self.k}")
                 model, fit_s = fit_model(_factory(m, self.target.workspace), self.vocab, self.cohort, tr, va)
                 remember(m, model, self.cohort, tr, va)
@@ -173,7 +179,7 @@ class TransferRun:
                     sv = SharedView(model, self.zs_vocab)
                     sv.tune_threshold(self.cohort, va)
                     shared[m].append({**score_model(sv, self.cohort, self._zs_test(f["test"]), self.zs_ddi, 0, self.seed), "fit_seconds": fit_s, "chosen": dict(sv.chosen)})
-        res = self._result(per)
+        res = self._result({**taken, **per})
         self.in_domain_shared = self._result(shared) if view else res
         return res
 
@@ -230,15 +236,16 @@ def _with_pairs(res: EvaluationResult, indomain: EvaluationResult, suffix: str =
 
 def run_transfer(target_ws: Path | str, source_ws: Sequence[Path | str], modes: Sequence[str] = MODES, models: Sequence[str] = DEFAULT_MODELS,
                  folds: int = 5, seed: int = 42, shares: Sequence[float] = SHARES, progress: Callable[[str], None] | None = None,
-                 zero_shot_vocab: str = "shared") -> TransferResult:
-    """Run the cross-cohort protocol (module docstring) and return every mode's result."""
+                 zero_shot_vocab: str = "shared", in_domain: EvaluationResult | None = None) -> TransferResult:
+    """Run the cross-cohort protocol (module docstring) and return every mode's result. ``in_domain``: the
+    target's own K-fold evaluation on the same folds (``kgrec run``), reused for the models it holds."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise OptionError(f"unknown transfer mode(s) {unknown}; choose from {', '.join(MODES)}")
     t0 = time.perf_counter()
     run = TransferRun(load_site(target_ws), [load_site(s) for s in source_ws], models, folds, seed, shares, progress, zero_shot_vocab)
     out = TransferResult(run.target_name, run.source_names, folds, pooling={**run.report, "zero_shot_vocabulary": run.vocabulary})
-    indomain = run.in_domain()
+    indomain = run.in_domain(in_domain, skip=("student-pooled",)) if "zero-shot" not in modes else run.in_domain()
     out.modes["in-domain"] = indomain.to_json()
     out.seconds["in-domain"] = round(time.perf_counter() - t0, 2)
     by_share: dict[float, EvaluationResult] = {}  # pooled is few-shot at 100%: trained once when both are asked

@@ -1,0 +1,215 @@
+"""The wide student: a graph-grounded linear model over both of kgrec's views of a visit's codes,
+distilled from a teacher's probabilities. No language model at inference.
+
+Its logit for drug ``d`` is a sum of four terms, each read off tables computed once:
+
+* **graph concepts**, shared and per site (:class:`~kgrec.student.concepts.ConceptFeatures`: each code's
+  category, GEM partner, Disease Ontology terms and ancestors, weighted by hop; Daumé III feature
+  augmentation over sites), with a per-site bias: the graph view of ``site-ensemble``;
+* **code names**: the mean over the visit's diagnoses and procedures of each code's name embedding
+  (the frozen backbone over the name alone, computed once per code: :func:`kgrec.teacher.encodings.encode_texts`),
+  shared and per site: the names view of ``site-ensemble-names`` without its per-visit language-model pass;
+* **graph prior**: the code -> drug evidence of the open graph (:mod:`kgrec.graph.neighbourhood`), one
+  weight per drug;
+* a bias per drug.
+
+Loss: BCE against ``(1 - λ)·labels + λ·p_teacher`` (``soft_weight`` λ; 1: the teacher's probabilities
+alone), plus L2 (``weight_decay``). Full-batch Adam; the epoch and the L2 weight are chosen on the
+validation visits (PRAUC), never on test visits. Saved as safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from kgrec.cohort.base import Cohort
+from kgrec.cohort.samples import Samples
+from kgrec.metrics import per_visit
+from kgrec.models.base import Recommender
+
+L2_GRID = (1e-5, 1e-4, 1e-3)
+
+
+class WideNet(nn.Module):
+    def __init__(self, n_concepts: int, n_sites: int, name_dim: int, n_out: int):
+        super().__init__()
+        from kgrec.student.concepts import ConceptHead
+
+        self.concepts = ConceptHead(n_concepts, n_sites, n_out)
+        self.names = nn.Linear(name_dim * (n_sites + 1), n_out)
+        self.prior_weight = nn.Parameter(torch.zeros(n_out))
+        nn.init.zeros_(self.names.weight)
+
+    def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.concepts(b) + self.names(b["names"]) + self.prior_weight * b["prior"]
+
+
+class WideStudent(Recommender):
+    """The wide student (module docstring).
+
+    Args:
+        workspace: graph tables (concepts, prior) of the target workspace.
+        soft_weight: λ, the teacher's share of the training target.
+        backbone: the model whose name embeddings it reads (default the offline MiniLM).
+    """
+
+    name = "student-wide"
+    uses_workspace = True
+
+    def __init__(self, drug_vocab: list[str], workspace: Path | str | None = None, soft_weight: float = 1.0, backbone: str | None = None,
+                 epochs: int = 400, lr: float = 0.05, seed: int = 42):
+        super().__init__(drug_vocab)
+        self.workspace, self.soft_weight, self.backbone, self.epochs, self.lr, self.seed = workspace, soft_weight, backbone, epochs, lr, seed
+        self.net: WideNet | None = None
+
+    # ---- inputs ----
+    def _setup(self, cohort: Cohort, train: Samples) -> None:
+        from kgrec.graph.expand import CodeExpander
+        from kgrec.graph.neighbourhood import code_drug_evidence, prior_matrix
+        from kgrec.graph.tables import GraphTables
+        from kgrec.student.concepts import ConceptFeatures
+        from kgrec.teacher.encodings import encode_texts
+        from kgrec.teacher.prompts import short_name
+
+        folder = Path(self.workspace) / "graph" / "tables"
+        tables = GraphTables.load(folder)
+        self.concept_features = ConceptFeatures.fit(cohort, train, CodeExpander.from_tables(tables, names=cohort.names()), folder)
+        codes = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs})
+        names = cohort.names()
+        self.codes = codes
+        self.code_index = {c: i for i, c in enumerate(codes)}
+        self.name_vectors = encode_texts([short_name(names.get(c) or c) for c in codes], self.backbone)
+        self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
+
+    def _code_rows(self, code: str) -> int | None:
+        return self.code_index.get(code)
+
+    def _batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+        from scipy import sparse
+
+        b = self.concept_features.batch(cohort, samples)
+        n, dim = len(samples), self.name_vectors.shape[1]
+        rows, cols = [], []
+        for i, (d, p) in enumerate(zip(samples.diagnoses, samples.procedures)):
+            for c in list(d) + list(p):
+                j = self.code_index.get(c)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+        ind = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, len(self.codes)))
+        count = np.asarray(ind.sum(1)).clip(min=1.0)
+        mean = np.asarray(ind @ self.name_vectors) / count
+        k = len(self.concept_features.sites)
+        names = np.zeros((n, dim * (k + 1)), np.float32)
+        names[:, :dim] = mean
+        site = b["site"].numpy()
+        for s in range(1, k + 1):
+            rows_s = site == s
+            names[rows_s, dim * s:dim * (s + 1)] = mean[rows_s]
+        b["names"] = torch.from_numpy(names)
+        b["prior"] = torch.from_numpy(np.log1p(np.asarray((ind @ self.prior).todense(), dtype=np.float32)))
+        return b
+
+    # ---- fit ----
+    def fit(self, cohort: Cohort, train: Samples, val: Samples, soft: np.ndarray | None = None) -> WideStudent:
+        """``soft``: the teacher's probabilities for ``train`` (None: labels alone)."""
+        torch.manual_seed(self.seed)
+        self._setup(cohort, train)
+        xb, xv = self._batch(cohort, train), self._batch(cohort, val)
+        y = torch.as_tensor(self.targets(train), dtype=torch.float32)
+        if soft is not None:
+            y = (1 - self.soft_weight) * y + self.soft_weight * torch.as_tensor(soft, dtype=torch.float32)
+        yv = self.targets(val)
+        p0 = y.mean(0).clamp(1e-3, 1 - 1e-3)
+        best = (-1.0, None, None, None)
+        for l2 in L2_GRID:
+            net = self._build()
+            with torch.no_grad():
+                net.concepts.site_bias.weight[0].copy_(torch.log(p0 / (1 - p0)))
+            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+            top, top_state, top_epoch, bad = -1.0, None, 0, 0
+            for epoch in range(self.epochs):
+                net.train()
+                z = net(xb)
+                loss = nn.functional.binary_cross_entropy_with_logits(z, y) + l2 * sum((p ** 2).sum() for n_, p in net.named_parameters() if "weight" in n_)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if epoch % 5 == 4:
+                    score = self._score(net, xv, yv)
+                    if score > top + 1e-6:
+                        top, top_state, top_epoch, bad = score, {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1, 0
+                    else:
+                        bad += 1
+                        if bad >= 8:
+                            break
+            if top > best[0]:
+                best = (top, top_state, l2, top_epoch)
+        self.net = self._build()
+        self.net.load_state_dict(best[1])
+        self.net.eval()
+        self.chosen = {"val_prauc": round(best[0], 4), "l2": best[2], "epochs": best[3], "soft_weight": self.soft_weight if soft is not None else 0.0,
+                       "sites": list(self.concept_features.sites), "n_concepts": len(self.concept_features.concepts), "n_codes": len(self.codes),
+                       "graph": ["concepts", "prior"], "names_backbone": self.backbone or "minilm"}
+        return self
+
+    def _build(self) -> WideNet:
+        return WideNet(self.concept_features.n_inputs, len(self.concept_features.sites), self.name_vectors.shape[1], len(self.drug_vocab))
+
+    @staticmethod
+    def _score(net: WideNet, xv, yv) -> float:
+        if not len(yv):
+            return 0.0
+        net.eval()
+        with torch.no_grad():
+            p = torch.sigmoid(net(xv)).numpy()
+        return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
+
+    def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        if self.net is None:
+            raise RuntimeError("student-wide: fit() or load() first")
+        with torch.no_grad():
+            return torch.sigmoid(self.net(self._batch(cohort, samples))).numpy()
+
+    # ---- persistence: safetensors + JSON ----
+    def save(self, folder: Path | str) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        p = self.prior.tocoo()
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tensors.update({"name_vectors": torch.from_numpy(self.name_vectors), "prior_row": torch.as_tensor(p.row, dtype=torch.long),
+                        "prior_col": torch.as_tensor(p.col, dtype=torch.long), "prior_val": torch.as_tensor(p.data, dtype=torch.float32)})
+        save_file(tensors, str(folder / "student.safetensors"))
+        (folder / "student.json").write_text(json.dumps({
+            "kind": self.name, "drug_vocab": self.drug_vocab, "threshold": self.threshold, "codes": self.codes, "chosen": self.chosen,
+            "concepts": self.concept_features.state(), "settings": {"soft_weight": self.soft_weight, "backbone": self.backbone, "epochs": self.epochs, "lr": self.lr, "seed": self.seed},
+        }, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str) -> WideStudent:
+        from scipy import sparse
+
+        from kgrec.student.concepts import ConceptFeatures
+
+        folder = Path(folder)
+        meta = json.loads((folder / "student.json").read_text())
+        obj = cls(meta["drug_vocab"], None, **meta["settings"])
+        obj.threshold, obj.chosen, obj.codes = meta["threshold"], meta["chosen"], meta["codes"]
+        obj.code_index = {c: i for i, c in enumerate(obj.codes)}
+        t = load_file(str(folder / "student.safetensors"))
+        obj.name_vectors = t["name_vectors"].numpy()
+        obj.prior = sparse.csr_matrix((t["prior_val"].numpy(), (t["prior_row"].numpy(), t["prior_col"].numpy())), shape=(len(obj.codes), len(obj.drug_vocab)))
+        obj.concept_features = ConceptFeatures.from_state(meta["concepts"], folder.parent / "graph" / "tables")
+        obj.net = obj._build()
+        obj.net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
+        obj.net.eval()
+        prov = folder / "provenance.json"
+        obj.provenance = json.loads(prov.read_text()) if prov.exists() else {"model": obj.name}
+        return obj
