@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -107,11 +106,9 @@ class RunResult:
 
     def save(self, folder: Path | str) -> Path:
         """``<folder>/run.json`` (the steps, the cohort and graph counts, the evaluation, the times)."""
-        self.path = Path(folder) / "run.json"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
-        os.replace(tmp, self.path)
+        from kgrec.fsatomic import write_text
+
+        self.path = write_text(Path(folder) / "run.json", json.dumps(self.to_json(), indent=1, default=str))
         return self.path
 
 
@@ -366,17 +363,11 @@ def train_pooled_student(workspace: Path | str, pool: Sequence[str], teacher: st
     """The student distilled from ``teacher`` over this workspace's saved split plus every patient of the
     ``pool`` sites (workspaces, or source names prepared into ``<workspace>/pool/<name>``), deployed to
     ``<workspace>/student/`` (:func:`kgrec.transfer.deploy.train_pooled_on_split`)."""
+    from kgrec.transfer.deploy import prepared_sites
     from kgrec.transfer.distill import check_teacher
 
     check_teacher(teacher)
-    sites = []
-    for item in pool:
-        path = Path(item) if (Path(item) / "cohort").is_dir() else Path(workspace) / "pool" / str(item)
-        if not (path / "cohort").is_dir():
-            raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {Path(item) / 'cohort'}) nor a site prepared in {path} "
-                                 f"(run `kgrec prepare -s {item} -w {path}`, or `kgrec run --pool {item}`)")
-        sites.append(path)
-    return stages.train_pooled_student(workspace, progress, [str(p) for p in sites], teacher, seed=seed, device=device)
+    return stages.train_pooled_student(workspace, progress, prepared_sites(workspace, pool), teacher, seed=seed, device=device)
 
 
 def load_model(workspace: Path | str, name: str = "student"):

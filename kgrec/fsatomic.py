@@ -138,6 +138,20 @@ def replace_file(new: Path, target: Path) -> None:
     os.replace(new, target)
 
 
+def write_text(target: Path, text: str) -> Path:
+    """Write ``text`` beside ``target`` and swap it in (:func:`replace_file`): readers see the old file or
+    the new one, never a part; a failure leaves the old file and no temporary."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(target)
+    try:
+        tmp.write_text(text)
+        replace_file(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` runs on this host (this process counts as alive)."""
     if pid == os.getpid():

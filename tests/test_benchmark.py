@@ -279,16 +279,23 @@ def test_teacher_inference_is_timed_without_the_state_cache(workspace: Path, tin
     from kgrec.teacher import train as tt
 
     encoded: list[int] = []
-    real = TeacherRecommender._encode_all
+    asked: list[int] = []  # per _pooled call: how many visits, how many distinct prompts
+    real, real_pooled = TeacherRecommender._encode_all, TeacherRecommender._pooled
 
     def counting(self, inputs, *a, **k):
         encoded.append(len(inputs["ids"]))
         return real(self, inputs, *a, **k)
 
+    def pooled(self, cohort, samples, inputs, *a, **k):
+        asked.append((len(inputs["ids"]), len({tuple(t) for t in inputs["ids"]})))
+        return real_pooled(self, cohort, samples, inputs, *a, **k)
+
     monkeypatch.setattr(TeacherRecommender, "_encode_all", counting)
+    monkeypatch.setattr(TeacherRecommender, "_pooled", pooled)
     opts = {"model": str(tiny_bert), "lora_r": 0, "fuse_codes": True, "graph_prompt": False, "max_length": 48, "head_epochs": 5, "epochs": 1}
     res = run_benchmark(workspace, models=["teacher"], n_boot=10, plots=False, teacher_options=opts)
     n_test = res.cohort["n_test_visits"]
     assert res.rows["teacher"].status == "ok", res.rows["teacher"].reason
-    assert encoded[-1] == n_test  # the timed prediction encoded every test visit
+    n_visits, n_distinct = asked[-1]
+    assert n_visits == n_test and encoded[-1] == n_distinct  # the timed prediction encoded every distinct test prompt
     assert any(len(v) >= n_test for v in tt._POOLED.values())  # and the cache was put back afterwards

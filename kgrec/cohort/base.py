@@ -77,8 +77,8 @@ class Cohort:
         """The site of each visit row: the ``site`` column of a pooled cohort (kgrec.transfer), else the source."""
         if "site" not in self.visits.columns:
             return [self.source] * len(rows)
-        col = self.visits["site"]
-        return [str(col.iat[i]) for i in rows]
+        col = self.visits["site"].to_numpy()
+        return [str(x) for x in col[np.asarray(rows, dtype=np.int64)]] if len(rows) else []
 
     def vocab(self, kind: str) -> list[str]:
         """Sorted codes of one kind that occur in the visits."""

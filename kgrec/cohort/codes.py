@@ -28,6 +28,20 @@ PROC_PREFIX = {"9": "ICD9PROC", "10": "ICD10PCS"}
 PLACEHOLDERS = {"", "0", "?", "nan", "none", "null", "00000000000"}
 
 
+# Code systems whose ids are procedures (graph label ProcedureCode); every other code is a diagnosis.
+PROCEDURE_SYSTEMS = frozenset({"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC"})
+
+
+def is_procedure(code: str) -> bool:
+    """``is_procedure('ICD9PROC:3605') -> True``; diagnoses (``ICD9CM:4019``) -> False."""
+    return code.split(":", 1)[0] in PROCEDURE_SYSTEMS
+
+
+def graph_code_key(code: str) -> str:
+    """The graph node key of a cohort code: ``DiagnosisCode:ICD9CM:4019`` or ``ProcedureCode:ICD9PROC:3605``."""
+    return ("ProcedureCode:" if is_procedure(code) else "DiagnosisCode:") + code
+
+
 def icd_id(code: str, version: str | int, kind: str = "diagnosis") -> str:
     """``icd_id('401.9', 9) -> 'ICD9CM:4019'``; ``icd_id('3605', 9, 'procedure') -> 'ICD9PROC:3605'``."""
     table = DIAG_PREFIX if kind == "diagnosis" else PROC_PREFIX

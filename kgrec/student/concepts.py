@@ -62,29 +62,52 @@ class ConceptFeatures:
         hit = self.expansions[code] = self._expander.expand(code)
         return hit
 
+    def _code_arrays(self, code: str) -> tuple[np.ndarray, np.ndarray]:
+        """A code's known concepts as (1-based index, weight) arrays, cached."""
+        cache = self.__dict__.setdefault("_arrays", {})
+        hit = cache.get(code)
+        if hit is None:
+            pairs = [(self.index[k], w) for k, w in self._expand(code).items() if k in self.index]
+            hit = cache[code] = (np.asarray([j for j, _ in pairs], np.int64), np.asarray([w for _, w in pairs], np.float32))
+        return hit
+
     def batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+        """Padded ``concept_idx``/``concept_w`` (each visit's concepts at their largest weight over its codes,
+        then the visit's site copy of each) and ``site``, built with array operations over the batch."""
         n_c = len(self.concepts) + 1
-        rows: list[tuple[list[int], list[float]]] = []
-        site_ids = [self.site_index.get(s, 0) for s in cohort.sites(samples.visit_idx)]
-        for d, p, s in zip(samples.diagnoses, samples.procedures, site_ids):
-            bag: dict[int, float] = {}
-            for c in list(d) + list(p):
-                for k, w in self._expand(c).items():
-                    j = self.index.get(k)
-                    if j is not None and w > bag.get(j, 0.0):
-                        bag[j] = w
-            idx, wts = list(bag), list(bag.values())
-            if s:  # the site's copy of each concept
-                idx += [j + s * n_c for j in bag]
-                wts += wts[: len(bag)]
-            rows.append((idx, wts))
-        width = max([len(r[0]) for r in rows] + [1])
-        idx = torch.zeros(len(rows), width, dtype=torch.long)
-        wts = torch.zeros(len(rows), width, dtype=torch.float)
-        for i, (a, b) in enumerate(rows):
-            idx[i, : len(a)] = torch.as_tensor(a, dtype=torch.long)
-            wts[i, : len(b)] = torch.as_tensor(b, dtype=torch.float)
-        return {"concept_idx": idx, "concept_w": wts, "site": torch.as_tensor(np.asarray(site_ids, dtype=np.int64))}
+        n = len(samples)
+        site_ids = np.asarray([self.site_index.get(s, 0) for s in cohort.sites(samples.visit_idx)], dtype=np.int64)
+        owner, lens, idx, wts = [], [], [], []
+        arrays = self._code_arrays
+        for i, (d, p) in enumerate(zip(samples.diagnoses, samples.procedures)):
+            for c in (*d, *p):
+                j, w = arrays(c)
+                owner.append(i)
+                lens.append(len(j))
+                idx.append(j)
+                wts.append(w)
+        if sum(lens):
+            r, j, w = np.repeat(np.asarray(owner, np.int64), lens), np.concatenate(idx), np.concatenate(wts)
+            order = np.lexsort((-w, j, r))  # by visit, concept, then the largest weight first
+            r, j, w = r[order], j[order], w[order]
+            first = np.ones(len(r), bool)
+            first[1:] = (r[1:] != r[:-1]) | (j[1:] != j[:-1])
+            r, j, w = r[first], j[first], w[first]
+            own = site_ids[r] > 0  # the site's copy of each concept
+            r, j, w = np.concatenate([r, r[own]]), np.concatenate([j, j[own] + site_ids[r[own]] * n_c]), np.concatenate([w, w[own]])
+            order = np.argsort(r, kind="stable")
+            r, j, w = r[order], j[order], w[order]
+            counts = np.bincount(r, minlength=n)
+            pos = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+            width = max(int(counts.max()), 1)
+        else:
+            r = j = pos = np.zeros(0, np.int64)
+            w = np.zeros(0, np.float32)
+            width = 1
+        out_idx = np.zeros((n, width), np.int64)
+        out_w = np.zeros((n, width), np.float32)
+        out_idx[r, pos], out_w[r, pos] = j, w
+        return {"concept_idx": torch.from_numpy(out_idx), "concept_w": torch.from_numpy(out_w), "site": torch.from_numpy(site_ids)}
 
     def state(self) -> dict:
         return {"concepts": self.concepts, "sites": self.sites, "expansions": {c: e for c, e in self.expansions.items()}}

@@ -9,6 +9,8 @@ Its logit for drug ``d`` is a sum of four terms, each read off tables computed o
 * **code names**: the mean over the visit's diagnoses and procedures of each code's name embedding
   (the frozen backbone over the name alone, computed once per code: :func:`kgrec.teacher.encodings.encode_texts`),
   shared and per site: the names view of ``site-ensemble-names`` without its per-visit language-model pass;
+* **graph vectors**: the mean of the codes' fused KGE ⊕ R-GCN vectors (``kgrec.embed``), shared and per
+  site (a workspace without embeddings trains without this term, and says so in ``chosen``);
 * **graph prior**: the code -> drug evidence of the open graph (:mod:`kgrec.graph.neighbourhood`), one
   weight per drug;
 * a bias per drug.
@@ -21,6 +23,7 @@ validation visits (PRAUC), never on test visits. Saved as safetensors + JSON.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +32,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kgrec.cohort.base import Cohort
+from kgrec.cohort.codes import graph_code_key
 from kgrec.cohort.samples import Samples
+from kgrec.errors import WorkspaceError
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
 
+log = logging.getLogger(__name__)
 L2_GRID = (1e-5, 1e-4, 1e-3)
 
 
@@ -85,6 +91,20 @@ class WideStudent(Recommender):
         self.codes = codes
         self.code_index = {c: i for i, c in enumerate(codes)}
         self.name_vectors = encode_texts([short_name(names.get(c) or c) for c in codes], self.backbone)
+        self.graph_note = None
+        try:
+            from kgrec.embed.vectors import load_entity_vectors
+
+            ev = load_entity_vectors(self.workspace)
+            vecs, found = ev.get([graph_code_key(c) for c in codes])
+            self.name_vectors = np.concatenate([self.name_vectors, vecs.astype(np.float32)], axis=1)
+            self.graph_parts = list(ev.parts)
+            if not found.all():
+                self.graph_note = f"{int((~found).sum())} of {len(codes)} codes have no graph vector (zeros)"
+        except WorkspaceError as exc:  # no embeddings: the term is left out, said and recorded
+            self.graph_parts = []
+            self.graph_note = f"no graph vectors: {exc}"
+            log.warning("student-wide: %s", self.graph_note)
         self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
 
     def _code_rows(self, code: str) -> int | None:
@@ -96,9 +116,10 @@ class WideStudent(Recommender):
         b = self.concept_features.batch(cohort, samples)
         n, dim = len(samples), self.name_vectors.shape[1]
         rows, cols = [], []
+        get = self.code_index.get
         for i, (d, p) in enumerate(zip(samples.diagnoses, samples.procedures)):
-            for c in list(d) + list(p):
-                j = self.code_index.get(c)
+            for c in (*d, *p):
+                j = get(c)
                 if j is not None:
                     rows.append(i)
                     cols.append(j)
@@ -132,12 +153,15 @@ class WideStudent(Recommender):
             net = self._build()
             with torch.no_grad():
                 net.concepts.site_bias.weight[0].copy_(torch.log(p0 / (1 - p0)))
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+            weights = [q for k, q in net.named_parameters() if k.endswith("weight") and "site_bias" not in k]
+            rest = [q for k, q in net.named_parameters() if not (k.endswith("weight") and "site_bias" not in k)]
+            # L2 on the weights (2·l2·w in the gradient: Adam's coupled weight decay), none on biases
+            opt = torch.optim.Adam([{"params": weights, "weight_decay": 2 * l2}, {"params": rest, "weight_decay": 0.0}], lr=self.lr)
             top, top_state, top_epoch, bad = -1.0, None, 0, 0
             for epoch in range(self.epochs):
                 net.train()
                 z = net(xb)
-                loss = nn.functional.binary_cross_entropy_with_logits(z, y) + l2 * sum((p ** 2).sum() for n_, p in net.named_parameters() if "weight" in n_)
+                loss = nn.functional.binary_cross_entropy_with_logits(z, y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -156,7 +180,8 @@ class WideStudent(Recommender):
         self.net.eval()
         self.chosen = {"val_prauc": round(best[0], 4), "l2": best[2], "epochs": best[3], "soft_weight": self.soft_weight if soft is not None else 0.0,
                        "sites": list(self.concept_features.sites), "n_concepts": len(self.concept_features.concepts), "n_codes": len(self.codes),
-                       "graph": ["concepts", "prior"], "names_backbone": self.backbone or "minilm"}
+                       "graph": ["concepts", "prior", *self.graph_parts], "names_backbone": self.backbone or "minilm",
+                       **({"graph_degraded": self.graph_note} if self.graph_note else {})}
         return self
 
     def _build(self) -> WideNet:
@@ -204,7 +229,7 @@ class WideStudent(Recommender):
         obj.threshold, obj.chosen, obj.codes = meta["threshold"], meta["chosen"], meta["codes"]
         obj.code_index = {c: i for i, c in enumerate(obj.codes)}
         t = load_file(str(folder / "student.safetensors"))
-        obj.name_vectors = t["name_vectors"].numpy()
+        obj.name_vectors = t["name_vectors"].numpy()  # code names ⊕ graph vectors, per code
         obj.prior = sparse.csr_matrix((t["prior_val"].numpy(), (t["prior_row"].numpy(), t["prior_col"].numpy())), shape=(len(obj.codes), len(obj.drug_vocab)))
         obj.concept_features = ConceptFeatures.from_state(meta["concepts"], folder.parent / "graph" / "tables")
         obj.net = obj._build()

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kgrec.cohort.base import Cohort
+from kgrec.cohort.codes import graph_code_key, is_procedure
 from kgrec.cohort.samples import Samples
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
@@ -131,7 +132,7 @@ class Featurizer:
         from kgrec.graph.tables import GraphTables
 
         ev = load_entity_vectors(workspace)
-        keys = [("ProcedureCode:" if _is_procedure(c) else "DiagnosisCode:") + c for c in self.codes]
+        keys = [graph_code_key(c) for c in self.codes]
         cv, _ = ev.get(keys)
         dv, _ = ev.get(["Drug:" + d for d in self.drugs])
         code_vec = np.vstack([np.zeros((1, ev.dim), np.float32), cv])
@@ -224,10 +225,6 @@ def _concept_features(cohort: Cohort, train: Samples, workspace: Path | None):
     if folder is None or not (folder / "nodes").is_dir():
         raise WorkspaceError(f"the student's graph-grounded codes (concepts=True) need the workspace graph: run `kgrec load-graph`{' -w ' + str(workspace) if workspace else ''}")
     return ConceptFeatures.fit(cohort, train, CodeExpander.from_tables(GraphTables.load(folder), names=cohort.names()), folder)
-
-
-def _is_procedure(code: str) -> bool:
-    return code.split(":", 1)[0] in {"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC"}
 
 
 def _codes_of(cohort: Cohort, row: int) -> list[str]:
@@ -379,7 +376,7 @@ class StudentRecommender(Recommender):
         if cfg.arch == "leader":
             if pv is None:
                 prof = {"profile_vocab": 1, "profile_fields": 1}  # LEADER's PaddingEncoder: a learned constant prompt
-            is_proc = torch.as_tensor([False] + [_is_procedure(c) for c in fz.codes], dtype=torch.bool)
+            is_proc = torch.as_tensor([False] + [is_procedure(c) for c in fz.codes], dtype=torch.bool)
             return LeaderStudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), is_proc, fz.n_known, len(fz.drugs),
                                       len(self.drug_vocab), cfg.dim, cfg.layers, cfg.heads, cfg.dropout, **prof)
         model = StudentModel(torch.as_tensor(fz.code_vectors), torch.as_tensor(fz.drug_vectors), fz.n_known, len(fz.drugs), len(self.drug_vocab),

@@ -41,6 +41,19 @@ class DeployResult:
                 "teacher_test": self.teacher_test, "provenance": self.provenance, "train_seconds": self.fit_seconds}
 
 
+def prepared_sites(workspace: Path | str, pool: Sequence[str]) -> list[str]:
+    """The pooled sites' workspaces: a workspace folder as it is, or a source name already prepared into
+    ``<workspace>/pool/<name>``; anything else is a :class:`WorkspaceError` naming the command that makes it."""
+    sites = []
+    for item in pool:
+        path = Path(item) if (Path(item) / "cohort").is_dir() else Path(workspace) / "pool" / str(item)
+        if not (path / "cohort").is_dir():
+            raise WorkspaceError(f"--pool {item!r}: neither a workspace (no {Path(item) / 'cohort'}) nor a site prepared in {path} "
+                                 f"(run `kgrec prepare -s {item} -w {path}`, or `kgrec run --pool {item}`)")
+        sites.append(str(path))
+    return sites
+
+
 def site_keys(pool_ws: Sequence[Path | str]) -> dict:
     """``{workspace: cohort key}`` of the pooled sites (part of the distill stage's settings, so a re-prepared
     site retrains the deployed student)."""
