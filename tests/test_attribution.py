@@ -311,3 +311,51 @@ def test_http_recommend_returns_attributions(svc):
         d = r.json()["drugs"][0]
         assert d["attribution"]["method"] == "occlusion" and {"strongest_reasons", "evidence_gap"} <= set(d)
         assert [c["input"] for c in d["attribution"]["contributions"]][0] == svc.recommend("100", top_k=2, threshold=0).drugs[0].attribution.contributions[0].input
+
+
+def test_wide_student_is_explained_by_its_own_logits_graph_prior_included(ws, tmp_path):
+    """The deployed pooled student may be the wide student (kgrec.student.linear): its occlusion weights
+    are its own logit changes (a code removed from the visit, the graph-prior term set to zero), the graph
+    prior is one of its inputs, recommend serves it from WORKSPACE/student with attributions, and the
+    deletion test runs on it."""
+    import shutil
+
+    from kgrec.cohort.samples import build_samples
+    from kgrec.explain.faithfulness import evaluate_explanations
+    from kgrec.explain.recommend import RecommendService
+    from kgrec.student.linear import WideStudent
+    from kgrec.workspace import load_cohort
+
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    cohort = load_cohort(copy)
+    sp = cohort.split
+    wide = WideStudent(cohort.vocab("drug"), copy, soft_weight=0.0, epochs=120).fit(cohort, build_samples(cohort, sp["train"]), build_samples(cohort, sp["val"]))
+    assert wide.has_graph_prior and "graph_degraded" in wide.chosen  # the fixture has no embeddings: said and recorded
+    wide.threshold = 0.3
+    shutil.rmtree(copy / "student")
+    wide.save(copy / "student")
+    with RecommendService(copy, "student", "embedded") as s:
+        model = s.model
+        assert isinstance(model, WideStudent)
+        row = s.resolve_visit("100")
+        smp = s._samples(s.cohort, row)
+        inputs = visit_inputs(model, s.cohort, smp)
+        assert inputs[-1] == (GRAPH_PRIOR, "") and ("diagnosis", "ICD9CM:4019") in inputs
+        drugs = ["C09A", "B01A"]
+        attr = attribute(model, s.cohort, smp, drugs, s.names)
+        full = model.occlusion_logits(s.cohort, smp)[0]
+        no_prior = model.occlusion_logits(s.cohort, smp, np.array([True]))[0]
+        hand = _without(s.cohort, row, code="ICD9CM:4019")
+        without = _logit(model.predict_proba(hand, s._samples(hand, row)))[0]
+        for d in drugs:
+            j = model.drug_vocab.index(d)
+            by = {c.input: c for c in attr[d].contributions}
+            assert by[GRAPH_PRIOR].kind == GRAPH_PRIOR and by[GRAPH_PRIOR].weight == pytest.approx(full[j] - no_prior[j], abs=1e-5)
+            assert by["ICD9CM:4019"].weight == pytest.approx(full[j] - without[j], abs=1e-4)
+        assert attr["C09A"].weight_of("ICD9CM:4019") > 0  # the cohort's rule: 4019 -> C09A
+        out = s.recommend(visit_id="100", top_k=3).to_dict()
+        assert out["model"]["kind"] == "student-wide" and out["drugs"][0]["attribution"]["contributions"]
+        visits = [v for v, dx in zip(s.cohort.visits["visit_id"], s.cohort.visits["diagnoses"]) if len(dx) >= 2][:10]
+        res = evaluate_explanations(s, visits, k=1, n_random=2, top_k=3, n_boot=200)
+        assert res["attribution_deletion"]["n_drugs"] > 0 and res["attribution_deletion"]["gap"] > 0

@@ -68,3 +68,28 @@ def test_bootstrap_interval_contains_estimate_and_resamples_patients():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in shape"):
         per_visit(Y, None, P[:, :3])
+
+
+def test_average_precision_rows_is_scikit_learns_per_row():
+    """The vectorised per-visit PRAUC equals scikit-learn's average_precision_score row by row, with tied
+    scores (coarse grids), rows of one positive, all positives, and none (0 by kgrec's rule)."""
+    from sklearn.metrics import average_precision_score
+
+    from kgrec.metrics.medrec import average_precision_rows
+
+    rng = np.random.default_rng(3)
+    for grid in (None, 2, 5, 20):
+        y = rng.random((300, 40)) < rng.uniform(0.02, 0.6, size=(300, 1))
+        y[0] = False
+        y[1] = True
+        y[2] = False
+        y[2, 7] = True
+        p = rng.random((300, 40))
+        if grid:
+            p = np.round(p * grid) / grid  # many ties
+        got = average_precision_rows(y, p)
+        want = np.array([average_precision_score(y[i], p[i]) if y[i].any() else 0.0 for i in range(len(y))])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert average_precision_rows(np.zeros((0, 5), bool), np.zeros((0, 5))).shape == (0,)
+    with pytest.raises(ValueError, match="differ in shape"):
+        average_precision_rows(np.zeros((2, 3), bool), np.zeros((2, 4)))

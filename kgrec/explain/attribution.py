@@ -118,6 +118,8 @@ def visit_inputs(model, cohort: Cohort, samples: Samples, graph: bool = True) ->
 
 
 def _known_codes(model) -> set[str] | None:
+    if hasattr(model, "readable_codes"):  # the wide student (kgrec.student.linear)
+        return model.readable_codes()
     fz = getattr(model, "featurizer", None)
     if fz is not None and getattr(fz, "codes", None) is not None:
         return set(fz.codes)
@@ -144,6 +146,8 @@ def _profile_fields(model, cohort: Cohort) -> list[str]:
 
 
 def _has_graph_prior(model) -> bool:
+    if hasattr(model, "has_graph_prior"):
+        return bool(model.has_graph_prior)
     fz = getattr(model, "featurizer", None)
     if fz is not None and getattr(fz, "prior", None) is not None:
         return bool(getattr(fz.prior, "nnz", 0))
@@ -214,6 +218,8 @@ def occluded_logits(model, cohort: Cohort, samples: Samples, removals: Sequence[
     """Logits ``(len(removals), n_drugs)`` of the single sample with each set of inputs removed."""
     occ, s = occluded_cohort(cohort, samples, removals)
     zero_prior = np.array([any(kind == GRAPH_PRIOR for kind, _ in r) for r in removals])
+    if hasattr(model, "occlusion_logits"):  # a model that removes its own graph prior (the wide student)
+        return model.occlusion_logits(occ, s, zero_prior)
     if hasattr(model, "featurizer") and hasattr(model, "model"):
         return _student_logits(model, occ, s, zero_prior)
     if getattr(model, "name", "") == "teacher":

@@ -77,6 +77,8 @@ MAX_PATHS_PER_DRUG = 20
 # ---------------------------------------------------------------------------- the service
 def model_code_vocab(model: Any, cohort: Cohort) -> set[str] | None:
     """Codes the model can read (None: unknown, every code is taken as known)."""
+    if hasattr(model, "readable_codes"):
+        return model.readable_codes()
     fz = getattr(model, "featurizer", None)
     if fz is not None and getattr(fz, "codes", None) is not None:
         return set(fz.codes)

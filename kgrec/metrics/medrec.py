@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 METRICS = ("jaccard", "f1", "prauc", "precision", "recall", "ddi_rate", "n_meds")
 
@@ -34,12 +33,34 @@ def per_visit(y_true: np.ndarray, y_prob: np.ndarray | None, y_pred: np.ndarray)
         f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
     out = {"jaccard": jac, "precision": prec, "recall": rec, "f1": f1, "n_meds": n_pred}
     if y_prob is not None:
-        prob = np.asarray(y_prob, dtype=float)
-        ap = np.zeros(len(t))
-        for i in range(len(t)):
-            ap[i] = average_precision_score(t[i], prob[i]) if t[i].any() else 0.0
-        out["prauc"] = ap
+        out["prauc"] = average_precision_rows(t, y_prob)
     return out
+
+
+def average_precision_rows(y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
+    """Each row's average precision, as scikit-learn's ``average_precision_score`` computes it (a step
+    at every distinct score: ``AP = Σ_k (R_k − R_{k−1}) P_k``, tied scores one step), for all rows at
+    once; 0 for a row without positives. ``tests/test_metrics.py`` checks it against scikit-learn."""
+    t = np.asarray(y_true, dtype=bool)
+    s = np.asarray(y_prob, dtype=float)
+    if t.shape != s.shape:
+        raise ValueError(f"y_true {t.shape} and y_prob {s.shape} differ in shape")
+    n, v = t.shape
+    if n == 0 or v == 0:
+        return np.zeros(n)
+    order = np.argsort(-s, axis=1, kind="stable")
+    ss = np.take_along_axis(s, order, 1)
+    ys = np.take_along_axis(t, order, 1)
+    tp = np.cumsum(ys, axis=1)
+    end = np.ones((n, v), dtype=bool)
+    end[:, :-1] = ss[:, :-1] != ss[:, 1:]  # the last position of each group of tied scores
+    pos = np.broadcast_to(np.arange(v), (n, v))
+    last = np.minimum.accumulate(np.where(end, pos, v)[:, ::-1], axis=1)[:, ::-1]  # each position's group end
+    precision_at_end = np.take_along_axis(tp, last, 1) / (last + 1.0)
+    n_pos = tp[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ap = (ys * precision_at_end).sum(1) / n_pos
+    return np.where(n_pos > 0, ap, 0.0)
 
 
 def ddi_counts(y_pred: np.ndarray, ddi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -113,7 +113,7 @@ class WideStudent(Recommender):
     def _batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
         from scipy import sparse
 
-        b = self.concept_features.batch(cohort, samples)
+        b = self.concept_features.batch(cohort, samples, sparse=True)
         n, dim = len(samples), self.name_vectors.shape[1]
         rows, cols = [], []
         get = self.code_index.get
@@ -197,10 +197,28 @@ class WideStudent(Recommender):
         return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.occlusion_logits(cohort, samples)))
+
+    # ---- what kgrec.explain reads ----
+    def occlusion_logits(self, cohort: Cohort, samples: Samples, zero_prior: np.ndarray | None = None) -> np.ndarray:
+        """Logits ``(n, n_drugs)``; rows where ``zero_prior`` is True without the graph-prior term
+        (:mod:`kgrec.explain.attribution` removes one input at a time)."""
         if self.net is None:
             raise RuntimeError("student-wide: fit() or load() first")
+        b = self._batch(cohort, samples)
+        if zero_prior is not None and np.any(zero_prior):
+            b["prior"][torch.as_tensor(np.asarray(zero_prior, bool))] = 0.0
         with torch.no_grad():
-            return torch.sigmoid(self.net(self._batch(cohort, samples))).numpy()
+            return self.net(b).double().numpy()
+
+    @property
+    def has_graph_prior(self) -> bool:
+        return bool(getattr(self.prior, "nnz", 0))
+
+    def readable_codes(self) -> set[str]:
+        """Codes with a name and graph vector in the model; any other code is read through its graph
+        concepts alone (``kgrec recommend`` reads it as a known code found through the graph)."""
+        return set(self.codes)
 
     # ---- persistence: safetensors + JSON ----
     def save(self, folder: Path | str) -> Path:
