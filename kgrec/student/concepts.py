@@ -80,17 +80,14 @@ class ConceptFeatures:
         n_c = len(self.concepts) + 1
         n = len(samples)
         site_ids = np.asarray([self.site_index.get(s, 0) for s in cohort.sites(samples.visit_idx)], dtype=np.int64)
-        owner, lens, idx, wts = [], [], [], []
-        arrays = self._code_arrays
-        for i, (d, p) in enumerate(zip(samples.diagnoses, samples.procedures)):
-            for c in (*d, *p):
-                j, w = arrays(c)
-                owner.append(i)
-                lens.append(len(j))
-                idx.append(j)
-                wts.append(w)
-        if sum(lens):
-            r, j, w = np.repeat(np.asarray(owner, np.int64), lens), np.concatenate(idx), np.concatenate(wts)
+        cache = self.__dict__.setdefault("_arrays", {})
+        per_visit = [len(d) + len(p) for d, p in zip(samples.diagnoses, samples.procedures)]
+        pairs = [cache.get(c) or self._code_arrays(c) for d, p in zip(samples.diagnoses, samples.procedures) for c in (*d, *p)]
+        lens = np.fromiter((len(j) for j, _ in pairs), dtype=np.int64, count=len(pairs))
+        if lens.sum():
+            r = np.repeat(np.repeat(np.arange(n, dtype=np.int64), per_visit), lens)
+            j = np.concatenate([a for a, _ in pairs])
+            w = np.concatenate([b for _, b in pairs])
             order = np.lexsort((-w, j, r))  # by visit, concept, then the largest weight first
             r, j, w = r[order], j[order], w[order]
             first = np.ones(len(r), bool)
@@ -100,17 +97,15 @@ class ConceptFeatures:
             r, j, w = np.concatenate([r, r[own]]), np.concatenate([j, j[own] + site_ids[r[own]] * n_c]), np.concatenate([w, w[own]])
             order = np.argsort(r, kind="stable")
             r, j, w = r[order], j[order], w[order]
-            if sparse:
-                return {"concept_x": SparseRows(r, j, w, (n, self.n_inputs)), "site": torch.from_numpy(site_ids)}
-            counts = np.bincount(r, minlength=n)
-            pos = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
-            width = max(int(counts.max()), 1)
         else:
-            r = j = pos = np.zeros(0, np.int64)
+            r = j = np.zeros(0, np.int64)
             w = np.zeros(0, np.float32)
-            width = 1
-            if sparse:
-                return {"concept_x": SparseRows(r, j, w, (n, self.n_inputs)), "site": torch.from_numpy(site_ids)}
+        counts = np.bincount(r, minlength=n)
+        if sparse:  # rows sorted: the CSR arrays directly
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            return {"concept_x": SparseRows(indptr, j, w, (n, self.n_inputs)), "site": torch.from_numpy(site_ids)}
+        pos = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+        width = max(int(counts.max()) if n else 1, 1)
         out_idx = np.zeros((n, width), np.int64)
         out_w = np.zeros((n, width), np.float32)
         out_idx[r, pos], out_w[r, pos] = j, w
@@ -125,29 +120,38 @@ class ConceptFeatures:
 
 
 class SparseRows:
-    """A batch's concept weights as a sparse (visits, inputs) matrix and its transpose, both CSR, so that
-    ``X @ W`` and its gradient ``Xᵀ @ G`` are each one sparse-dense product."""
+    """A batch's concept weights as a sparse (visits, inputs) CSR matrix (``indptr``, ``indices`` sorted
+    within each row, ``data``) and, built on the first backward pass, its transpose, so that ``X @ W`` and
+    its gradient ``Xᵀ @ G`` are each one sparse-dense product."""
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]):
-        from scipy import sparse
-
-        m = sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=shape)
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]):
+        self.arrays = (np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float32))
         self.shape = shape
-        self.x = _torch_csr(m)
-        self.xt = _torch_csr(m.T.tocsr())
+        self.x = _torch_csr(*self.arrays, shape)
+        self._xt: torch.Tensor | None = None
+
+    @property
+    def xt(self) -> torch.Tensor:
+        """The transpose (inference never needs it)."""
+        if self._xt is None:
+            from scipy import sparse
+
+            t = sparse.csr_matrix((self.arrays[2], self.arrays[1], self.arrays[0]), shape=self.shape).T.tocsr()
+            t.sort_indices()
+            self._xt = _torch_csr(t.indptr, t.indices, t.data, t.shape)
+        return self._xt
 
     def matmul(self, weight: torch.Tensor) -> torch.Tensor:
         return _SparseMatmul.apply(weight, self)
 
 
-def _torch_csr(m) -> torch.Tensor:
+def _torch_csr(indptr, indices, data, shape) -> torch.Tensor:
     import warnings
 
-    m.sort_indices()
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": the product used here is stable
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
-                                       torch.from_numpy(m.data.astype(np.float32)), m.shape)
+        return torch.sparse_csr_tensor(torch.from_numpy(np.asarray(indptr, np.int64)), torch.from_numpy(np.asarray(indices, np.int64)),
+                                       torch.from_numpy(np.asarray(data, np.float32)), shape)
 
 
 class _SparseMatmul(torch.autograd.Function):

@@ -106,26 +106,25 @@ class WideStudent(Recommender):
             self.graph_note = f"no graph vectors: {exc}"
             log.warning("student-wide: %s", self.graph_note)
         self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
+        self.__dict__.pop("_prior_rows", None)
 
     def _code_rows(self, code: str) -> int | None:
         return self.code_index.get(code)
 
     def _batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
-        from scipy import sparse
-
         b = self.concept_features.batch(cohort, samples, sparse=True)
         n, dim = len(samples), self.name_vectors.shape[1]
-        rows, cols = [], []
         get = self.code_index.get
-        for i, (d, p) in enumerate(zip(samples.diagnoses, samples.procedures)):
-            for c in (*d, *p):
-                j = get(c)
-                if j is not None:
-                    rows.append(i)
-                    cols.append(j)
-        ind = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, len(self.codes)))
-        count = np.asarray(ind.sum(1)).clip(min=1.0)
-        mean = np.asarray(ind @ self.name_vectors) / count
+        rows = [[j for c in (*d, *p) if (j := get(c)) is not None] for d, p in zip(samples.diagnoses, samples.procedures)]
+        counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n)
+        flat = np.fromiter((j for r in rows for j in r), dtype=np.int64, count=int(counts.sum()))
+        mean = np.zeros((n, dim), np.float32)  # the mean of the visit's known codes' vectors (zero for none)
+        prior = np.zeros((n, len(self.drug_vocab)), np.float32)  # the graph's code -> drug evidence, summed
+        has = counts > 0
+        if has.any():  # per-visit sums over the visit's run of rows (the rows are grouped by visit)
+            starts = (np.cumsum(counts) - counts)[has]
+            mean[has] = np.add.reduceat(self.name_vectors[flat], starts, axis=0) / counts[has, None]
+            prior[has] = np.add.reduceat(self._prior_dense()[flat], starts, axis=0)
         k = len(self.concept_features.sites)
         names = np.zeros((n, dim * (k + 1)), np.float32)
         names[:, :dim] = mean
@@ -134,8 +133,14 @@ class WideStudent(Recommender):
             rows_s = site == s
             names[rows_s, dim * s:dim * (s + 1)] = mean[rows_s]
         b["names"] = torch.from_numpy(names)
-        b["prior"] = torch.from_numpy(np.log1p(np.asarray((ind @ self.prior).todense(), dtype=np.float32)))
+        b["prior"] = torch.from_numpy(np.log1p(prior))
         return b
+
+    def _prior_dense(self) -> np.ndarray:
+        dense = self.__dict__.get("_prior_rows")
+        if dense is None:
+            dense = self.__dict__["_prior_rows"] = np.asarray(self.prior.todense(), dtype=np.float32)
+        return dense
 
     # ---- fit ----
     def fit(self, cohort: Cohort, train: Samples, val: Samples, soft: np.ndarray | None = None) -> WideStudent:
@@ -197,7 +202,10 @@ class WideStudent(Recommender):
         return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.occlusion_logits(cohort, samples)))
+        if self.net is None:
+            raise RuntimeError("student-wide: fit() or load() first")
+        with torch.no_grad():
+            return torch.sigmoid(self.net(self._batch(cohort, samples))).numpy()
 
     # ---- what kgrec.explain reads ----
     def occlusion_logits(self, cohort: Cohort, samples: Samples, zero_prior: np.ndarray | None = None) -> np.ndarray:

@@ -112,7 +112,10 @@
   async function loadHealth() {
     try {
       const h = await api("/health");
-      $("health").textContent = `Model: ${h.model} · ${h.n_drugs} drug classes · threshold ${Number(h.threshold).toFixed(2)} · `
+      const d = h.deployed || {};
+      // what is deployed: e.g. "student-pooled, distilled from site-ensemble-names on mimic3 + eicu"
+      const what = d.kind ? `${d.kind}${d.teacher ? `, distilled from ${d.teacher}` : ""}${d.sites ? ` on ${Object.keys(d.sites).join(" + ")}` : ""}` : h.model;
+      $("health").textContent = `Model: ${what} · ${h.n_drugs} drug classes · threshold ${Number(h.threshold).toFixed(2)} · `
         + `graph store: ${h.store || "none"} · loaded in ${h.load_seconds} s`;
     } catch (e) {
       $("health").textContent = "Service not reachable: " + e.message;
