@@ -106,25 +106,22 @@ class WideStudent(Recommender):
             self.graph_note = f"no graph vectors: {exc}"
             log.warning("student-wide: %s", self.graph_note)
         self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
-        self.__dict__.pop("_prior_rows", None)
-
-    def _code_rows(self, code: str) -> int | None:
-        return self.code_index.get(code)
+        self.__dict__.pop("_rows", None)
 
     def _batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+        from scipy import sparse
+
         b = self.concept_features.batch(cohort, samples, sparse=True)
         n, dim = len(samples), self.name_vectors.shape[1]
         get = self.code_index.get
         rows = [[j for c in (*d, *p) if (j := get(c)) is not None] for d, p in zip(samples.diagnoses, samples.procedures)]
         counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n)
         flat = np.fromiter((j for r in rows for j in r), dtype=np.int64, count=int(counts.sum()))
-        mean = np.zeros((n, dim), np.float32)  # the mean of the visit's known codes' vectors (zero for none)
-        prior = np.zeros((n, len(self.drug_vocab)), np.float32)  # the graph's code -> drug evidence, summed
-        has = counts > 0
-        if has.any():  # per-visit sums over the visit's run of rows (the rows are grouped by visit)
-            starts = (np.cumsum(counts) - counts)[has]
-            mean[has] = np.add.reduceat(self.name_vectors[flat], starts, axis=0) / counts[has, None]
-            prior[has] = np.add.reduceat(self._prior_dense()[flat], starts, axis=0)
+        # one sparse product: visits x codes (a 1 per code occurrence) @ codes x [vectors | graph evidence]
+        ind = sparse.csr_matrix((np.ones(len(flat), np.float32), flat, np.concatenate([[0], np.cumsum(counts)])), shape=(n, len(self.codes)))
+        sums = ind @ self._per_code()
+        mean = sums[:, :dim] / np.maximum(counts, 1)[:, None]  # the mean of the visit's known codes' vectors (zero for none)
+        prior = sums[:, dim:]  # the graph's code -> drug evidence, summed over the visit's codes
         k = len(self.concept_features.sites)
         names = np.zeros((n, dim * (k + 1)), np.float32)
         names[:, :dim] = mean
@@ -136,11 +133,19 @@ class WideStudent(Recommender):
         b["prior"] = torch.from_numpy(np.log1p(prior))
         return b
 
-    def _prior_dense(self) -> np.ndarray:
-        dense = self.__dict__.get("_prior_rows")
-        if dense is None:
-            dense = self.__dict__["_prior_rows"] = np.asarray(self.prior.todense(), dtype=np.float32)
-        return dense
+    def _ready(self) -> None:
+        """What every prediction reads, built once when the model is fitted or loaded, not on the first
+        request: the per-code rows and each known code's concept arrays."""
+        self._per_code()
+        for c in self.codes:
+            self.concept_features._code_arrays(c)
+
+    def _per_code(self) -> np.ndarray:
+        """Per code: its name ⊕ graph vector, then its graph evidence for each drug (dense, built once)."""
+        rows = self.__dict__.get("_rows")
+        if rows is None:
+            rows = self.__dict__["_rows"] = np.ascontiguousarray(np.hstack([self.name_vectors, np.asarray(self.prior.todense(), np.float32)]), dtype=np.float32)
+        return rows
 
     # ---- fit ----
     def fit(self, cohort: Cohort, train: Samples, val: Samples, soft: np.ndarray | None = None) -> WideStudent:
@@ -183,6 +188,7 @@ class WideStudent(Recommender):
         self.net = self._build()
         self.net.load_state_dict(best[1])
         self.net.eval()
+        self._ready()
         self.chosen = {"val_prauc": round(best[0], 4), "l2": best[2], "epochs": best[3], "soft_weight": self.soft_weight if soft is not None else 0.0,
                        "sites": list(self.concept_features.sites), "n_concepts": len(self.concept_features.concepts), "n_codes": len(self.codes),
                        "graph": ["concepts", "prior", *self.graph_parts], "names_backbone": self.backbone or "minilm",
@@ -261,6 +267,7 @@ class WideStudent(Recommender):
         obj.net = obj._build()
         obj.net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
         obj.net.eval()
+        obj._ready()
         prov = folder / "provenance.json"
         obj.provenance = json.loads(prov.read_text()) if prov.exists() else {"model": obj.name}
         return obj
