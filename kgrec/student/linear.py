@@ -16,8 +16,10 @@ Its logit for drug ``d`` is a sum of four terms, each read off tables computed o
 * a bias per drug.
 
 Loss: BCE against ``(1 - λ)·labels + λ·p_teacher`` (``soft_weight`` λ; 1: the teacher's probabilities
-alone), plus L2 (``weight_decay``). Full-batch Adam; the epoch and the L2 weight are chosen on the
-validation visits (PRAUC), never on test visits. Saved as safetensors + JSON.
+alone), plus L2 (``weight_decay``). Full-batch Adam over a sparse concept matrix; the epoch and the L2
+weight are chosen on the validation visits (PRAUC), never on test visits: the L2 weights are tried from
+the weakest up, and the first that validates worse than the one before ends the search. Saved as
+safetensors + JSON.
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ class WideStudent(Recommender):
                             break
             if top > best[0]:
                 best = (top, top_state, l2, top_epoch)
+            else:  # the path of L2 weights stops at the first that validates worse than a weaker one
+                break
         self.net = self._build()
         self.net.load_state_dict(best[1])
         self.net.eval()
