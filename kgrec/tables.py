@@ -161,8 +161,15 @@ def read_checked_text(path: Path) -> str:
 def _header(data: bytes, sep: str, path: Path) -> list[str]:
     """Lower-cased, stripped header names; a name that appears twice (ignoring case) is an error."""
     end = data.find(b"\n")
-    first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
-    return check_header(next(csv.reader([first], delimiter=sep), []), path)
+    first = (data if end < 0 else data[:end]).decode("utf-8")
+    first = first[:-1] if first.endswith("\r") else first
+    if "\r" in first:  # old Mac line endings (CR only), or a stray CR inside the header
+        raise InputError("a carriage return (CR) inside the header line: the file has CR-only line endings or a stray CR; "
+                         "convert its line endings to LF or CRLF (e.g. `tr '\\r' '\\n'` for CR-only files)", path=path, line=1)
+    try:
+        return check_header(next(csv.reader([first], delimiter=sep), []), path)
+    except csv.Error as exc:
+        raise InputError(f"malformed header line ({exc})", path=path, line=1) from None
 
 
 def check_header(fields: list[str], path: Path) -> list[str]:

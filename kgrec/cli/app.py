@@ -43,3 +43,23 @@ app = _Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from kgrec import __version__
+
+        typer.echo(f"kgrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of a failure instead of one line (also KGREC_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", help="Print kgrec's version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    """kgrec: explainable medication recommendation over a biomedical knowledge graph."""
+    if debug:
+        import os
+
+        os.environ["KGREC_DEBUG"] = "1"

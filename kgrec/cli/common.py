@@ -15,12 +15,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from kgrec.errors import KgrecError
 
 # Human output goes to stderr so that stdout carries only --json.
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # user text such as ":x:" is printed as typed
 
 Workspace = Annotated[
     Path,
@@ -69,19 +68,49 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def debug_mode() -> bool:
+    """``KGREC_DEBUG=1`` (or ``kgrec --debug``): failures show their Python traceback."""
+    return os.environ.get("KGREC_DEBUG", "").strip() not in ("", "0")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: <message>`` on stderr, the message verbatim (no markup, no emoji codes), and exit."""
+    console.print("error: ", style="bold red", end="", highlight=False)
+    console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn kgrec's input errors into a one-line message and exit code 2 (no traceback)."""
+    """The error boundary of every command: kgrec's input errors and the expected failures of the system
+    (I/O, permissions, a full disk, a malformed file, a resource limit: :func:`kgrec.errors.describe`) are
+    one line on stderr and exit code 2; anything else is a bug, reported in one line with exit code 1 and
+    the way to see its traceback (``KGREC_DEBUG=1``). Ctrl-C stays 130 (:mod:`kgrec.__main__`)."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        from kgrec.errors import describe
         from kgrec.logs import quiet_third_party
 
         quiet_third_party()  # every command: library warnings that tell a user nothing stay off
         try:
             return fn(*args, **kwargs)
         except KgrecError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            if debug_mode():
+                raise
+            fail(str(exc))
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            import click
+
+            if isinstance(exc, click.exceptions.ClickException) or debug_mode():
+                raise
+            line = describe(exc)
+            if line is not None:
+                fail(line)
+            first = (str(exc).splitlines() or [""])[0][:300]
+            fail(f"unexpected {type(exc).__name__}{': ' + first if first else ''} (a bug in kgrec, not in your input: "
+                 f"rerun with KGREC_DEBUG=1 for the traceback and report it)", code=1)
 
     return wrapper
 

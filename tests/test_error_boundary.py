@@ -1,0 +1,111 @@
+"""The CLI's one error boundary (issue 26): every expected failure is one line on stderr naming the file or
+option, exit code 2, user text printed as typed; a bug is one line with exit code 1 and the way to its
+traceback. Table-driven: each case is a family of failures met through the commands a user runs."""
+
+from __future__ import annotations
+
+import errno
+import json
+import pickle
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from kgrec.cli.common import handle_errors
+from kgrec.errors import describe
+
+
+def _fails_with(exc: BaseException):
+    @handle_errors
+    def command():
+        raise exc
+
+    return command
+
+
+@pytest.mark.parametrize("exc, expect", [
+    (OSError(errno.ENOSPC, "No space left on device", "/ws/cohort/visits.parquet"), ["No space left on device: /ws/cohort/visits.parquet", "free some space"]),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/ADMISSIONS.csv"), ["Permission denied: /data/ADMISSIONS.csv", "permissions"]),
+    (FileExistsError(errno.EEXIST, "File exists", "afile"), ["File exists: afile", "in the way"]),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "afile/ws"), ["Not a directory: afile/ws", "is a file"]),
+    (OSError(errno.ELOOP, "Too many levels of symbolic links", "loop/ws"), ["symbolic links: loop/ws", "loop"]),
+    (OSError(errno.EROFS, "Read-only file system", "/ro/ws"), ["Read-only file system: /ro/ws", "writable workspace"]),
+    (RecursionError("maximum recursion depth exceeded"), ["nested too deeply"]),
+    (MemoryError(), ["out of memory"]),
+    (pickle.UnpicklingError("Weights only load failed"), ["safetensors files only", "safe_serialization=True"]),
+    (json.JSONDecodeError("Expecting value", "{", 1), ["malformed JSON"]),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), ["not UTF-8", "at byte 0"]),
+])
+def test_expected_failures_are_one_line_and_exit_2(exc, expect, capsys):
+    with pytest.raises(typer.Exit) as info:
+        _fails_with(exc)()
+    err = capsys.readouterr().err
+    assert info.value.exit_code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line
+    assert all(e in err for e in expect), err
+    assert "Traceback" not in err
+
+
+def test_csv_parquet_and_safetensors_failures_are_described():
+    import _csv
+
+    import pyarrow as pa
+    from safetensors import SafetensorError
+
+    assert "malformed table (CSV)" in describe(_csv.Error("new-line character seen in unquoted field"))
+    assert "malformed Parquet or Arrow data" in describe(pa.ArrowInvalid("Parquet magic bytes not found"))
+    assert "unreadable safetensors file" in describe(SafetensorError("Error while deserializing header"))
+    assert describe(KeyError("x")) is None and describe(TypeError("x")) is None  # bugs are not "expected"
+
+
+def test_a_bug_is_one_line_exit_1_and_the_debug_switch_shows_the_traceback(capsys, monkeypatch):
+    monkeypatch.delenv("KGREC_DEBUG", raising=False)
+    with pytest.raises(typer.Exit) as info:
+        _fails_with(KeyError("visit_order"))()
+    err = capsys.readouterr().err
+    assert info.value.exit_code == 1 and err.count("\n") == 1
+    assert "unexpected KeyError: 'visit_order'" in err and "KGREC_DEBUG=1" in err
+    monkeypatch.setenv("KGREC_DEBUG", "1")
+    with pytest.raises(KeyError):
+        _fails_with(KeyError("visit_order"))()
+
+
+def test_user_text_is_printed_as_typed(tmp_path, monkeypatch):
+    """Rich markup and emoji codes in what the user typed are not interpreted (':x:' stays ':x:')."""
+    from kgrec.cli import app
+
+    monkeypatch.setenv("KGREC_DATA", str(tmp_path))
+    r = CliRunner().invoke(app, ["recommend", "-w", str(tmp_path / "no:thumbs_up:dir[bold]x[/]"), "--visit", ":x:-:warning:"])
+    assert r.exit_code == 2, r.output
+    assert "no:thumbs_up:dir[bold]x[/]" in r.output and "👍" not in r.output
+
+
+@pytest.mark.parametrize("make_ws, expect", [
+    (lambda p: (p / "afile").write_text("x") and p / "afile", "File exists"),
+    (lambda p: (p / "afile").write_text("x") and p / "afile" / "ws", "Not a directory"),
+])
+def test_workspace_that_is_a_file_is_one_line(tmp_path, make_ws, expect):
+    """`-w` pointing at a regular file, or at a path under one: one line naming it, exit 2."""
+    from tests.conftest import real_data_dir
+
+    data = real_data_dir()
+    if data is None:
+        pytest.skip("open data folder not present")
+    from kgrec.cli import app
+
+    ws = make_ws(tmp_path)
+    r = CliRunner().invoke(app, ["prepare", "-s", "mimic3", "-w", str(ws), "--data-dir", str(data)])
+    assert r.exit_code == 2, r.output
+    assert expect in r.output and str(ws) in r.output.replace("\n", "") and "Traceback" not in r.output
+
+
+def test_cr_only_line_endings_name_the_file_and_line(tmp_path):
+    """A table saved with CR-only line endings (`tr '\\n' '\\r'`): an InputError naming the file, line 1."""
+    from kgrec.errors import InputError
+    from kgrec.tables import read_table
+
+    f = tmp_path / "ADMISSIONS.csv"
+    f.write_bytes(b"SUBJECT_ID,HADM_ID\r10006,142345\r10011,105331\r")
+    with pytest.raises(InputError, match=r"ADMISSIONS.csv, line 1: a carriage return \(CR\) inside the header line"):
+        read_table(f, ["subject_id", "hadm_id"])
