@@ -114,11 +114,34 @@ def check_interrupt() -> None:
         raise KeyboardInterrupt
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def umask_modes(path: Path) -> None:
+    """One permission policy for everything kgrec writes: the user's umask (files ``0o666 & ~umask``,
+    folders ``0o777 & ~umask``), also for what libraries create private (safetensors writes 0600,
+    ``tempfile.mkdtemp`` 0700), so another account allowed to read the workspace reads all of it."""
+    path = Path(path)
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if p.is_symlink():
+            continue
+        try:
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+        except OSError:
+            pass  # not ours to change (another owner): left as it is
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put the complete folder ``new`` in place of ``target`` (which may not exist): readers see the old
-    folder or the new one, never neither. Stale leftovers beside ``target`` are swept first."""
+    folder or the new one, never neither. Stale leftovers beside ``target`` are swept first; the new
+    folder's modes follow the umask (:func:`umask_modes`)."""
     check_interrupt()
     new, target = Path(new), Path(target)
+    umask_modes(new)
     sweep(target.parent, [target.name])
     if not target.exists():
         os.replace(new, target)
@@ -136,6 +159,20 @@ def replace_file(new: Path, target: Path) -> None:
     """``os.replace``: atomic for a file on POSIX."""
     check_interrupt()
     os.replace(new, target)
+
+
+@contextmanager
+def atomic_dir(target: Path):
+    """``with atomic_dir(folder) as tmp: <write the new version into tmp>``: on success the complete ``tmp``
+    replaces ``folder`` (:func:`replace_dir`); on any failure, Ctrl-C or kill before that, ``folder`` is left
+    as it was and ``tmp`` is removed (or swept later: its name carries the pid)."""
+    tmp = temp_dir(target)
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_text(target: Path, text: str) -> Path:

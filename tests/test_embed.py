@@ -144,3 +144,29 @@ def test_gnn_supervision_edges_leave_the_message_graph_and_validation_picks_the_
     cfg = __import__("json").loads((embed_ws / "embed" / "gnn" / "metrics.json").read_text())["config"]
     assert [h["epoch"] for h in cfg["validation"]] == [5, 10] and res.metrics["best_epoch"] in (5, 10)
     assert abs(res.metrics["valid_mrr"] - max(h["valid_mrr"] for h in cfg["validation"])) < 1e-4
+
+
+@pytest.mark.parametrize("stage", ["kge", "gnn"])
+def test_embedding_saves_are_atomic(embed_ws, monkeypatch, stage):
+    """A stage killed while it writes its vectors (here: after vectors.safetensors, before the rest) leaves
+    the previous vectors whole and no temporary folder behind."""
+    from kgrec.embed.gnn import GNNResult
+    from kgrec.embed.kge import KGEResult
+    from kgrec.embed.train import run_gnn, run_kge
+
+    run_kge(embed_ws, dim=8, epochs=2, progress=False, cache=False)
+    if stage == "gnn":
+        run_gnn(embed_ws, dim=8, epochs=5, progress=False, cache=False)
+    folder = embed_ws / "embed" / stage
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    cls = KGEResult if stage == "kge" else GNNResult
+
+    def killed(self, out):
+        (out / "vectors.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cls, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        (run_kge if stage == "kge" else run_gnn)(embed_ws, dim=8, epochs=2 if stage == "kge" else 5, progress=False, cache=False, seed=7)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import typer
@@ -109,3 +110,28 @@ def test_cr_only_line_endings_name_the_file_and_line(tmp_path):
     f.write_bytes(b"SUBJECT_ID,HADM_ID\r10006,142345\r10011,105331\r")
     with pytest.raises(InputError, match=r"ADMISSIONS.csv, line 1: a carriage return \(CR\) inside the header line"):
         read_table(f, ["subject_id", "hadm_id"])
+
+
+def test_one_permission_policy_the_umask(tmp_path):
+    """What kgrec swaps into place follows the user's umask, also files a library made private (safetensors
+    writes 0600, tempfile.mkdtemp makes 0700)."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from kgrec.fsatomic import atomic_dir
+
+    old = os.umask(0o027)
+    try:
+        target = tmp_path / "model"
+        with atomic_dir(target) as tmp:
+            save_file({"w": np.zeros(2, np.float32)}, str(tmp / "w.safetensors"))
+            inner = Path(tempfile.mkdtemp(dir=tmp))
+            (inner / "x.json").write_text("{}")
+        modes = {p.relative_to(target).as_posix(): p.stat().st_mode & 0o777 for p in [target, *target.rglob("*")]}
+    finally:
+        os.umask(old)
+    assert modes.pop(".") == 0o750 and modes.pop("w.safetensors") == 0o640
+    assert all(m == (0o750 if (target / k).is_dir() else 0o640) for k, m in modes.items()), modes

@@ -185,7 +185,21 @@ def test_fit_with_graph_prompt_save_load_identical_and_feature_cache(tmp_path, t
     proba = rec.predict_proba(c, te)
     assert proba.shape == (len(te), len(c.vocab("drug"))) and np.all((proba > 0) & (proba < 1))
     rec.save(tmp_path / "saved")
-    assert (tmp_path / "saved" / "adapter" / "adapter_config.json").exists() and (tmp_path / "saved" / "weights.safetensors").exists()
+    files = json.loads((tmp_path / "saved" / "config.json").read_text())["files"]
+    assert (tmp_path / "saved" / files["adapter"] / "adapter_config.json").exists() and (tmp_path / "saved" / files["weights"]).exists()
+    # a save killed after the new weights were written but before config.json named them: the old teacher loads as it was
+    first = dict(files)
+    import kgrec.fsatomic as fsa
+
+    def killed(new, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fsa, "replace_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rec.save(tmp_path / "saved")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["files"] == first
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(["config.json", *first.values()])  # nothing half-written left
     monkeypatch.delenv("KGREC_WORKSPACE", raising=False)
     back = TeacherRecommender.load(tmp_path / "saved")  # needs no workspace: graph vectors travel with the model
     assert np.array_equal(back.predict_proba(c, te), proba) and back.threshold == rec.threshold
@@ -233,7 +247,8 @@ def test_cli_train_stage_teacher(tmp_path, tiny_models):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["stage"] == "teacher" and out["chosen"]["graph_prompt"] is False and "prauc" in out["test"]["metrics"]
-    assert (ws / "teacher" / "config.json").exists() and (ws / "teacher" / "adapter").is_dir() and (ws / "teacher" / "metrics.json").exists()
+    files = json.loads((ws / "teacher" / "config.json").read_text())["files"]
+    assert (ws / "teacher" / files["adapter"]).is_dir() and (ws / "teacher" / "metrics.json").exists()
     r = runner.invoke(app, ["train", "--stage", "teacher", "-w", str(ws), "--model", str(tmp_path / "nope"), "--no-graph-prompt"])
     assert r.exit_code == 2 and "not found" in r.output
 

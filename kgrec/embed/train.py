@@ -36,6 +36,7 @@ from kgrec.embed.cache import (
 from kgrec.embed.export import GraphExport, export_graph
 from kgrec.embed.vectors import embed_dir
 from kgrec.errors import WorkspaceError
+from kgrec.fsatomic import atomic_dir
 from kgrec.graph.tables import GraphTables
 from kgrec.metrics.ranking import popularity_scores, rank_evaluate
 
@@ -186,17 +187,19 @@ def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.
     why = why_not_cached(patients, cache)
     if why is not None:
         res = train_kge(ex, **kwargs)
-        res.save(out)
-        _record(out, _unused(why))
+        with atomic_dir(out) as tmp:  # written beside the old vectors and swapped in: a crash keeps the old ones
+            res.save(tmp)
+            _record(tmp, _unused(why))
         return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, out, res.config["device"], _unused(why))
     t0 = time.perf_counter()
     root = cache_root()
     og = _open_graph(tables, seed, root, say)
     got, cached, m = _fetch_filled("kge", og, ex, kwargs, {}, train_kge, KGEResult, root, say)
     res = KGEResult(m.mats[0], cached.relation_vectors, [ex.entities[i] for i in m.rows], cached.relations, cached.metrics, cached.config, cached.seconds, cached.losses)
-    res.save(out)
     info = _used(got, og, m, time.perf_counter() - t0)
-    _record(out, info)
+    with atomic_dir(out) as tmp:
+        res.save(tmp)
+        _record(tmp, info)
     say(cache_line("kge", info))
     return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), 0.0 if got.hit else cached.seconds, ex.info, out, res.config["device"], info)
 
@@ -235,8 +238,9 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
         # with KGE vectors, the residual decoder: the KGE's own score plus the GNN's gated correction (kgrec.embed.gnn)
         res = train_gnn(ex, dim=dim, epochs=epochs, lr=lr, num_layers=num_layers, init_vectors=init, kge=kge if init is not None else None,
                         seed=seed, progress=progress, device=device)
-        res.save(out)
-        _record(out, _unused(why))
+        with atomic_dir(out) as tmp:
+            res.save(tmp)
+            _record(tmp, _unused(why))
         return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, out, res.config["device"], _unused(why))
 
     t0 = time.perf_counter()
@@ -266,10 +270,11 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
                     cached.decoder)
     if kge is not None and kge.entities != res.entities:
         raise WorkspaceError(f"the KGE vectors in {kge_dir} cover other entities than the GNN's: rerun `kgrec train --stage kge`")
-    res.save(out)
     info = _used(got, og, m, time.perf_counter() - t0)
     if "init" in extra:
         info["init"] = extra["init"]
-    _record(out, info)
+    with atomic_dir(out) as tmp:
+        res.save(tmp)
+        _record(tmp, info)
     say(cache_line("gnn", info))
     return EmbedStageResult("gnn", res.metrics, baseline_metrics(ex, workspace, seed), 0.0 if got.hit else cached.seconds, ex.info, out, res.config["device"], info)

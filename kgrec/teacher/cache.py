@@ -122,9 +122,9 @@ def train_or_load(
             "hidden_size": int(feats.shape[1]), "chosen": rec.chosen,
             "train_seconds": round(fit_s, 3), "train_cpu_seconds": round(fit_cpu, 3),
         }, indent=1, default=json_default))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        from kgrec.fsatomic import replace_dir
+
+        replace_dir(tmp, folder)  # modes by the umask; readers see the old entry or the new one
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
