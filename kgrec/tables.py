@@ -340,37 +340,52 @@ def read_source(
     return df
 
 
-_FORMATS = ("%m/%d/%y %H:%M", "%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%y", "%m/%d/%Y")
+_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
+_US_DATE = r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{2}|\d{4})(?P<rest>(\s.*)?)$"
+CENTURIES = ("mimic", "past")
 
 
-def parse_times(values: pd.Series, path: object, column: str, lines: pd.Series | None = None) -> pd.Series:
+def parse_times(values: pd.Series, path: object, column: str, lines: pd.Series | None = None, century: str = "mimic",
+                errors: str = "raise") -> pd.Series:
     """Parse timestamps in ISO form (``2146-07-21 00:00:00``, ``2019-07-08T23:38:03Z``) or US form
     (``10/23/64 21:09``, as in the re-saved MIMIC-III demo). Empty cells become NaT.
 
-    Two-digit years are read as 21YY: MIMIC shifts dates into 2100-2210, so the ``%y`` pivot of 1969
-    would put ``64`` in 1964 and scramble visit order. Anything else unparseable is an InputError that
-    names the file, column and line.
+    A two-digit year gets its century by one rule per source, decided before the date is built, so it
+    never produces an impossible date:
+
+    * ``century="mimic"``: 21YY. MIMIC shifts dates into 2100-2210, so the ``%y`` pivot of 1969 would put
+      ``64`` in 1964 and scramble visit order.
+    * ``century="past"`` (real calendar dates: Synthea): the latest year ending in YY that is not after
+      this year (``11/15/17`` is 2017, ``3/5/64`` 1964): a birth or visit date is never in the future.
+
+    A value that is no date (text, or a day the month does not have, such as ``2/29/00`` read as
+    2100-02-29) is an InputError naming the file, column and line; with ``errors="missing"`` it becomes
+    NaT instead (the caller counts it: a missing birth date is a missing age, never a guessed one).
     """
+    if century not in CENTURIES:
+        raise ValueError(f"century must be one of {CENTURIES}, got {century!r}")
     s = values.fillna("").astype(str).str.strip()
     out = pd.to_datetime(s.where(s != ""), errors="coerce", format="ISO8601", utc=True).dt.tz_localize(None)
     todo = out.isna() & (s != "")
-    for fmt in _FORMATS:
-        if not todo.any():
-            break
-        parsed = pd.to_datetime(s[todo], errors="coerce", format=fmt)
-        if "%y" in fmt:
-            # shift 19YY/20YY from the pivot into 21YY (MIMIC's shifted range)
-            years = parsed.dt.year
-            parsed = parsed + pd.to_timedelta(0, unit="D")
-            shift = ((2100 + years % 100) - years).where(parsed.notna(), 0).astype(int)
-            parsed = pd.Series(
-                [p.replace(year=p.year + int(k)) if pd.notna(p) else p for p, k in zip(parsed, shift)],
-                index=parsed.index,
-                dtype="datetime64[ns]",
-            )
-        out.loc[todo] = parsed
-        todo = out.isna() & (s != "")
     if todo.any():
+        parts = s[todo].str.extract(_US_DATE)
+        short = parts["y"].str.len() == 2
+        yy = pd.to_numeric(parts["y"].where(short), errors="coerce")
+        if century == "mimic":
+            full = 2100 + yy
+        else:
+            now = pd.Timestamp.now().year
+            full = (now // 100) * 100 + yy
+            full = full.where(full <= now, full - 100)
+        year = parts["y"].where(~short, full.astype("Int64").astype(str))
+        text = parts["m"] + "/" + parts["d"] + "/" + year + parts["rest"].fillna("")
+        for fmt in _FORMATS:
+            left = todo & out.isna()
+            if not left.any():
+                break
+            out.loc[left] = pd.to_datetime(text.reindex(s.index)[left], errors="coerce", format=fmt)
+    todo = out.isna() & (s != "")
+    if todo.any() and errors == "raise":
         i = todo[todo].index[0]
         line = int(lines.loc[i]) if lines is not None else None
         raise InputError(f"unparseable date {s.loc[i]!r}", path=path, column=column, line=line)

@@ -489,3 +489,12 @@ def test_paths_identical_over_bolt():
     assert out["neo4j"] == out["embedded"]
     assert len(out["embedded"]["visit/B01A"]) == 8 and out["embedded"]["codes/C09A"]  # 6 supporting paths + 2 cautions; I10 explains C09A
     assert [p[2] for p in out["embedded"]["visit/B01A"] if p[0] == "trial"] == [31]  # trials counted by either store
+
+
+def test_unknown_current_drug_is_listed_as_not_screened(svc):
+    """A current drug whose ATC class kgrec does not know (Z99Z) is kept in the answer, marked unscreened
+    and named in a note; a known class is screened."""
+    out = svc.recommend(visit_id="100", current_drugs=["Z99Z", "N02B"]).to_dict()
+    cur = {d["drug"]: d["screened"] for d in out["visit"]["current_drugs"]}
+    assert cur == {"Z99Z": False, "N02B": True}
+    assert any("not screened for interactions: Z99Z" in n for n in out["notes"])

@@ -14,6 +14,7 @@ from kgrec.cohort.base import AGE_CAP, PROFILE_COLUMNS, cap_age, norm_sex
 from kgrec.cohort.eicu import parse_age
 from kgrec.errors import InputError
 from tests.fixtures_ehr import (
+    MIMIC4_PATIENTS,
     add_mimic3_profile,
     add_mimic4_profile,
     make_drug_mappings,
@@ -170,3 +171,38 @@ def test_real_demo_profile_coverage(source, folder, floor):
         assert c.report["ages_capped_at_90"] == 98 and cov["unit_type"] == 1.0
     if source == "synthea":
         assert cov["encounter_class"] == 1.0
+
+
+@pytest.mark.parametrize("anchor_age", ["", "abc", "  "])
+def test_mimic4_empty_or_text_anchor_age_is_missing_never_90(mini_data, anchor_age):
+    """An empty or unreadable anchor_age is a missing age, counted in the report, never 90 ("over 89")."""
+    folder = add_mimic4_profile(mini_data / "mimic-iv-demo")
+    from tests.fixtures_ehr import write
+
+    write(folder / "hosp" / "patients.csv.gz", MIMIC4_PATIENTS.replace("1000,F,60,2180", f"1000,F,{anchor_age},2180"), gz=True)
+    c = get_loader("mimic4")(folder, Mappings(mini_data)).load()
+    v = by_visit(c)
+    assert missing(v["5000"]["age"]) and missing(v["5001"]["age"]) and v["6000"]["age"] == AGE_CAP
+    assert c.report["visits_without_age"] >= 2
+    assert c.report["visits_with_unreadable_anchor_age"] == (2 if anchor_age.strip() else 0)
+    assert c.stats()["profile_coverage"]["age"] < 1.0
+
+
+@pytest.mark.parametrize("born, age", [("11/15/17", 1.2), ("2/29/00", 18.9), ("1960-01-01", 59.0), ("5/7/60", 58.7), ("not a date", None), ("2/30/00", None)])
+def test_synthea_two_digit_birth_years_and_unreadable_dates(tmp_path, born, age):
+    """Synthea's dates are real calendar dates: a two-digit year is the latest such year not in the future
+    (11/15/17 is 2017, never 2117; 2/29/00 is 2000-02-29, a real day); an unreadable birth date is a
+    missing age, counted, never a crash or a guess."""
+    import tests.fixtures_ehr as fx
+
+    root = make_drug_mappings(tmp_path / "data")
+    pats = [(p, born if i == 0 else b, s) for i, (p, b, s) in enumerate(fx.SYNTHEA_PATIENTS)]
+    old = fx.SYNTHEA_PATIENTS
+    fx.SYNTHEA_PATIENTS = pats
+    try:
+        c = get_loader("synthea")(make_synthea(root), Mappings(root)).load()
+    finally:
+        fx.SYNTHEA_PATIENTS = old
+    a = by_visit(c)["eA1"]["age"]  # seen 2019-01-10
+    assert (missing(a) if age is None else a == age), a
+    assert c.report["patients_with_unreadable_birthdate"] == (1 if age is None else 0)

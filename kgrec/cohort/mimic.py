@@ -119,13 +119,18 @@ class _MimicLoader(CohortLoader):
         if lay.age_from == "dob":
             years = _age_from_dob(pat, out)
         else:
-            anchor_age = pd.to_numeric(out["patient_id"].map(pat["anchor_age"]), errors="coerce")
+            raw_age = out["patient_id"].map(pat["anchor_age"])
+            anchor_age = pd.to_numeric(raw_age, errors="coerce")
             anchor_year = pd.to_numeric(out["patient_id"].map(pat["anchor_year"]), errors="coerce")
             years = anchor_age + (out["time"].dt.year - anchor_year)
-            years = years.where(anchor_age < AGE_CAP, AGE_CAP)  # anchor_age 91 = "over 89" at anchor_year
+            # anchor_age 91 = "over 89" at anchor_year; an empty or unreadable anchor_age stays missing, never 90
+            years = years.where(anchor_age.isna() | (anchor_age < AGE_CAP), AGE_CAP)
+            given = raw_age.notna() & (raw_age.astype(str).str.strip() != "")
+            report["visits_with_unreadable_anchor_age"] = int((given & anchor_age.isna()).sum())
         out["age"] = cap_age(years).values
         report["patients_without_profile_row"] = int((~out["patient_id"].isin(pat.index)).sum())
         report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())
+        report["visits_without_age"] = int(out["age"].isna().sum())
         return out
 
     def read(self):
@@ -182,7 +187,8 @@ def _age_from_dob(pat: pd.DataFrame, admissions: pd.DataFrame) -> pd.Series:
     Pre-1900 DOBs keep four digits in such copies, so the >89 patients are still told apart.
     """
     raw = admissions["patient_id"].map(pat["dob"]).fillna("")
-    dob = parse_times(raw, pat.attrs["path"], "dob", admissions["patient_id"].map(pat["_line"]))
+    # an unreadable DOB is a missing age (counted in the report as visits without an age), never a guess
+    dob = parse_times(raw, pat.attrs["path"], "dob", admissions["patient_id"].map(pat["_line"]), errors="missing")
     adm = admissions["time"]
     years = (adm - dob).dt.days / 365.25
     two_digit = raw.str.match(_TWO_DIGIT_YEAR)

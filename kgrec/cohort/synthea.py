@@ -62,10 +62,15 @@ def _profile(admissions: pd.DataFrame, patients: pd.DataFrame | None, report: di
     if "gender" in pat:
         out["sex"] = norm_sex(out["patient_id"].map(pat["gender"])).values
     if "birthdate" in pat:
-        born = parse_times(pat["birthdate"], patients.attrs["path"], "birthdate", pat["_line"])
+        # real calendar dates: a two-digit year is the latest such year not in the future; an unreadable
+        # birth date is a missing age (counted), never a guessed one
+        born = parse_times(pat["birthdate"], patients.attrs["path"], "birthdate", pat["_line"], century="past", errors="missing")
+        given = pat["birthdate"].fillna("").astype(str).str.strip() != ""
+        report["patients_with_unreadable_birthdate"] = int((given & born.isna()).sum())
         years = (pd.to_datetime(out["time"]) - out["patient_id"].map(born)).dt.days / 365.25
         out["age"] = cap_age(years).values
         report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())
+        report["visits_without_age"] = int(out["age"].isna().sum())
     return out
 
 
@@ -129,9 +134,9 @@ class SyntheaLoader(CohortLoader):
         if enc["id"].duplicated().any():
             i = enc.index[enc["id"].duplicated()][0]
             raise InputError(f"encounter id {enc.loc[i, 'id']!r} appears twice", path=enc.attrs["path"], column="id", line=int(enc.loc[i, "_line"]))
-        enc["time"] = parse_times(enc["start"], enc.attrs["path"], "start", enc["_line"])
-        cond["t0"] = parse_times(cond["start"], cond.attrs["path"], "start", cond["_line"]).dt.normalize()
-        cond["t1"] = parse_times(cond["stop"], cond.attrs["path"], "stop", cond["_line"]).dt.normalize()
+        enc["time"] = parse_times(enc["start"], enc.attrs["path"], "start", enc["_line"], century="past")
+        cond["t0"] = parse_times(cond["start"], cond.attrs["path"], "start", cond["_line"], century="past").dt.normalize()
+        cond["t1"] = parse_times(cond["stop"], cond.attrs["path"], "stop", cond["_line"], century="past").dt.normalize()
         cond = cond[cond["code"] != ""]
 
         # visits: encounters with a medication or a recorded condition

@@ -258,7 +258,13 @@ class RecommendService:
         visit_info["diagnoses"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in dx]
         visit_info["procedures"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in px]
         dx = _merge(dx, [g["code"] for c, g in read_as.items()])  # paths start from the given codes and their stand-ins
-        visit_info["current_drugs"] = [{"drug": d, "name": self._drug_name(d)} for d in current]
+        # a current drug is screened when kgrec knows its class (the cohort's drugs, the DDI source, the graph's
+        # ATC classes); any other (a class that does not exist, such as Z99Z) is listed and said to be unscreened
+        known = self._known_drug_classes()
+        visit_info["current_drugs"] = [{"drug": d, "name": self._drug_name(d), "screened": d in known} for d in current]
+        unscreened = [d for d in current if d not in known]
+        if unscreened:
+            notes.append(f"not screened for interactions: {', '.join(unscreened)} (no such ATC class in the cohort, the DDI source or the graph)")
         t1 = time.perf_counter()
         proba = np.asarray(self.model.predict_proba(cohort, samples))[0]
         t2 = time.perf_counter()
@@ -318,6 +324,19 @@ class RecommendService:
 
     def _drug_name(self, d: str) -> str:
         return self.names.get(d) or d
+
+    def _known_drug_classes(self) -> set[str]:
+        """ATC classes kgrec can screen: the cohort's and model's drugs, the DDI source's, the graph's Drug nodes."""
+        known = self.__dict__.get("_known_drugs")
+        if known is None:
+            known = set(self.drug_vocab) | set(self.cohort.vocab("drug")) | {d for pair in self.ddi_lookup for d in pair}
+            drug_nodes = Path(self.workspace) / "graph" / "tables" / "nodes" / "Drug.parquet"
+            if drug_nodes.exists():
+                import pandas as pd
+
+                known |= set(pd.read_parquet(drug_nodes, columns=["id"])["id"].astype(str))
+            self.__dict__["_known_drugs"] = known
+        return known
 
     def _ddi(self, recommended: Sequence[str], current: Sequence[str]) -> list[dict]:
         lookup = self.ddi_lookup
