@@ -291,3 +291,60 @@ def test_half_a_body_times_out(service):
     finally:
         server.should_exit = True
         th.join(timeout=10)
+
+
+def test_slow_headers_are_cut_and_foreign_hosts_refused(service, monkeypatch):
+    """The `kgrec serve` server: connections that send their headers a byte at a time are closed after the
+    header deadline (before: 20 such connections were all open after 30 s); a request naming a host the
+    service was not started for (DNS rebinding) gets 400 and no data; loopback names work."""
+    import uvicorn
+
+    from kgrec.serve.app import create_app
+    from kgrec.serve.server import HeaderDeadlineProtocol, allowed_hosts
+
+    monkeypatch.setattr(HeaderDeadlineProtocol, "header_timeout", 1.0)
+    assert allowed_hosts("0.0.0.0", ["ward-pc"]) == ["127.0.0.1", "localhost", "::1", "[::1]", "ward-pc"]
+    port = _free_port()
+    app = create_app(service=service, allowed_hosts=allowed_hosts("127.0.0.1"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=HeaderDeadlineProtocol))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        r = httpx.get(f"http://127.0.0.1:{port}/visits", headers={"Host": "evil.example:8000"}, timeout=5)
+        assert r.status_code == 400 and "visit" not in r.text.lower()
+        assert httpx.get(f"http://localhost:{port}/visits", timeout=5).status_code == 200
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+        t0 = time.monotonic()
+        for s in conns:
+            s.sendall(b"GET /visits HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  # headers never finished
+        closed = 0
+        for s in conns:
+            s.settimeout(max(6 - (time.monotonic() - t0), 0.1))
+            try:
+                closed += s.recv(1) == b""
+            except TimeoutError:
+                pass
+            s.close()
+        assert closed == 5 and time.monotonic() - t0 < 6
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200  # the service itself is fine
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+def test_serve_a_workspace_it_cannot_serve_is_one_line(tmp_path):
+    """Before: `kgrec serve -w` a workspace without a cohort printed the page address, then a uvicorn
+    traceback (exit 3). Now the workspace is loaded before the port is opened."""
+    from typer.testing import CliRunner
+
+    from kgrec.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "-w", str(tmp_path / "empty"), "--port", str(_free_port())])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: ") and "Traceback" not in r.output and "web page" not in r.output

@@ -282,16 +282,25 @@ def serve(
     user: UserOpt = None,
     password: PasswordOpt = None,
     database: DatabaseOpt = None,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Another name the service may be reached by (repeat), e.g. the machine's name behind --host 0.0.0.0. Requests whose Host header names anything else get 400 (DNS-rebinding protection); 127.0.0.1, localhost and ::1 always work.", show_default=False)] = None,
 ) -> None:
     """HTTP service and web page: POST /recommend, POST /explain, GET /health, the page at / (OpenAPI at /docs and /openapi.json).
 
-    The model and the graph store are loaded once at start-up.
+    The model and the graph store are loaded once, before the port is opened (a workspace it cannot serve
+    is one line and exit code 2). Only requests addressed to 127.0.0.1, localhost, ::1, --host and
+    --allow-host names are answered; a request's headers and its body must each arrive within 10 s.
     """
     import uvicorn
 
+    from kgrec.explain.recommend import RecommendService
     from kgrec.serve.app import create_app
+    from kgrec.serve.server import HeaderDeadlineProtocol, allowed_hosts
 
     st, kw = _service_args(store, uri, user, password, database)
-    application = create_app(workspace, model.value, st, kw)
-    console.print(f"kgrec serve: web page http://{host}:{port}/ (API: /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    svc = RecommendService(workspace, model.value, st, kw)  # errors here are the CLI's one-line errors
+    try:
+        application = create_app(workspace, model.value, st, kw, service=svc, allowed_hosts=allowed_hosts(host, allow_host or ()))
+        console.print(f"kgrec serve: web page http://{host}:{port}/ (API: /docs)", markup=False)
+        uvicorn.run(application, host=host, port=port, log_level="warning", http=HeaderDeadlineProtocol)
+    finally:
+        svc.close()

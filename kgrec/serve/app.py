@@ -101,8 +101,11 @@ class ExplainRequest(_Target):
 
 
 def create_app(workspace: Path | str | None = None, model: str = "student", store: str | None = "embedded", store_kw: dict | None = None,
-               service: RecommendService | None = None, max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    """The app; pass ``service`` to reuse an already loaded :class:`RecommendService` (tests)."""
+               service: RecommendService | None = None, max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app; pass ``service`` to reuse an already loaded :class:`RecommendService` (``kgrec serve`` loads
+    it before binding; tests). ``allowed_hosts``: the ``Host`` names it answers (others get 400;
+    :func:`kgrec.serve.server.allowed_hosts`); None accepts any (in-process use)."""
     state: dict[str, Any] = {"service": service, "lock": threading.Lock(), "started": time.time(), "requests": 0, "errors": 0}
 
     @asynccontextmanager
@@ -227,6 +230,10 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
     _docs(app)
     _state_rules(app)
     app.add_middleware(Guard, limit=max_body or 1 << 62, timeout=body_timeout, state=state)
+    if allowed_hosts is not None:  # outermost: a foreign Host header is refused before anything else runs
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 
