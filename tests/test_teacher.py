@@ -331,3 +331,21 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a.detach().cpu(), b.detach().cpu()))
+
+
+def test_pickle_only_backbone_is_refused_in_one_line(tmp_path):
+    """A backbone folder holding only a pickled pytorch_model.bin is never unpickled (not even by torch's
+    restricted loader): one line saying kgrec loads safetensors only and how to convert."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from kgrec.teacher.model import ModelError, load_backbone
+
+    folder = tmp_path / "pkl"
+    m = BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    m.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(m.state_dict(), folder / "pytorch_model.bin")
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(59)]))
+    with pytest.raises(ModelError, match="safetensors only.*save_pretrained"):
+        load_backbone(str(folder))

@@ -107,10 +107,22 @@ def load_backbone(name_or_path: str | None, dtype: torch.dtype | None = None):
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bar per CV fold
     try:
-        model = AutoModel.from_pretrained(path, **kwargs)
+        # safetensors only: a pickled checkpoint (pytorch_model.bin) is never unpickled, even by torch's restricted loader
+        model = AutoModel.from_pretrained(path, use_safetensors=True, **kwargs)
+    except OSError as exc:
+        if "safetensors" not in str(exc):
+            raise
+        raise ModelError(
+            f"model {name_or_path!r} has no safetensors weights: kgrec loads safetensors only and never unpickles a checkpoint it did "
+            f"not write; convert it once where you trust the file: `AutoModel.from_pretrained(path).save_pretrained(path)` "
+            f"(transformers writes model.safetensors)") from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab and len(tok) > vocab:
+        raise ModelError(f"model {name_or_path!r}: its tokenizer has {len(tok)} tokens but the model's embedding only {vocab}; "
+                         "the tokenizer files do not belong to this model")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
         if tok.pad_token is None:
