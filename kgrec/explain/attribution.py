@@ -118,12 +118,23 @@ def visit_inputs(model, cohort: Cohort, samples: Samples, graph: bool = True) ->
 
 
 def _known_codes(model) -> set[str] | None:
+    if getattr(model, "code_vocab", None) is not None and not hasattr(model, "readable_codes"):
+        return None  # the teacher reads every code's name in its prompt
+    return model_code_vocab(model, None)
+
+
+def model_code_vocab(model, cohort: Cohort | None) -> set[str] | None:
+    """Codes the model can read (None: unknown, every code is taken as known): the wide student's and the
+    student's code vocabularies; for the teacher, which reads names, its code vocabulary and every named
+    code of ``cohort``."""
     if hasattr(model, "readable_codes"):  # the wide student (kgrec.student.linear)
         return model.readable_codes()
     fz = getattr(model, "featurizer", None)
     if fz is not None and getattr(fz, "codes", None) is not None:
         return set(fz.codes)
-    return None  # the teacher reads every code's name in its prompt
+    if getattr(model, "code_vocab", None) is not None and cohort is not None:
+        return set(model.code_vocab) | set(cohort.codes.loc[cohort.codes["kind"] != "drug", "code"])
+    return None
 
 
 def _history(model, samples: Samples) -> list[int]:

@@ -52,3 +52,17 @@ def ddi_warnings(recommended: Sequence[str], current: Sequence[str], lookup: Loo
 
 
 __all__ = ["cohort_lookup", "ddi_warnings", "graph_lookup"]
+
+
+def screenable_drugs(workspace, cohort: Any, drug_vocab: Sequence[str], lookup: Lookup) -> set[str]:
+    """ATC classes a current drug can be screened as: the model's and the cohort's drugs, the DDI source's,
+    and the graph's Drug nodes (``graph/tables/nodes/Drug.parquet``, read alone)."""
+    from pathlib import Path
+
+    known = set(drug_vocab) | set(cohort.vocab("drug")) | {d for pair in lookup for d in pair}
+    drug_nodes = Path(workspace) / "graph" / "tables" / "nodes" / "Drug.parquet"
+    if drug_nodes.exists():
+        import pandas as pd
+
+        known |= set(pd.read_parquet(drug_nodes, columns=["id"])["id"].astype(str))
+    return known

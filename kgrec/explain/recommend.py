@@ -32,7 +32,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +39,8 @@ import pandas as pd
 from kgrec.cohort.base import VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
-from kgrec.explain.attribution import attribute, visit_profile
-from kgrec.explain.ddi import cohort_lookup, ddi_warnings, graph_lookup
+from kgrec.explain.attribution import attribute, model_code_vocab, visit_profile
+from kgrec.explain.ddi import cohort_lookup, ddi_warnings, graph_lookup, screenable_drugs
 from kgrec.explain.faithful import evidence_gap, rank_paths, strongest_reasons
 from kgrec.explain.paths import (
     FAMILIES,
@@ -75,18 +74,6 @@ MAX_PATHS_PER_DRUG = 20
 
 
 # ---------------------------------------------------------------------------- the service
-def model_code_vocab(model: Any, cohort: Cohort) -> set[str] | None:
-    """Codes the model can read (None: unknown, every code is taken as known)."""
-    if hasattr(model, "readable_codes"):
-        return model.readable_codes()
-    fz = getattr(model, "featurizer", None)
-    if fz is not None and getattr(fz, "codes", None) is not None:
-        return set(fz.codes)
-    if getattr(model, "code_vocab", None) is not None:  # the teacher reads names: every named cohort code
-        return set(model.code_vocab) | set(cohort.codes.loc[cohort.codes["kind"] != "drug", "code"])
-    return None
-
-
 class RecommendService:
     """The model, the cohort and the graph store, loaded once; :meth:`recommend` per request.
 
@@ -258,13 +245,10 @@ class RecommendService:
         visit_info["diagnoses"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in dx]
         visit_info["procedures"] = [{"code": c, "name": info[c]["name"], **({"read_as": read_as[c]["code"]} if c in read_as else {})} for c in px]
         dx = _merge(dx, [g["code"] for c, g in read_as.items()])  # paths start from the given codes and their stand-ins
-        # a current drug is screened when kgrec knows its class (the cohort's drugs, the DDI source, the graph's
-        # ATC classes); any other (a class that does not exist, such as Z99Z) is listed and said to be unscreened
-        known = self._known_drug_classes()
+        known = self._known_drug_classes()  # a class kgrec does not know (Z99Z) is listed, said to be unscreened
         visit_info["current_drugs"] = [{"drug": d, "name": self._drug_name(d), "screened": d in known} for d in current]
-        unscreened = [d for d in current if d not in known]
-        if unscreened:
-            notes.append(f"not screened for interactions: {', '.join(unscreened)} (no such ATC class in the cohort, the DDI source or the graph)")
+        if any(d not in known for d in current):
+            notes.append(f"not screened for interactions: {', '.join(d for d in current if d not in known)} (no such ATC class in the cohort, the DDI source or the graph)")
         t1 = time.perf_counter()
         proba = np.asarray(self.model.predict_proba(cohort, samples))[0]
         t2 = time.perf_counter()
@@ -326,17 +310,9 @@ class RecommendService:
         return self.names.get(d) or d
 
     def _known_drug_classes(self) -> set[str]:
-        """ATC classes kgrec can screen: the cohort's and model's drugs, the DDI source's, the graph's Drug nodes."""
-        known = self.__dict__.get("_known_drugs")
-        if known is None:
-            known = set(self.drug_vocab) | set(self.cohort.vocab("drug")) | {d for pair in self.ddi_lookup for d in pair}
-            drug_nodes = Path(self.workspace) / "graph" / "tables" / "nodes" / "Drug.parquet"
-            if drug_nodes.exists():
-                import pandas as pd
-
-                known |= set(pd.read_parquet(drug_nodes, columns=["id"])["id"].astype(str))
-            self.__dict__["_known_drugs"] = known
-        return known
+        if "_known_drugs" not in self.__dict__:
+            self.__dict__["_known_drugs"] = screenable_drugs(self.workspace, self.cohort, self.drug_vocab, self.ddi_lookup)
+        return self.__dict__["_known_drugs"]
 
     def _ddi(self, recommended: Sequence[str], current: Sequence[str]) -> list[dict]:
         lookup = self.ddi_lookup
