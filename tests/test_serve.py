@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextlib import contextmanager
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,23 +142,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_real_server_on_loopback(service):
+@contextmanager
+def _running(app, **config):
+    """A real uvicorn server for ``app`` on a free loopback port, answering /health; yields the port."""
     import uvicorn
 
-    from kgrec.serve.app import create_app
-
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service=service), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     try:
-        base = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+def test_real_server_on_loopback(service):
+    from kgrec.serve.app import create_app
+
+    with _running(create_app(service=service)) as port:
+        base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.post("/recommend", content=b"{bad", headers={"content-type": "application/json"}).status_code == 400
             assert c.post("/recommend", json={"patient": {}}).status_code == 422
@@ -171,9 +182,6 @@ def test_real_server_on_loopback(service):
             assert codes == [200] * 12
             h = c.get("/health").json()
             assert h["status"] == "ok" and h["requests"] >= 12 and h["errors"] >= 2
-    finally:
-        server.should_exit = True
-        th.join(timeout=10)
 
 
 # ---------------------------------------------------------------- issue 16: no 500s, one error path, documented errors
@@ -261,22 +269,9 @@ def test_docs_are_served_without_a_cdn(client):
 
 def test_half_a_body_times_out(service):
     """Before: a client that sent half its body held the connection open indefinitely."""
-    import uvicorn
-
     from kgrec.serve.app import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service=service, body_timeout=1.0), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with _running(create_app(service=service, body_timeout=1.0)) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             t0 = time.monotonic()
             s.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
@@ -288,34 +283,19 @@ def test_half_a_body_times_out(service):
         assert data.startswith(b"HTTP/1.1 408"), data[:200]
         assert b"did not arrive in full" in data
         assert 0.9 < waited < 8, waited  # answered after the body timeout, and the connection closed
-    finally:
-        server.should_exit = True
-        th.join(timeout=10)
 
 
 def test_slow_headers_are_cut_and_foreign_hosts_refused(service, monkeypatch):
     """The `kgrec serve` server: connections that send their headers a byte at a time are closed after the
     header deadline (before: 20 such connections were all open after 30 s); a request naming a host the
     service was not started for (DNS rebinding) gets 400 and no data; loopback names work."""
-    import uvicorn
-
     from kgrec.serve.app import create_app
     from kgrec.serve.server import HeaderDeadlineProtocol, allowed_hosts
 
     monkeypatch.setattr(HeaderDeadlineProtocol, "header_timeout", 1.0)
     assert allowed_hosts("0.0.0.0", ["ward-pc"]) == ["127.0.0.1", "localhost", "::1", "[::1]", "ward-pc"]
-    port = _free_port()
     app = create_app(service=service, allowed_hosts=allowed_hosts("127.0.0.1"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=HeaderDeadlineProtocol))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with _running(app, http=HeaderDeadlineProtocol) as port:
         r = httpx.get(f"http://127.0.0.1:{port}/visits", headers={"Host": "evil.example:8000"}, timeout=5)
         assert r.status_code == 400 and "visit" not in r.text.lower()
         assert httpx.get(f"http://localhost:{port}/visits", timeout=5).status_code == 200
@@ -333,9 +313,6 @@ def test_slow_headers_are_cut_and_foreign_hosts_refused(service, monkeypatch):
             s.close()
         assert closed == 5 and time.monotonic() - t0 < 6
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200  # the service itself is fine
-    finally:
-        server.should_exit = True
-        th.join(timeout=10)
 
 
 def test_serve_a_workspace_it_cannot_serve_is_one_line(tmp_path):
