@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -176,3 +177,32 @@ def mini_data(tmp_path: Path) -> Path:
     make_mimic3(root / "mimic-iii-demo")
     make_mimic4(root / "mimic-iv-demo")
     return root
+
+
+# ---------------------------------------------------------------- a real Neo4j server (session)
+@pytest.fixture(scope="session")
+def neo4j_server():
+    """A real Neo4j 5 Community server for the suite: ``scripts/neo4j_server.py`` (Maven Central, Bolt
+    on 127.0.0.1, a free port, authentication on), started once per session. Set
+    ``KGREC_TEST_NEO4J_URI`` (and ``_USER``/``_PASSWORD``) to run against a server of your own instead:
+    its default database is cleared by the tests. Without Java/Maven the tests that need it fail."""
+    import importlib.util
+
+    if os.environ.get("KGREC_TEST_NEO4J_URI"):
+        yield {"uri": os.environ["KGREC_TEST_NEO4J_URI"], "user": os.environ.get("KGREC_TEST_NEO4J_USER", "neo4j"),
+               "password": os.environ.get("KGREC_TEST_NEO4J_PASSWORD", "")}
+        return
+    spec = importlib.util.spec_from_file_location("kgrec_neo4j_server", REPO / "scripts" / "neo4j_server.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    try:
+        cm = mod.neo4j_server()
+        srv = cm.__enter__()
+    except mod.Neo4jServerError as exc:
+        pytest.fail(f"the Neo4j test server could not start: {exc}")
+    try:
+        yield {"uri": srv.uri, "user": srv.user, "password": srv.password, "started_s": srv.started_s,
+               "prepared_s": srv.prepared_s}
+    finally:
+        cm.__exit__(None, None, None)

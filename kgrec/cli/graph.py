@@ -93,7 +93,10 @@ def load_graph_cmd(
         ),
     ] = None,
     exclude_nc: Annotated[bool, typer.Option("--exclude-nc", help="Leave out the non-commercial sources (MEDI, DrugBank-derived parts).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction (neo4j store).")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction (neo4j store).")] = 5000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Transactions in flight at once (neo4j store; deadlocks are retried).")
+    ] = 2,
     constraints: Annotated[
         str,
         typer.Option(help="neo4j: 'unique' (uniqueness constraint on id per label), 'index', or 'skip' (servers that reject both)."),
@@ -107,12 +110,14 @@ def load_graph_cmd(
     """Build the knowledge graph from the open sources (and the workspace cohort) and load it.
 
     The embedded store is WORKSPACE/graph/embedded.lbug, replaced atomically once the new graph is
-    complete (a failure leaves the previous one). The neo4j store merges in batches: running the same
-    load again gives the same counts, and completes a load that failed half-way.
+    complete (a failure leaves the previous one). The neo4j store writes in batches (CREATE into an
+    empty database, MERGE otherwise): running the same load again gives the same counts, and
+    completes a load that failed half-way. For graphs of millions of edges, `kgrec export-graph
+    --format neo4j-admin` writes files for Neo4j's offline bulk importer instead.
     """
     from kgrec.graph.load import load_graph
 
-    kw = _store_kw(store, uri, user, password, database, batch_size=batch_size, constraints=constraints)
+    kw = _store_kw(store, uri, user, password, database, batch_size=batch_size, workers=workers, constraints=constraints)
     root = resolve_data_dir(data_dir)
     progress = Progress(
         TextColumn("[bold]{task.description:<28}"),

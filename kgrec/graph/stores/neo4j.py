@@ -7,12 +7,15 @@
 * Schema: a uniqueness constraint on ``id`` per label before the load (``constraints="unique"``), or
   a plain index (``"index"``), or nothing (``"skip"``, for servers that reject the DDL). Any other
   failure of the DDL is an error.
-* Load: batched ``UNWIND $rows AS row MERGE ... SET x += row.props`` in explicit transactions,
-  ``batch_size`` rows per transaction. Relationships are merged on an internal key (a hash of
-  their properties) so that parallel edges from different sources stay distinct, as in the
-  embedded store. Every merged node/relationship is stamped with the load's id; once all tables are
-  in, what this load did not write (labels/types of the schema only) is deleted, so the store then
-  holds exactly the loaded graph.
+* Load: batched ``UNWIND $rows AS row ...`` in explicit transactions of ``batch_size`` rows,
+  ``workers`` transactions in flight (a deadlock between them is retried). Into an empty database
+  the rows are CREATEd (the uniqueness constraints still guard the ids); otherwise MERGEd, nodes on
+  ``id`` and relationships on an internal key (a hash of their properties) so that parallel edges
+  from different sources stay distinct, as in the embedded store. Properties are set by name, not
+  from a map (a map SET puts an Eager barrier in the plan). Every written node/relationship is
+  stamped with the load's id; after a MERGE load, what it did not write (labels/types of the schema
+  only) is deleted, so the store then holds exactly the loaded graph. Measured on the full open
+  graph (2 cores, server and client on one machine): docs/graph.md.
 * Not all-or-nothing (a whole graph does not fit one transaction): resumable. A failed load leaves
   every element of the previous graph in place (plus what the failed load had merged); running the
   load again completes it, with identical counts.
@@ -26,6 +29,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -37,6 +41,7 @@ from kgrec.graph.stores.base import (
     GraphStore,
     GraphStoreError,
     Progress,
+    check_identifier,
     records,
 )
 
@@ -79,6 +84,13 @@ def close_drivers() -> None:
             pass
 
 
+def _refused_ddl(cause: BaseException | None) -> bool:
+    """The server answered the DDL with an error (not a credentials or connection failure)."""
+    import neo4j.exceptions as nx
+
+    return isinstance(cause, nx.Neo4jError) and not isinstance(cause, nx.AuthError)
+
+
 def edge_key(values: list[Any]) -> str:
     """Identity of a relationship between two given nodes: a hash of its property values."""
     return hashlib.blake2b(json.dumps(values, default=str).encode(), digest_size=10).hexdigest()
@@ -96,7 +108,8 @@ class Neo4jStore(GraphStore):
         password: str | None = None,
         *,
         database: str | None = None,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
+        workers: int = 2,
         constraints: str = "unique",
         workspace: Any = None,  # accepted for a uniform get_store(...) call; unused
     ) -> None:
@@ -111,10 +124,14 @@ class Neo4jStore(GraphStore):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.batch_size = batch_size
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, not {workers!r}")
+        self.workers = workers
         if constraints not in CONSTRAINT_MODES:
             raise ValueError(f"constraints must be one of {CONSTRAINT_MODES}, not {constraints!r}")
         self.constraints = constraints
         self._stamp: str | None = None
+        self._fresh = False
 
     def __repr__(self) -> str:  # no password
         return f"Neo4jStore(uri={_redact(self.uri)!r}, user={self.user!r}, database={self.database!r})"
@@ -123,8 +140,21 @@ class Neo4jStore(GraphStore):
         return f"neo4j ({_redact(self.uri)}{'/' + self.database if self.database else ''})"
 
     # ------------------------------------------------------------- transport
-    def _tx(self, cypher: str, params: dict[str, Any]) -> list[Any]:
-        """One statement in one explicit transaction; the records, fully read."""
+    def _tx(self, cypher: str, params: dict[str, Any], retries: int = 0) -> list[Any]:
+        """One statement in one explicit transaction; the records, fully read. A transient failure
+        (a deadlock between concurrent batches) is retried ``retries`` times."""
+        import neo4j.exceptions as nx
+
+        for attempt in range(retries + 1):
+            try:
+                return self._tx_once(cypher, params)
+            except GraphStoreError as exc:
+                if attempt == retries or not isinstance(exc.__cause__, nx.TransientError):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _tx_once(self, cypher: str, params: dict[str, Any]) -> list[Any]:
         import neo4j.exceptions as nx
 
         drv = get_driver(self.uri, self._auth)
@@ -163,6 +193,8 @@ class Neo4jStore(GraphStore):
             try:
                 self._tx(stmt, {})
             except GraphStoreError as exc:
+                if not _refused_ddl(exc.__cause__):
+                    raise  # credentials, an unreachable server: not about the DDL
                 raise GraphStoreError(
                     f"{exc} (while creating the {self.constraints} {label}.{node.key} "
                     f"{'constraint' if self.constraints == 'unique' else 'index'}; for a server that does "
@@ -172,15 +204,25 @@ class Neo4jStore(GraphStore):
     # ------------------------------------------------------------- load
     def _begin_load(self, schema: Schema) -> None:
         self._stamp = uuid.uuid4().hex
+        # Into an empty graph, CREATE (no per-row lookup of an existing element; the uniqueness
+        # constraints still guard the ids); into a graph that has something, MERGE (idempotent, resumable).
+        self._fresh = all(not self._tx(f"MATCH (n:{label}) RETURN 1 AS x LIMIT 1", {}) for label in schema.nodes)
 
     def _batches(self, rows: list[dict], table: str, cypher: str, progress: Progress | None) -> None:
+        """Write ``rows`` in transactions of ``batch_size`` rows, ``workers`` at a time (the server
+        works on one batch while the next is packed and sent); a deadlock between two batches is
+        retried. The first failure stops the table: no later batch starts, the message names its rows."""
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         total = len(rows)
         if progress:
             progress(table, 0, total)
-        for start in range(0, total, self.batch_size):
+        done = 0
+
+        def one(start: int) -> int:
             batch = rows[start : start + self.batch_size]
             try:
-                rec = self._tx(cypher, {"rows": batch, "stamp": self._stamp})
+                rec = self._tx(cypher, {"rows": batch, "stamp": self._stamp}, retries=5)
             except GraphStoreError as exc:
                 raise GraphLoadError(f"table {table}, rows {start}-{start + len(batch) - 1}: {exc}") from exc
             written = rec[0]["n"] if rec else 0
@@ -188,36 +230,65 @@ class Neo4jStore(GraphStore):
                 raise GraphLoadError(
                     f"table {table}, rows {start}-{start + len(batch) - 1}: the server wrote {written} of {len(batch)}"
                 )
-            if progress:
-                progress(table, start + len(batch), total)
+            return len(batch)
+
+        starts = list(range(0, total, self.batch_size))
+        if self.workers == 1 or len(starts) == 1:
+            for start in starts:
+                done += one(start)
+                if progress:
+                    progress(table, done, total)
+            return
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending = set()
+            it = iter(starts)
+            for start in it:
+                pending.add(pool.submit(one, start))
+                if len(pending) < self.workers:
+                    continue
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    done += f.result()  # raises the batch's error; pending batches finish, no new ones start
+                if progress:
+                    progress(table, done, total)
+            finished, _ = wait(pending)
+            for f in finished:
+                done += f.result()
+        if progress:
+            progress(table, done, total)
 
     def _load_nodes(self, label: str, frame: pd.DataFrame, node: NodeType, progress: Progress | None) -> None:
-        rows = []
-        for r in records(frame):
-            key = r.pop(node.key)
-            rows.append({"id": key, "props": r})
-        cypher = (
-            f"UNWIND $rows AS row MERGE (n:{label} {{{node.key}: row.id}}) "
-            f"SET n += row.props, n.{LOAD_PROP} = $stamp RETURN count(n) AS n"
-        )
-        self._batches(rows, label, cypher, progress)
+        # Properties by name (schema identifiers), not `SET n += map`: a map SET makes the planner add
+        # an Eager barrier; rows are flat dicts (cheaper to pack).
+        props = [check_identifier(p, "property") for p in frame.columns if p != node.key]
+        if self._fresh:
+            fields = ", ".join([f"{node.key}: row.{node.key}"] + [f"{p}: row.{p}" for p in props] + [f"{LOAD_PROP}: $stamp"])
+            cypher = f"UNWIND $rows AS row CREATE (n:{label} {{{fields}}}) RETURN count(n) AS n"
+        else:
+            sets = ", ".join([f"n.{p} = row.{p}" for p in props] + [f"n.{LOAD_PROP} = $stamp"])
+            cypher = f"UNWIND $rows AS row MERGE (n:{label} {{{node.key}: row.{node.key}}}) SET {sets} RETURN count(n) AS n"
+        self._batches(records(frame), label, cypher, progress)
 
     def _load_edges(self, name: str, frame: pd.DataFrame, rel: RelType, progress: Progress | None) -> None:
-        src_key = dst_key = "id"
-        rows = []
-        props = list(rel.properties)
-        for r in records(frame):
-            src, dst = r.pop("src"), r.pop("dst")
-            rows.append({"src": src, "dst": dst, "key": edge_key([r[p] for p in props]), "props": r})
-        cypher = (
-            f"UNWIND $rows AS row MATCH (a:{rel.src} {{{src_key}: row.src}}) MATCH (b:{rel.dst} {{{dst_key}: row.dst}}) "
-            f"MERGE (a)-[r:{name} {{{KEY_PROP}: row.key}}]->(b) "
-            f"SET r += row.props, r.{LOAD_PROP} = $stamp RETURN count(r) AS n"
-        )
+        props = [check_identifier(p, "property") for p in rel.properties]
+        rows = records(frame)
+        for r in rows:
+            r["_k"] = edge_key([r[p] for p in props])
+        match = f"UNWIND $rows AS row MATCH (a:{rel.src} {{id: row.src}}) MATCH (b:{rel.dst} {{id: row.dst}}) "
+        if self._fresh:
+            fields = ", ".join([f"{KEY_PROP}: row._k"] + [f"{p}: row.{p}" for p in props] + [f"{LOAD_PROP}: $stamp"])
+            cypher = match + f"CREATE (a)-[r:{name} {{{fields}}}]->(b) RETURN count(r) AS n"
+        else:
+            sets = ", ".join([f"r.{p} = row.{p}" for p in props] + [f"r.{LOAD_PROP} = $stamp"])
+            cypher = match + f"MERGE (a)-[r:{name} {{{KEY_PROP}: row._k}}]->(b) SET {sets} RETURN count(r) AS n"
         self._batches(rows, name, cypher, progress)
 
     def _commit_load(self, schema: Schema) -> None:
-        """Delete what this load did not write: the store then holds exactly the loaded graph."""
+        """Delete what this load did not write: the store then holds exactly the loaded graph (nothing
+        to delete after a load into an empty graph)."""
+        if self._fresh:
+            self._stamp = None
+            return
         stale = f"x.{LOAD_PROP} IS NULL OR x.{LOAD_PROP} <> $stamp"
         for name in schema.relationships:
             self._delete_all(f"MATCH ()-[x:{name}]->() WHERE {stale} WITH x LIMIT $limit DELETE x RETURN count(*) AS n")
