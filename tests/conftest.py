@@ -6,8 +6,10 @@ handful of rows chosen so that every mapping route and every protocol rule is ex
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # the shared graph-vector cache (kgrec.embed.cache) of the suite: its own folder, never the user's ~/.cache/kgrec
 os.environ["KGREC_CACHE"] = tempfile.mkdtemp(prefix="kgrec-test-cache-")
+atexit.register(shutil.rmtree, os.environ["KGREC_CACHE"], ignore_errors=True)  # not left behind in /tmp
 
 import pytest
 
@@ -181,25 +184,31 @@ def mini_data(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------- a real Neo4j server (session)
 @pytest.fixture(scope="session")
-def neo4j_server():
-    """A real Neo4j 5 Community server for the suite: ``scripts/neo4j_server.py`` (Maven Central, Bolt
-    on 127.0.0.1, a free port, authentication on), started once per session. Set
-    ``KGREC_TEST_NEO4J_URI`` (and ``_USER``/``_PASSWORD``) to run against a server of your own instead:
-    its default database is cleared by the tests. Without Java/Maven the tests that need it fail."""
+def neo4j_tools():
+    """``scripts/neo4j_server.py`` as a module: ``neo4j_server()``, ``admin_import()``, ``prepare()``."""
     import importlib.util
 
-    if os.environ.get("KGREC_TEST_NEO4J_URI"):
-        yield {"uri": os.environ["KGREC_TEST_NEO4J_URI"], "user": os.environ.get("KGREC_TEST_NEO4J_USER", "neo4j"),
-               "password": os.environ.get("KGREC_TEST_NEO4J_PASSWORD", "")}
-        return
     spec = importlib.util.spec_from_file_location("kgrec_neo4j_server", REPO / "scripts" / "neo4j_server.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(neo4j_tools):
+    """A real Neo4j 5 Community server for the suite: ``scripts/neo4j_server.py`` (Maven Central, Bolt
+    on 127.0.0.1, a free port, authentication on), started once per session. Set
+    ``KGREC_TEST_NEO4J_URI`` (and ``_USER``/``_PASSWORD``) to run against a server of your own instead:
+    its default database is cleared by the tests. Without Java/Maven the tests that need it fail."""
+    if os.environ.get("KGREC_TEST_NEO4J_URI"):
+        yield {"uri": os.environ["KGREC_TEST_NEO4J_URI"], "user": os.environ.get("KGREC_TEST_NEO4J_USER", "neo4j"),
+               "password": os.environ.get("KGREC_TEST_NEO4J_PASSWORD", "")}
+        return
     try:
-        cm = mod.neo4j_server()
+        cm = neo4j_tools.neo4j_server()
         srv = cm.__enter__()
-    except mod.Neo4jServerError as exc:
+    except neo4j_tools.Neo4jServerError as exc:
         pytest.fail(f"the Neo4j test server could not start: {exc}")
     try:
         yield {"uri": srv.uri, "user": srv.user, "password": srv.password, "started_s": srv.started_s,

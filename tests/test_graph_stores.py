@@ -552,3 +552,53 @@ def test_cli_load_graph_human_output_and_store_errors(tmp_path, monkeypatch):
     assert len(json.loads(r.stdout)["rows"]) == 3  # the previous graph
     r = _cli("load-graph", "-w", str(ws), "--store", "sqlite")
     assert r.exit_code != 0
+
+
+# ---------------------------------------------------------------- neo4j-admin import files
+def test_neo4j_admin_export_imports_with_neo4j_own_tool(neo4j_server, neo4j_tools, tmp_path):
+    """`kgrec export-graph --format neo4j-admin` files, imported by Neo4j's own importer (the AdminTool of
+    the Maven Central artefacts) into a new database, give the same graph as a Bolt load: the same counts
+    per label, type and source, the same properties (quotes, newlines, booleans, integers), and the same
+    relationship keys, so a later Bolt load over the imported database updates it in place."""
+    from kgrec.graph.stores.neo4j_admin import write_neo4j_admin
+
+    server = neo4j_tools
+    tables = tiny_tables()
+    odd = 'O\'Brien "quoted", C:\\path\nsecond line, café'
+    tables.nodes["Drug"].loc[tables.nodes["Drug"]["id"] == "B01A", "name"] = odd
+    export = write_neo4j_admin(tables, tmp_path / "export")
+    assert export.to_dict()["n_edges"] == 41 and (tmp_path / "export" / "import.sh").stat().st_mode & 0o111
+    header = (tmp_path / "export" / "relationships" / "INDICATION_ICD.csv").read_text().splitlines()[0]
+    assert header == ":START_ID(Ingredient),:END_ID(DiagnosisCode),high_precision:boolean,source,licence,_kgrec_key,:TYPE"
+    home = tmp_path / "home"
+    server.admin_import(tmp_path / "export", home)
+    bolt = neo4j_store(neo4j_server)
+    bolt.clear()
+    bolt.load(tables)
+    q_drug = "MATCH (d:Drug {id: 'B01A'}) RETURN d.name AS name"
+    q_rel = ("MATCH (i:Ingredient)-[r:INDICATION_ICD]->(c) RETURN i.id AS i, c.id AS c, r.high_precision AS hp, "
+             "r._kgrec_key AS k ORDER BY i, c, k")
+    q_int = "MATCH (a:ATCClass) RETURN a.id AS id, a.level AS level ORDER BY id"
+    with server.neo4j_server(home=home) as srv:
+        imported = get_store("neo4j", uri=srv.uri, user=srv.user, password=srv.password)
+        assert imported.stats() == bolt.stats()
+        for q in (q_drug, q_rel, q_int):
+            assert imported.query(q) == bolt.query(q), q
+        assert imported.query(q_drug) == [{"name": odd}]
+        for stmt in (tmp_path / "export" / "constraints.cypher").read_text().split(";\n"):
+            body = "\n".join(line for line in stmt.splitlines() if not line.startswith("//")).strip()
+            if body:
+                imported.query(body)
+        imported.load(tables)  # a Bolt load over the imported graph: an update in place, not a second copy
+        assert imported.stats() == bolt.stats()
+    bolt.clear()
+
+
+def test_neo4j_admin_export_refuses_bad_tables(tmp_path):
+    from kgrec.graph.stores.neo4j_admin import write_neo4j_admin
+
+    bad = tiny_tables()
+    bad.edges["HAS_DIAGNOSIS"].loc[2, "dst"] = "ICD9CM:0000"
+    with pytest.raises(GraphLoadError, match=r"HAS_DIAGNOSIS: row 2 \(source 'mimic3'\): dst 'ICD9CM:0000' is not a DiagnosisCode"):
+        write_neo4j_admin(bad, tmp_path / "export")
+    assert not (tmp_path / "export").exists() and list(tmp_path.iterdir()) == []

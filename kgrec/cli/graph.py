@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -172,6 +173,38 @@ def load_graph_cmd(
     dropped = {k: v for k, v in (res.build_report.get("dropped_edges") or {}).items() if v}
     if dropped:
         console.print(f"edges dropped by the builder (ends not in the graph): {dropped}")
+
+
+@app.command("export-graph")
+@handle_errors
+def export_graph_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (replaced whole once complete).")],
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    data_dir: DataDir = None,
+    fmt: Annotated[str, typer.Option("--format", help="'neo4j-admin': CSVs for `neo4j-admin database import full`.")] = "neo4j-admin",
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--sources", help="Sources to export (as for load-graph; default: all, plus the cohort).", show_default=False),
+    ] = None,
+    exclude_nc: Annotated[bool, typer.Option("--exclude-nc", help="Leave out the non-commercial sources.")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Write the knowledge graph as files for Neo4j's offline bulk importer (millions of edges).
+
+    OUT gets nodes/<Label>.csv and relationships/<TYPE>.csv with neo4j-admin headers, import.sh (the
+    exact `neo4j-admin database import full` command), constraints.cypher (run it once the database
+    is started) and manifest.json. The graph is the one `kgrec load-graph` would load.
+    """
+    from kgrec.graph.load import export_graph
+
+    res = export_graph(workspace, resolve_data_dir(data_dir), out, fmt=fmt, sources=_split(sources),
+                       exclude_nc=exclude_nc, progress=not json_out)
+    if json_out:
+        emit_json(res)
+        return
+    console.print(f"wrote {res['n_nodes']:,} nodes and {res['n_edges']:,} relationships to {res['folder']}")
+    console.print(f"import (Neo4j stopped; the database is overwritten): cd {res['folder']} && ./import.sh")
+    console.print("then, with Neo4j running: cypher-shell -f constraints.cypher")
 
 
 def _parse_params(values: list[str] | None) -> dict[str, str]:

@@ -126,4 +126,34 @@ def load_graph(
     )
 
 
-__all__ = ["LoadResult", "load_graph"]
+def export_graph(
+    workspace: Path | str | None,
+    data_dir: Path | str,
+    out: Path | str,
+    fmt: str = "neo4j-admin",
+    sources: list[str] | tuple[str, ...] | None = None,
+    exclude_nc: bool = False,
+    *,
+    progress: bool = False,
+    schema: Schema | None = None,
+) -> dict[str, Any]:
+    """Build the graph as :func:`load_graph` does and write it as files instead of loading it.
+
+    ``fmt="neo4j-admin"``: CSVs for ``neo4j-admin database import full`` plus ``import.sh``,
+    ``constraints.cypher`` and ``manifest.json`` (:mod:`kgrec.graph.stores.neo4j_admin`). ``out`` is
+    replaced whole once complete."""
+    if fmt != "neo4j-admin":
+        raise WorkspaceError(f"unknown export format {fmt!r}: the one format is 'neo4j-admin'")
+    from kgrec.graph.stores.neo4j_admin import write_neo4j_admin
+
+    ws = Path(workspace) if workspace is not None else None
+    t0 = time.perf_counter()
+    built = _build_graph(
+        Path(data_dir), workspace=ws, sources=list(sources) if sources else None, exclude_nc=exclude_nc, progress=progress
+    )
+    t_build = time.perf_counter() - t0
+    written = write_neo4j_admin(built.tables, Path(out), schema or load_schema())
+    return written.to_dict() | {"format": fmt, "seconds": {"build": round(t_build, 3), "write": round(time.perf_counter() - t0 - t_build, 3)}}
+
+
+__all__ = ["LoadResult", "export_graph", "load_graph"]

@@ -84,6 +84,21 @@ def close_drivers() -> None:
             pass
 
 
+def schema_ddl(schema: Schema, mode: str = "unique") -> list[str]:
+    """The DDL for ``schema``, one statement per label: a uniqueness constraint on the key
+    (``mode="unique"``) or a plain index (``"index"``). Names ``kgrec_<Label>_<key>``; idempotent."""
+    if mode not in ("unique", "index"):
+        raise ValueError(f"mode must be 'unique' or 'index', not {mode!r}")
+    out = []
+    for label, node in schema.nodes.items():
+        name = f"kgrec_{label}_{node.key}"
+        if mode == "unique":
+            out.append(f"CREATE CONSTRAINT {name} IF NOT EXISTS FOR (n:{label}) REQUIRE n.{node.key} IS UNIQUE")
+        else:
+            out.append(f"CREATE INDEX {name} IF NOT EXISTS FOR (n:{label}) ON (n.{node.key})")
+    return out
+
+
 def _refused_ddl(cause: BaseException | None) -> bool:
     """The server answered the DDL with an error (not a credentials or connection failure)."""
     import neo4j.exceptions as nx
@@ -182,21 +197,14 @@ class Neo4jStore(GraphStore):
     def _create_schema(self, schema: Schema) -> None:
         if self.constraints == "skip":
             return
-        for label, node in schema.nodes.items():
-            if self.constraints == "unique":
-                stmt = (
-                    f"CREATE CONSTRAINT kgrec_{label}_{node.key} IF NOT EXISTS "
-                    f"FOR (n:{label}) REQUIRE n.{node.key} IS UNIQUE"
-                )
-            else:
-                stmt = f"CREATE INDEX kgrec_{label}_{node.key} IF NOT EXISTS FOR (n:{label}) ON (n.{node.key})"
+        for (label, key), stmt in zip(((lb, n.key) for lb, n in schema.nodes.items()), schema_ddl(schema, self.constraints)):
             try:
                 self._tx(stmt, {})
             except GraphStoreError as exc:
                 if not _refused_ddl(exc.__cause__):
                     raise  # credentials, an unreachable server: not about the DDL
                 raise GraphStoreError(
-                    f"{exc} (while creating the {self.constraints} {label}.{node.key} "
+                    f"{exc} (while creating the {self.constraints} {label}.{key} "
                     f"{'constraint' if self.constraints == 'unique' else 'index'}; for a server that does "
                     "not support it use --constraints index or --constraints skip)"
                 ) from exc
