@@ -464,3 +464,21 @@ def test_unknown_current_drug_is_listed_as_not_screened(svc):
     cur = {d["drug"]: d["screened"] for d in out["visit"]["current_drugs"]}
     assert cur == {"Z99Z": False, "N02B": True}
     assert any("not screened for interactions: Z99Z" in n for n in out["notes"])
+
+
+def test_parallel_edge_evidence_has_one_order_whatever_the_store_returned():
+    """Before: a step's first source (the one its sentence names) was whichever parallel edge the store
+    returned first, so the embedded store and Neo4j named different sources for the same path."""
+    from kgrec.explain.evidence import EvidencePath, Node, Step
+    from kgrec.explain.rows import merge_steps
+
+    def path(sources):
+        nodes = [Node("DB00501", "Ingredient", "Cimetidine"), Node("A02B", "Drug", "")]
+        return EvidencePath("A02B", "indication", nodes, [Step("IN_CLASS", True, [{"source": s, "licence": "x"} for s in sources])])
+
+    firsts = []
+    for order in (["drugbank_slim", "atc_name_match"], ["atc_name_match", "drugbank_slim"]):
+        a, b = path(order[:1]), path(order[1:])
+        merge_steps(a, b)
+        firsts.append([e["source"] for e in a.steps[0].evidence])
+    assert firsts[0] == firsts[1] == ["atc_name_match", "drugbank_slim"]

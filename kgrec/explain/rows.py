@@ -5,6 +5,7 @@ trial or publication grouped (unless the store already aggregated them: ``suppor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from kgrec.explain.evidence import GROUPED_LABELS, MAX_EXAMPLES, EvidencePath, Node, Step
@@ -114,12 +115,19 @@ def from_row(r: dict) -> EvidencePath | None:
     return _from_similar(r)
 
 
+def _add_evidence(a: Step, b: Step) -> None:
+    """``b``'s evidence into ``a``'s, in one canonical order (by source, licence, then the rest), so a
+    step names the same first source whatever order the store returned the parallel edges in."""
+    for e in b.evidence:
+        if e not in a.evidence:
+            a.evidence.append(e)
+    a.evidence.sort(key=lambda e: (str(e.get("source", "")), str(e.get("licence", "")), json.dumps(e, sort_keys=True, default=str)))
+
+
 def merge_steps(into: EvidencePath, other: EvidencePath) -> None:
     """``other`` has the same nodes as ``into``: add its steps' evidence (parallel edges)."""
     for a, b in zip(into.steps, other.steps):
-        for e in b.evidence:
-            if e not in a.evidence:
-                a.evidence.append(e)
+        _add_evidence(a, b)
     if into.counted_by_store:
         into.support = max(into.support, other.support)
 
@@ -155,9 +163,7 @@ def group(paths: Iterable[EvidencePath]) -> list[EvidencePath]:
             # the parallel-edge evidence of the shared steps (not the grouped node's own edges)
             for i, (a, b) in enumerate(zip(rep.steps, m.steps)):
                 if i not in (idx - 1, idx):
-                    for e in b.evidence:
-                        if e not in a.evidence:
-                            a.evidence.append(e)
+                    _add_evidence(a, b)
         out.append(rep)
     return out
 

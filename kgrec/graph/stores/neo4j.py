@@ -214,7 +214,11 @@ class Neo4jStore(GraphStore):
         self._stamp = uuid.uuid4().hex
         # Into an empty graph, CREATE (no per-row lookup of an existing element; the uniqueness
         # constraints still guard the ids); into a graph that has something, MERGE (idempotent, resumable).
-        self._fresh = all(not self._tx(f"MATCH (n:{label}) RETURN 1 AS x LIMIT 1", {}) for label in schema.nodes)
+        # (labels the database has never seen are left out: probing them draws "label does not exist" warnings)
+        present = {r["label"] for r in self._tx("CALL db.labels() YIELD label RETURN label", {})}
+        self._fresh = all(
+            not self._tx(f"MATCH (n:{label}) RETURN 1 AS x LIMIT 1", {}) for label in schema.nodes if label in present
+        )
 
     def _batches(self, rows: list[dict], table: str, cypher: str, progress: Progress | None) -> None:
         """Write ``rows`` in transactions of ``batch_size`` rows, ``workers`` at a time (the server
@@ -314,6 +318,10 @@ class Neo4jStore(GraphStore):
                 return
 
     def _clear(self, schema: Schema) -> None:
+        # relationships first, in batches: DETACH DELETE of a hub node (a diagnosis code of a 50k-visit
+        # cohort) would put all its relationships in one transaction
+        for name in schema.relationships:
+            self._delete_all(f"MATCH ()-[x:{name}]->() WITH x LIMIT $limit DELETE x RETURN count(*) AS n")
         for label in schema.nodes:
             self._delete_all(f"MATCH (x:{label}) WITH x LIMIT $limit DETACH DELETE x RETURN count(*) AS n")
 
