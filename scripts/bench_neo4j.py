@@ -68,7 +68,8 @@ def query_diff(emb, neo, psets: list[dict]) -> dict:
     res = {}
     for name in names:
         qe, qn = load_query(name, emb.dialect), load_query(name, neo.dialect)
-        ordered = "ORDER BY" in " ".join(qe.statements).upper() and qe.path == qn.path
+        # as multisets: queries that order have ties, which the two engines break differently
+        ordered = False
         sets = [{}] if not qe.params else [{k: p[k] for k in qe.params} for p in psets]
         equal, rows, t_e, t_n = 0, 0, 0.0, 0.0
         mismatches = []
