@@ -226,12 +226,14 @@ def test_realiser_names_only_evidence(svc):
     names = _graph_names()
     res = svc.recommend("100", top_k=4, threshold=0.0, paths_per_drug=10)
     for d in res.drugs:
-        allowed = {d.drug} | {n.id for p in d.paths + d.cautions for n in p.nodes}
+        # the path nodes, and the visit's own inputs the model weighed (named in "What raised its score")
+        allowed = {d.drug} | {n.id for p in d.paths + d.cautions for n in p.nodes} | {c.input for c in d.attribution.contributions}
         text = d.rationale.lower()
         for name, node_id in names.items():
             if re.search(r"(?<![a-z0-9])" + re.escape(name) + r"(?![a-z0-9])", text):
                 # the tiny graph's ICD-10 I10 shares a name prefix with nothing; ICD-9 4019's name contains 'hypertension'
-                assert node_id in allowed or any(name in n.name.lower() for p in d.paths for n in p.nodes if n.id in allowed), (d.drug, name)
+                assert (node_id in allowed or any(name in n.name.lower() for p in d.paths for n in p.nodes if n.id in allowed)
+                        or any(name in c.name.lower() for c in d.attribution.contributions)), (d.drug, name)
         for p in d.paths + d.cautions:
             for v in range(N_VARIANTS):
                 r = realise_path(p, v)
@@ -482,3 +484,56 @@ def test_parallel_edge_evidence_has_one_order_whatever_the_store_returned():
         merge_steps(a, b)
         firsts.append([e["source"] for e in a.steps[0].evidence])
     assert firsts[0] == firsts[1] == ["atc_name_match", "drugbank_slim"]
+
+
+# ------------------------------------------------------------------ issue 25: never say more than the model or the evidence
+def _medi_path(high_precision, code="ICD9CM:4280", attribution=None):
+    from kgrec.explain.evidence import EvidencePath, Node, Step
+
+    nodes = [Node("mimic3:1", "Visit"), Node(code, "DiagnosisCode", "Congestive heart failure"),
+             Node("DB00571", "Ingredient", "Propranolol"), Node("C07A", "Drug", "beta blocking agents")]
+    steps = [Step("HAS_DIAGNOSIS", True, [{"source": "mimic3", "licence": "ODbL 1.0"}]),
+             Step("INDICATION_ICD", False, [{"source": "medi", "licence": "CC BY-NC-SA 3.0", "high_precision": high_precision}]),
+             Step("IN_CLASS", True, [{"source": "drugbank", "licence": "CC BY-NC 4.0"}])]
+    p = EvidencePath("C07A", "code_indication", nodes, steps)
+    if attribution is not None:
+        p.extra["attribution"] = attribution
+    return p
+
+
+def test_mined_links_are_not_stated_as_indications():
+    """Before: 'Congestive heart failure ... is an indication of Sodium chloride (source: medi)' for a
+    MEDI link outside its high-precision subset."""
+    from kgrec.explain.realise import N_VARIANTS, realise_path
+
+    weak, strong = _medi_path(False), _medi_path(True)
+    assert weak.evidence_class == "mined association" and strong.evidence_class == "curated indication"
+    assert weak.to_dict()["evidence_class"] == "mined association"
+    for v in range(N_VARIANTS):
+        text = realise_path(weak, v).text
+        assert text.startswith("Weak evidence:") and "not a confirmed indication" in text
+        assert "is an indication of" not in text and "is indicated for" not in text
+    assert "is an indication of Propranolol" in realise_path(strong).text
+
+
+def test_rationale_follows_the_model():
+    """Before: a drug below the threshold was 'recommended (probability 0.00)'; the text cited evidence for a
+    code whose contribution was negative; a score made by the graph prior was not said to be."""
+    from kgrec.explain.attribution import GRAPH_PRIOR, GRAPH_PRIOR_TEXT, Attribution, Contribution
+    from kgrec.explain.evidence import Node
+    from kgrec.explain.realise import realise_drug
+
+    att = Attribution("C07A", 2.0, [Contribution("", GRAPH_PRIOR, GRAPH_PRIOR_TEXT, 0.78, 0.2),
+                                    Contribution("ICD9CM:4280", "diagnosis", "Congestive heart failure", -0.17, -0.02),
+                                    Contribution("ICD9CM:42731", "diagnosis", "Atrial fibrillation", 0.05, 0.01)])
+    drug = Node("C07A", "Drug", "beta blocking agents")
+    paths = [_medi_path(True, "ICD9CM:4280", attribution=-0.17), _medi_path(False, "ICD9CM:42731", attribution=0.05)]
+    text = realise_drug(drug, paths, [], 0.94, recommended=True, threshold=0.35, attribution=att).text
+    assert "is recommended (probability 0.94)" in text
+    assert "What raised its score in this patient: Atrial fibrillation (ICD9CM:42731, +0.05)" in text
+    assert "comes mostly from the graph prior (+0.78)" in text
+    assert "Congestive heart failure (ICD9CM:4280) is an indication" not in text  # negative contribution: not a reason
+    assert "1 further path starts at codes that lowered this score" in text
+    low = realise_drug(drug, paths, [], 0.001, recommended=False, threshold=0.35, attribution=att).text
+    assert low.startswith("beta blocking agents (C07A) is not recommended (probability 0.00, below the threshold 0.35).")
+    assert " is recommended" not in low

@@ -50,6 +50,9 @@ from kgrec.cohort.samples import Samples
 METHOD = "occlusion"
 CODE_KINDS = ("diagnosis", "procedure")
 GRAPH_PRIOR = "graph_prior"
+#: what the graph prior is, in words a clinician follows (its contribution's ``name``)
+GRAPH_PRIOR_TEXT = ("graph prior: how often this drug class is prescribed to visits like this one in general "
+                    "(other patients with related codes, through the graph), not this patient's own codes")
 _PROFILE_COLUMNS = ("age", "sex", "admission_type", "admission_location", "insurance", "unit_type", "unit_admit_source", "hospital_admit_source", "encounter_class")
 _EPS = 1e-6
 
@@ -286,7 +289,7 @@ def attribute(model, cohort: Cohort, samples: Samples, drugs: Sequence[str], nam
         cs = []
         for i, (kind, x) in enumerate(inputs):
             w, dp = float(weights[i, j]), float(dprob[i, j])
-            label = "graph prior" if kind == GRAPH_PRIOR else names.get(x, "")
+            label = GRAPH_PRIOR_TEXT if kind == GRAPH_PRIOR else names.get(x, "")
             cs.append(Contribution(x or GRAPH_PRIOR, kind, label, w, dp, parts.get((i, j), {})))
         cs.sort(key=lambda c: (-c.weight, c.kind, c.input))
         out[d] = Attribution(d, float(full[j]), cs)
@@ -330,4 +333,4 @@ def _exact_parts(model, inputs: Sequence[Input], cols: list[int], total: np.ndar
     return out
 
 
-__all__ = ["CODE_KINDS", "GRAPH_PRIOR", "METHOD", "Attribution", "Contribution", "attribute", "occluded_cohort", "occluded_logits", "visit_inputs", "visit_profile"]
+__all__ = ["CODE_KINDS", "GRAPH_PRIOR", "GRAPH_PRIOR_TEXT", "METHOD", "Attribution", "Contribution", "attribute", "occluded_cohort", "occluded_logits", "visit_inputs", "visit_profile"]

@@ -91,10 +91,24 @@ class EvidencePath:
             out.append(_label(n))
         return " ".join(out)
 
+    @property
+    def evidence_class(self) -> str:
+        """How strong the link is, in words a clinician can weigh: ``curated indication``
+        (PharmacotherapyDB, DrugCentral, MEDI's high-precision subset), ``mined association`` (MEDI
+        outside its high-precision subset: text-mined, often wrong), ``co-prescription`` (other
+        patients' visits), ``clinical trial``, ``literature (caution)``."""
+        if self.kind == "indication":
+            return "curated indication"
+        if self.kind == "code_indication":
+            hp = [e.get("high_precision") for st in self.steps if st.type == "INDICATION_ICD" for e in st.evidence]
+            return "curated indication" if any(h is True for h in hp) else "mined association"
+        return {"similar_patients": "co-prescription", "trial": "clinical trial"}.get(self.kind, "literature (caution)")
+
     def to_dict(self) -> dict:
         return {
             "drug": self.drug,
             "kind": self.kind,
+            "evidence_class": self.evidence_class,
             "score": round(self.score, 4),
             "score_parts": {"weight": round(self.weight, 3), "specificity": round(self.specificity, 4), "support": self.support},
             "support": self.support,
@@ -104,6 +118,15 @@ class EvidencePath:
             "text": self.text(),
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+STRENGTH = {"curated indication": 0, "clinical trial": 1, "co-prescription": 1, "mined association": 2, "literature (caution)": 3}
+
+
+def by_strength(paths: list[EvidencePath]) -> list[EvidencePath]:
+    """``paths`` with curated indications first and mined (low-precision) associations last; within a
+    class the given (faithful) order is kept."""
+    return sorted(paths, key=lambda p: STRENGTH.get(p.evidence_class, 2))
 
 
 def _label(n: Node) -> str:

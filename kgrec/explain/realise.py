@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kgrec.explain.evidence import by_strength
 from kgrec.explain.paths import EvidencePath, Node
 
 N_VARIANTS = 3
@@ -79,6 +80,16 @@ def realise_path(p: EvidencePath, variant: int = 0) -> Realised:
             f"{first}, and according to {src} {name(ingredient)} ({coded(drug)}) {verb} it.",
         ]
         return Realised(texts[v], used)
+    if p.kind == "code_indication" and p.evidence_class == "mined association":
+        # MEDI outside its high-precision subset: stated as what it is, never as an indication
+        src = _sources(p, "INDICATION_ICD") or "MEDI"
+        via = f" ({_related_clause(p, code, related)})" if related else ""
+        texts = [
+            f"Weak evidence: {src}'s broad, text-mined set (low precision, not a confirmed indication) associates {coded(evidence_code)}{via} with {name(ingredient)}, which belongs to {coded(drug)}.",
+            f"Weak evidence: a low-precision mined association ({src}, not a confirmed indication) links {name(ingredient)} ({coded(drug)}) with {coded(evidence_code)}{via}.",
+            f"Weak evidence: {coded(evidence_code)}{via} and {name(ingredient)}, in {coded(drug)}, are associated in {src}'s mined, low-precision set, not a confirmed indication.",
+        ]
+        return Realised(texts[v], used)
     if p.kind == "code_indication":
         src = _sources(p, "INDICATION_ICD") or "MEDI"
         head = f"The diagnosis {coded(code)}"
@@ -132,21 +143,57 @@ def realise_path(p: EvidencePath, variant: int = 0) -> Realised:
     return Realised(f"{p.text()}.", used)
 
 
-def realise_drug(drug: Node, paths: Sequence[EvidencePath], cautions: Sequence[EvidencePath] = (), probability: float | None = None, variant: int = 0, header: bool = True) -> Realised:
-    """A paragraph for one drug: a header sentence, one sentence per path (best first), then cautions."""
+def _drivers(att, recommended: bool) -> list[str]:
+    """What moved this drug's score, from the model's own attribution: the inputs that raised it, and
+    whether the graph prior (how often the class is given to visits like this one) outweighs them."""
+    if att is None:
+        return []
+    from kgrec.explain.attribution import GRAPH_PRIOR
+
+    raised = att.top(3)
+    prior = next((c.weight for c in att.contributions if c.kind == GRAPH_PRIOR), 0.0)
+    codes_total = sum(c.weight for c in att.contributions if c.kind != GRAPH_PRIOR and c.weight > 0)
+    out = []
+    if raised:
+        out.append("What raised its score in this patient: " + ", ".join(f"{c.name or c.input} ({c.input}, {c.weight:+.2f})" for c in raised) + ".")
+    else:
+        out.append("None of this patient's codes raised its score.")
+    if prior > 0 and prior >= codes_total:
+        out.append(
+            f"The score comes mostly from the graph prior ({prior:+.2f}): how often {('this class' if recommended else 'it')} is "
+            "prescribed to visits like this one in general, not this patient's particular codes."
+        )
+    return out
+
+
+def realise_drug(drug: Node, paths: Sequence[EvidencePath], cautions: Sequence[EvidencePath] = (), probability: float | None = None,
+                 variant: int = 0, header: bool = True, *, recommended: bool = True, threshold: float | None = None,
+                 attribution=None) -> Realised:
+    """A paragraph for one drug: a header sentence (recommended or not, as the model decided), what
+    raised its score (with an ``attribution``), one sentence per path (curated indications first; a
+    path that starts at a code whose contribution was negative is not cited as a reason), then cautions."""
     parts: list[str] = []
     ents = {drug.id}
     if header:
-        if probability is not None:
+        if probability is not None and recommended:
             parts.append(f"{coded(drug)} is recommended (probability {probability:.2f}).")
+        elif probability is not None:
+            below = f", below the threshold {threshold:.2f}" if threshold is not None else ""
+            parts.append(f"{coded(drug)} is not recommended (probability {probability:.2f}{below}).")
         else:
             parts.append(f"{coded(drug)}:")
+    parts += _drivers(attribution, recommended)
+    cited = [p for p in paths if p.extra.get("attribution", 0.0) >= 0]
+    lowered = len(paths) - len(cited)
+    cited = by_strength(cited)  # curated indications first, mined associations last
     if not paths:
         parts.append(f"No path in the knowledge graph links the diagnoses of this visit to {coded(drug)}; the recommendation rests on the model alone.")
-    for p in paths:
+    for p in cited:
         r = realise_path(p, variant)
         parts.append(r.text)
         ents |= r.entities
+    if lowered:
+        parts.append(f"{lowered} further path{'s' if lowered > 1 else ''} start{'' if lowered > 1 else 's'} at codes that lowered this score and {'are' if lowered > 1 else 'is'} not cited as reasons.")
     for p in cautions:
         r = realise_path(p, variant)
         parts.append(r.text)

@@ -290,7 +290,8 @@ class RecommendService:
                 d.evidence_gap = evidence_gap(d.reasons)
                 d.evidence_counts, d.caution_counts, d.cut = ev.counts(), ev.caution_counts(), ev.cut()
                 d.n_paths = sum(d.evidence_counts.values())
-                d.rationale = realise_drug(Node(d.drug, "Drug", d.name), d.paths, d.cautions, d.probability).text
+                d.rationale = realise_drug(Node(d.drug, "Drug", d.name), d.paths, d.cautions, d.probability,
+                                           recommended=d.above_threshold, threshold=thr, attribution=d.attribution).text
             notes.extend(_cut_notes(rec))
         elif explain and self.paths is None:
             notes.append("no graph store: recommendations without paths")

@@ -479,7 +479,7 @@
       const pts = (100 * c.delta_probability).toFixed(1);
       const li = el("li", { class: `driver ${sign}` + (starts.has(c.input) ? " has-path" : ""), "data-input": c.input },
         el("span", { class: "dlabel" }, starts.has(c.input) ? el("span", { class: "mark", title: "a rationale path starts here", text: "◆ " }) : null,
-          el("code", { text: label }), ` ${c.name && c.kind !== "graph_prior" ? c.name : ""}`, el("span", { class: "muted", text: ` · ${KIND_NAMES[c.kind] || c.kind}` })),
+          el("code", { text: label }), ` ${c.name || ""}`, el("span", { class: "muted", text: ` · ${KIND_NAMES[c.kind] || c.kind}` })),
         el("span", { class: "dbar", "aria-hidden": "true" }, el("span", { style: `width:${Math.max(1, (100 * Math.abs(c.weight)) / top).toFixed(1)}%` })),
         el("span", { class: "dval", text: `${c.weight >= 0 ? "+" : ""}${c.weight.toFixed(2)}` }),
         el("span", { class: "visually-hidden", text: ` logit; ${pts >= 0 ? "+" : ""}${pts} probability points` }));
