@@ -281,8 +281,10 @@ def test_patient_validation_errors(svc):
         svc.recommend(patient={"diagnoses": [], "procedures": []})
     with pytest.raises(InputError, match="none of the patient's codes is known"):
         svc.recommend(patient={"icd_version": 9, "diagnoses": ["999.99", "123.4"]})
-    with pytest.raises(InputError, match="needs an ICD version"):
-        svc.recommend(patient={"diagnoses": ["401.9"]})
+    with pytest.raises(InputError, match="'X1' is not a valid ICD-9-CM or ICD-10-CM code"):
+        svc.recommend(patient={"diagnoses": ["X1"]})
+    with pytest.raises(InputError, match="'I10' is not an ICD-9 diagnosis code"):
+        svc.recommend(patient={"icd_version": 9, "diagnoses": ["I10"]})
     with pytest.raises(InputError, match="at most 200"):
         parse_patient({"icd_version": 9, "diagnoses": ["401.9"] * (MAX_CODES + 1)})
     with pytest.raises(InputError, match="not valid JSON"):
@@ -537,3 +539,55 @@ def test_rationale_follows_the_model():
     low = realise_drug(drug, paths, [], 0.001, recommended=False, threshold=0.35, attribution=att).text
     assert low.startswith("beta blocking agents (C07A) is not recommended (probability 0.00, below the threshold 0.35).")
     assert " is recommended" not in low
+
+
+# ------------------------------------------------------------------ issue 25: a new patient in one line
+@pytest.mark.parametrize("code,kind,versions", [
+    ("428.0", "diagnosis", [9]), ("4280", "diagnosis", [9]), ("250.00", "diagnosis", [9]), ("I10", "diagnosis", [10]),
+    ("E11.9", "diagnosis", [10]), ("E119", "diagnosis", [10]), ("N17.9", "diagnosis", [10]), ("E849.7", "diagnosis", [9]),
+    ("E9290", "diagnosis", [9]), ("E871", "diagnosis", [9, 10]), ("V58.61", "diagnosis", [9, 10]), ("V5861", "diagnosis", [9, 10]),
+    ("V00.01XA", "diagnosis", [10]), ("S72.001A", "diagnosis", [10]), ("X1", "diagnosis", []), ("42", "diagnosis", []),
+    ("36.05", "procedure", [9]), ("3605", "procedure", [9]), ("0DTJ4ZZ", "procedure", [10]), ("I10", "procedure", []),
+])
+def test_icd_version_from_the_code_form(code, kind, versions):
+    from kgrec.explain.patient import versions_by_form
+
+    assert versions_by_form(code, kind) == versions
+
+
+def test_new_patient_codes_detect_their_version_and_take_a_profile(svc):
+    """Before: plain codes needed an icd_version (the page defaulted to 9, so I10 became ICD9CM:I10), and
+    age and sex were refused ("Extra inputs are not permitted")."""
+    from kgrec.explain.patient import normalise_code, normalise_patient, parse_patient
+
+    pc = normalise_patient(parse_patient({"diagnoses": ["427.31", "I10", "V58.61"], "age": 71, "sex": "female"}),
+                           known={"ICD9CM:V5861"})
+    assert pc.diagnoses == ["ICD9CM:42731", "ICD10CM:I10", "ICD9CM:V5861"] and (pc.age, pc.sex) == (71, "F")
+    with pytest.raises(InputError, match="reads as ICD-9 and as ICD-10"):
+        normalise_code("V58.61", "diagnosis", None, known=set())
+    assert normalise_code("V58.61", "diagnosis", 10) == "ICD10CM:V5861"  # an explicit version wins
+    res = svc.recommend(patient={"diagnoses": ["427.31", "I10"], "age": 95, "sex": "M"}, drugs=["B01A"]).to_dict()
+    assert [d["code"] for d in res["visit"]["diagnoses"]] == ["ICD9CM:42731", "ICD10CM:I10"]
+    with pytest.raises(InputError, match="sex"):
+        parse_patient({"diagnoses": ["427.31"], "sex": "X"})
+
+
+def test_cli_codes_in_one_line(ws):
+    from typer.testing import CliRunner
+
+    from kgrec.cli import app
+
+    run = CliRunner().invoke
+    r = run(app, ["recommend", "-w", str(ws), "--codes", "427.31,I10", "--drugs", "N02B", "--age", "70", "--sex", "F", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["visit"]["kind"] == "patient" and out["visit"]["current_drugs"][0]["drug"] == "N02B"
+    assert [d["code"] for d in out["visit"]["diagnoses"]] == ["ICD9CM:42731", "ICD10CM:I10"]
+    for bad, msg in ((["--codes", "427.31,,401.9"], "empty item"), (["--codes", "X1"], "not a valid ICD-9-CM or ICD-10-CM"),
+                     (["--codes", "427.31' OR 1=1"], "letters, digits"), (["--codes", ",".join(["427.31"] * 5000)], "at most 200"),
+                     (["--codes", "427.31", "--visit", "100"], "exactly one"), (["--age", "70", "--visit", "100"], "go with --codes")):
+        r = run(app, ["recommend", "-w", str(ws), *bad, "--json"])
+        assert r.exit_code == 2 and msg in r.output, (bad, r.output)
+        assert r.stdout.strip() == "" or json.loads(r.stdout)
+    r = run(app, ["explain", "-w", str(ws), "--codes", "427.31", "--drug", "B01A", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["rationales"][0]["drug"] == "B01A", r.output

@@ -68,7 +68,7 @@ def test_recommend_and_explain(client):
     ("[1, 2]", 422, "valid dictionary"),
     (json.dumps({"patient": {"diagnoses": []}}), 422, "empty patient"),
     (json.dumps({"patient": {"icd_version": 9, "diagnoses": ["999.99"]}}), 400, "none of the patient's codes"),
-    (json.dumps({"patient": {"diagnoses": ["401.9"]}}), 400, "needs an ICD version"),
+    (json.dumps({"patient": {"diagnoses": ["40Q.9"]}}), 400, "is not a valid ICD-9-CM or ICD-10-CM code"),
     (json.dumps({"visit_id": "nope"}), 400, "not in the workspace"),
     (json.dumps({"visit_id": "100", "patient": PATIENT}), 422, "exactly one"),
     (json.dumps({"visit_id": "100", "top_k": 1000}), 422, "top_k"),

@@ -34,8 +34,13 @@ PatientOpt = Annotated[Path | None, typer.Option("--patient", help="A new patien
 ModelOpt = Annotated[ModelName, typer.Option("--model", help="The trained model that scores the drugs.")]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Minimum probability (default: the model's tuned threshold; 0: plain top-k).", show_default=False)]
 PathsOpt = Annotated[int, typer.Option("--paths", min=0, max=20, help="Rationale paths shown per drug (0: none).")]
-CurrentOpt = Annotated[list[str] | None, typer.Option("--current-drugs", help="ATC codes the patient takes now (comma-separated or repeated): DDI screening.", show_default=False)]
+CurrentOpt = Annotated[list[str] | None, typer.Option("--current-drugs", "--drugs", help="ATC codes the patient takes now (comma-separated or repeated): DDI screening.", show_default=False)]
 StoreOpt = Annotated[str, typer.Option("--store", help="Graph store for the paths: embedded, neo4j, or none.")]
+CodesOpt = Annotated[list[str] | None, typer.Option("--codes", help="A new patient's diagnosis codes, e.g. 428.0,250.00,I10 (comma-separated or repeated); the ICD version is read from each code's form.", show_default=False)]
+ProcsOpt = Annotated[list[str] | None, typer.Option("--procedures", help="With --codes: procedure codes (ICD-9-CM or ICD-10-PCS).", show_default=False)]
+AgeOpt = Annotated[float | None, typer.Option("--age", min=0, max=130, help="With --codes: age in years.", show_default=False)]
+SexOpt = Annotated[str | None, typer.Option("--sex", help="With --codes: F or M.", show_default=False)]
+IcdOpt = Annotated[int | None, typer.Option("--icd-version", min=9, max=10, help="With --codes: the ICD version of every plain code (default: read from each code; needed only where a code reads both ways, e.g. V58.61).", show_default=False)]
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -48,12 +53,28 @@ def _service_args(store: str, uri, user, password, database) -> tuple[str | None
     return store, _store_kw(store, uri, user, password, database)
 
 
-def _patient(patient: Path | None):
-    if patient is None:
-        return None
-    from kgrec.explain.recommend import load_patient
+def _patient(patient: Path | None, codes: list[str] | None = None, procedures: list[str] | None = None,
+             age: float | None = None, sex: str | None = None, icd_version: int | None = None):
+    """The new patient of --patient FILE.json, or of --codes/--procedures/--age/--sex (one line)."""
+    inline = codes is not None or procedures is not None
+    if patient is not None and inline:
+        raise KgrecError("give either --patient FILE.json or --codes/--procedures, not both")
+    if not inline:
+        if any(x is not None for x in (age, sex, icd_version)):
+            raise KgrecError("--age, --sex and --icd-version go with --codes")
+        if patient is None:
+            return None
+        from kgrec.explain.recommend import load_patient
 
-    return load_patient(patient)
+        return load_patient(patient)
+    items = {"--codes": codes or [], "--procedures": procedures or []}
+    for opt, values in items.items():
+        if any(not part.strip() for v in values for part in v.split(",")):
+            raise KgrecError(f"{opt}: an empty item (two commas, or a trailing comma)")
+    data = {"diagnoses": _split(codes), "procedures": _split(procedures), "age": age, "sex": sex, "icd_version": icd_version}
+    from kgrec.explain.recommend import parse_patient
+
+    return parse_patient({k: v for k, v in data.items() if v not in (None, [])})
 
 
 def _show(res, verbose_paths: bool = True) -> None:
@@ -120,6 +141,11 @@ def _node_label(n) -> str:
 def recommend(
     visit: VisitOpt = None,
     patient: PatientOpt = None,
+    codes: CodesOpt = None,
+    procedures: ProcsOpt = None,
+    age: AgeOpt = None,
+    sex: SexOpt = None,
+    icd_version: IcdOpt = None,
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: ModelOpt = ModelName.student,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="At most this many drugs.")] = 10,
@@ -137,15 +163,17 @@ def recommend(
     """Recommend drug classes (ATC3) for a workspace visit or a new patient, with DDI warnings,
     the inputs that drove each score and rationale paths from the knowledge graph.
 
-    Exactly one of --visit and --patient. The terminal shows a table (with each drug's strongest inputs)
-    and a tree of paths (each step with its source and licence); --json prints the full structure.
+    One of --visit ID, --patient FILE.json, or a new patient in one line: --codes 428.0,250.00,401.9
+    [--procedures 36.05] [--drugs C07A] [--age 71 --sex F]. The terminal shows a table (with each
+    drug's strongest inputs) and a tree of paths (each step with its source and licence); --json
+    prints the full structure.
     """
-    if (visit is None) == (patient is None):
-        raise KgrecError("give exactly one of --visit ID or --patient FILE.json")
+    pat = _patient(patient, codes, procedures, age, sex, icd_version)
+    if (visit is None) == (pat is None):
+        raise KgrecError("give exactly one of --visit ID, --patient FILE.json or --codes CODES")
     from kgrec.explain.recommend import RecommendService
 
     st, kw = _service_args(store, uri, user, password, database)
-    pat = _patient(patient)
     with RecommendService(workspace, model.value, st, kw) as svc:
         res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs), attributions=attributions)
     if json_out:
@@ -159,6 +187,11 @@ def recommend(
 def explain(
     visit: VisitOpt = None,
     patient: PatientOpt = None,
+    codes: CodesOpt = None,
+    procedures: ProcsOpt = None,
+    age: AgeOpt = None,
+    sex: SexOpt = None,
+    icd_version: IcdOpt = None,
     drug: Annotated[list[str] | None, typer.Option("--drug", help="Drug class(es) to explain (ATC3; comma-separated or repeated). Default: the recommended ones.", show_default=False)] = None,
     workspace: Workspace = DEFAULT_WORKSPACE,
     model: ModelOpt = ModelName.student,
@@ -178,12 +211,12 @@ def explain(
     The text comes from the deterministic realiser: one sentence per rationale path, naming only the
     nodes of that path; it never states an edge that is not in the graph.
     """
-    if (visit is None) == (patient is None):
-        raise KgrecError("give exactly one of --visit ID or --patient FILE.json")
+    pat = _patient(patient, codes, procedures, age, sex, icd_version)
+    if (visit is None) == (pat is None):
+        raise KgrecError("give exactly one of --visit ID, --patient FILE.json or --codes CODES")
     from kgrec.explain.recommend import RecommendService
 
     st, kw = _service_args(store, uri, user, password, database)
-    pat = _patient(patient)
     with RecommendService(workspace, model.value, st, kw) as svc:
         res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, drugs=_split(drug) or None)
     generated = {}

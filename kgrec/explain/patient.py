@@ -84,6 +84,15 @@ class PatientIn(BaseModel):
     procedures: list[CodeEntry] = Field(default_factory=list, max_length=MAX_CODES)
     earlier_visits: list[VisitIn] = Field(default_factory=list, max_length=MAX_VISITS)
     current_drugs: list[CodeText] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes the patient takes now (DDI screening)")
+    age: float | None = Field(None, ge=0, le=130, description="age in years at the visit (the cohort protocol caps it at 90)")
+    sex: Literal["F", "M"] | None = Field(None, description="F or M (female/male accepted)")
+
+    @field_validator("sex", mode="before")
+    @classmethod
+    def _sex(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"f": "F", "female": "F", "m": "M", "male": "M"}.get(v.strip().lower(), v)
+        return v
 
     _atc = field_validator("current_drugs")(classmethod(lambda cls, v: _check_atc(v)))
 
@@ -149,7 +158,32 @@ def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
         raise InputError(str(exc), path=p) from None
 
 
-def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None) -> str:
+# The forms of ICD-9-CM and ICD-10-CM/PCS codes (dots optional), to tell the version from the code itself.
+_ICD9_DX = re.compile(r"^(\d{3}(\.?\d{1,2})?|V\d{2}(\.?\d{1,2})?|E[89]\d{2}(\.?\d)?)$")  # E codes: E800-E999
+_ICD10_DX = re.compile(r"^[A-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+_ICD9_PX = re.compile(r"^\d{2}(\.?\d{1,2})?$")
+_ICD10_PX = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
+
+
+def versions_by_form(code: str, kind: str = "diagnosis") -> list[int]:
+    """The ICD versions whose code form ``code`` fits (``[]``: neither, ``[9, 10]``: ambiguous).
+
+    Digits only: ICD-9 (``428.0``). A letter other than E/V: ICD-10 (``I10``). E and V codes exist in
+    both: the dot position decides where there is one (ICD-9 ``E849.7``, ``V58.61``; ICD-10 ``E11.9``),
+    E9xx is ICD-9 only (ICD-10 E codes end at E89), a letter after the number is ICD-10. Procedures:
+    ICD-9 ``36.05``; ICD-10-PCS seven characters."""
+    c = code.strip().upper()
+    if kind == "procedure":
+        return [v for v, rx in ((9, _ICD9_PX), (10, _ICD10_PX)) if rx.match(c)]
+    out = []
+    if _ICD9_DX.match(c) and not ("." in c and c[0] == "E" and c.index(".") != 4):
+        out.append(9)
+    if _ICD10_DX.match(c) and not c[0].isdigit() and not ("." in c and c.index(".") != 3) and not (c[0] == "E" and c[1] == "9"):
+        out.append(10)
+    return out
+
+
+def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None, known: set[str] | None = None) -> str:
     """``"401.9"`` (version 9) -> ``ICD9CM:4019``; ``"ICD10CM:I10"`` kept (dots dropped, upper case)."""
     if isinstance(entry, CodeIn):
         code, version = entry.code, entry.version or default_version
@@ -164,9 +198,22 @@ def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None) 
         if isinstance(entry, CodeIn) and entry.version:
             raise InputError(f"{code!r}: give either a prefixed id or a version, not both")
         return f"{system}:{rest.replace('.', '').upper()}"
-    if version is None:
-        raise InputError(f"{code!r} needs an ICD version: write {{\"code\": \"{code}\", \"version\": 9}} or set \"icd_version\"")
-    return icd_id(code, version, kind)
+    fits = versions_by_form(code, kind)
+    system = "ICD-9-CM or ICD-10-CM" if kind == "diagnosis" else "ICD-9-CM procedure or ICD-10-PCS"
+    if not fits:
+        raise InputError(f"{code!r} is not a valid {system} code")
+    if version is not None:
+        if version not in fits:
+            raise InputError(f"{code!r} is not an ICD-{version} {kind} code (its form is ICD-{fits[0]}); drop the version to have it detected")
+        return icd_id(code, version, kind)
+    if len(fits) == 1:
+        return icd_id(code, fits[0], kind)
+    ids = [icd_id(code, v, kind) for v in fits]
+    hits = [i for i in ids if known is not None and i in known]
+    if len(hits) == 1:  # only one reading is a code kgrec knows
+        return hits[0]
+    raise InputError(f"{code!r} reads as ICD-9 and as ICD-10 ({' or '.join(ids)}): give its version "
+                     f"(--icd-version, \"icd_version\" or {{\"code\": \"{code}\", \"version\": 9}})")
 
 
 @dataclass
@@ -179,9 +226,13 @@ class PatientCodes:
     current_drugs: list[str]
     inputs: dict[str, str] = field(default_factory=dict)
     label: str = "patient"
+    age: float | None = None
+    sex: str | None = None
 
 
-def normalise_patient(p: PatientIn) -> PatientCodes:
+def normalise_patient(p: PatientIn, known: set[str] | None = None) -> PatientCodes:
+    """Normalised ids; a plain code's version comes from the code, its entry, ``icd_version``, or its
+    form (:func:`versions_by_form`; ``known`` ids settle a form both versions share)."""
     errors: list[str] = []
     inputs: dict[str, str] = {}
 
@@ -189,7 +240,7 @@ def normalise_patient(p: PatientIn) -> PatientCodes:
         out = []
         for i, e in enumerate(entries):
             try:
-                c = normalise_code(e, kind, p.icd_version)
+                c = normalise_code(e, kind, p.icd_version, known)
             except (InputError, ValueError) as exc:
                 errors.append(f"{where}.{i}: {exc}")
                 continue
@@ -207,8 +258,8 @@ def normalise_patient(p: PatientIn) -> PatientCodes:
     ]
     if errors:
         raise InputError("invalid patient: " + "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else ""))
-    return PatientCodes(dx, px, earlier, list(p.current_drugs), inputs, p.id or "patient")
+    return PatientCodes(dx, px, earlier, list(p.current_drugs), inputs, p.id or "patient", p.age, p.sex)
 
 
 __all__ = ["MAX_CODES", "MAX_DRUGS", "MAX_VISITS", "CodeIn", "PatientCodes", "PatientIn", "VisitIn", "load_patient", "normalise_code",
-           "normalise_patient", "parse_patient", "validation_message"]
+           "normalise_patient", "parse_patient", "validation_message", "versions_by_form"]

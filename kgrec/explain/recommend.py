@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kgrec.cohort.base import VISIT_COLUMNS, Cohort
+from kgrec.cohort.base import AGE_CAP, VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
 from kgrec.explain.attribution import attribute, model_code_vocab, visit_profile
@@ -155,7 +155,8 @@ class RecommendService:
         n = len(pc.earlier)
         rows.append({"patient_id": "new", "visit_id": f"new:{n}", "visit_order": n, "time": pd.NaT,
                      "diagnoses": pc.diagnoses, "procedures": pc.procedures, "drugs": []})
-        visits = pd.DataFrame(rows, columns=VISIT_COLUMNS)
+        profile = {k: v for k, v in (("age", None if pc.age is None else min(float(pc.age), AGE_CAP)), ("sex", pc.sex)) if v is not None}
+        visits = pd.DataFrame(rows, columns=VISIT_COLUMNS).assign(**profile)
         used = {c for r in rows for k in ("diagnoses", "procedures", "drugs") for c in r[k]}
         codes = self.cohort.codes[self.cohort.codes["code"].isin(used)].reset_index(drop=True)
         return Cohort(visits, codes, self.cohort.source), n
@@ -218,7 +219,7 @@ class RecommendService:
             current = extra_current
             inputs: dict[str, str] = {}
         else:
-            given = normalise_patient(parse_patient(patient))
+            given = normalise_patient(parse_patient(patient), set(self.names) | set(self.known_codes or ()))
             pc, grounded = self.grounder.ground(given)
             dx, px, inputs = given.diagnoses, given.procedures, pc.inputs
             cohort, row = self._patient_cohort(pc)

@@ -217,10 +217,10 @@
   function addTyped(text) {
     const code = text.trim();
     if (!code) return;
-    const version = Number($("icd-version").value);
+    const version = $("icd-version").value ? Number($("icd-version").value) : null;  // null: the service reads it from the code
     const prefixed = /^[A-Za-z][A-Za-z0-9]*:/.test(code);
     const kind = /^(ICD9PROC|ICD10PCS):/i.test(code) ? "procedure" : "diagnosis";
-    const chip = { code, display: prefixed ? code : `${code} (ICD-${version})`, name: "typed", kind, typed: !prefixed, version };
+    const chip = { code, display: prefixed || !version ? code : `${code} (ICD-${version})`, name: "typed", kind, typed: !prefixed, version };
     if (!state.chips.some((x) => x.code === chip.code && x.version === chip.version)) state.chips.push(chip);
     afterAdd(chip);
   }
@@ -287,9 +287,10 @@
     if (state.mode === "visit") {
       body.visit_id = $("visit-id").value.trim();
     } else {
-      const patient = { icd_version: Number($("icd-version").value), diagnoses: [], procedures: [] };
+      const patient = { diagnoses: [], procedures: [] };
+      if ($("icd-version").value) patient.icd_version = Number($("icd-version").value);
       for (const c of state.chips) {
-        const entry = c.typed ? { code: c.code, version: c.version } : c.code;
+        const entry = c.typed && c.version ? { code: c.code, version: c.version } : c.code;
         (c.kind === "procedure" ? patient.procedures : patient.diagnoses).push(entry);
       }
       body.patient = patient;
