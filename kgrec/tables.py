@@ -319,11 +319,15 @@ ID_COLUMNS = frozenset(
 
 
 def read_source(
-    folder: Path, name: str, required: Iterable[str], optional: Iterable[str] = (), keys: Iterable[str] | None = None
+    folder: Path, name: str, required: Iterable[str], optional: Iterable[str] = (), keys: Iterable[str] | None = None,
+    *, report: dict | None = None,
 ) -> pd.DataFrame:
     """:func:`find_table` then :func:`read_table`; the frame's ``attrs['path']`` records the file.
 
     ``keys`` default: the :data:`ID_COLUMNS` among the requested columns (required or present optional).
+    A table with a header and no rows is an :class:`InputError` naming the file (a cohort read from it
+    would silently lack its visits, codes or drugs), unless ``report`` is given: the table is then
+    optional, and its name is recorded in ``report["empty_tables"]`` (a warning in the prepare report).
     """
     path = find_table(folder, name)
     required, optional = [c.lower() for c in required], [c.lower() for c in optional]
@@ -337,6 +341,10 @@ def read_source(
         if col in df:
             _check_keys(df, [col], path)
     df.attrs["path"] = str(path)
+    if df.empty:
+        if report is None:
+            raise InputError("the table has a header and no rows; it is required", path=path)
+        report.setdefault("empty_tables", []).append(path.name)
     return df
 
 

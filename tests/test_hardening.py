@@ -8,6 +8,7 @@ dates); the MIMIC-IV, eICU and Synthea cases corrupt the public-schema fixtures.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import tracemalloc
@@ -256,3 +257,56 @@ def test_gzip_under_a_plain_name_and_utf16(tmp_path):
     p.write_bytes("subject_id,hadm_id\n1,10\n".encode("utf-16"))
     with pytest.raises(InputError, match="UTF-16 text"):
         read_table(p, ["subject_id"])
+
+
+def _header_only(path: Path) -> None:
+    """Keep only the header line of a table (plain or gzipped, any line ending)."""
+    raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    head = raw.split(b"\n", 1)[0] + b"\n"
+    path.write_bytes(gzip.compress(head) if path.name.endswith(".gz") else head)
+
+
+@requires_real_data
+@pytest.mark.parametrize("source,required,optional", [
+    ("mimic3", ["ADMISSIONS", "DIAGNOSES_ICD", "PRESCRIPTIONS"], ["PROCEDURES_ICD", "PATIENTS"]),
+    ("mimic4", ["admissions", "diagnoses_icd", "prescriptions"], ["procedures_icd", "patients"]),
+    ("eicu", ["patient", "diagnosis", "medication"], ["treatment", "admissiondrug"]),
+    ("synthea", ["encounters", "conditions", "medications"], ["patients", "procedures"]),
+])
+def test_a_table_with_a_header_and_no_rows(tmp_path, source, required, optional):
+    """Before: required tables with a header and no rows (PRESCRIPTIONS, DIAGNOSES_ICD) gave exit 0 and a
+    cohort with 0 drugs. Now a required one is an error naming the file; an optional one is recorded."""
+    from kgrec.cohort import get_loader
+    from kgrec.tables import find_table
+    from tests.conftest import make_mimic3, make_mimic4
+    from tests.fixtures_ehr import add_mimic3_profile, add_mimic4_profile
+
+    def fresh(tag):
+        root = tmp_path / tag
+        if source == "mimic3":
+            return add_mimic3_profile(make_mimic3(root / "m3")), make_mappings(root / "data")
+        if source == "mimic4":
+            return add_mimic4_profile(make_mimic4(root / "m4")), make_mappings(root / "data")
+        if source == "eicu":
+            return make_eicu(root), real_mappings()
+        return make_synthea(root, procedures=True), real_mappings()
+
+    def load(folder, mappings):
+        from kgrec.cohort.codes import Mappings
+
+        m = mappings if not isinstance(mappings, Path) else Mappings(mappings)
+        return get_loader(source)(folder, m).load()
+
+    for table in required:
+        folder, mappings = fresh(f"req-{table}")
+        path = find_table(folder / "hosp" if source == "mimic4" else folder, table)
+        _header_only(path)
+        with pytest.raises(InputError, match=rf"{path.name}.*header and no rows; it is required"):
+            load(folder, mappings)
+    for table in optional:
+        folder, mappings = fresh(f"opt-{table}")
+        path = find_table(folder / "hosp" if source == "mimic4" else folder, table)
+        _header_only(path)
+        cohort = load(folder, mappings)
+        report = cohort.report if hasattr(cohort, "report") else cohort[1]
+        assert path.name in json.dumps(report), (table, report)

@@ -201,7 +201,7 @@ class EicuLoader(CohortLoader):
 
     # ---- procedures ----
     def _treatments(self, report: dict) -> tuple[pd.DataFrame, dict[str, str]]:
-        tx = read_source(self.source_dir, "treatment", ["patientunitstayid", "treatmentstring"], ["treatmentoffset"])
+        tx = read_source(self.source_dir, "treatment", ["patientunitstayid", "treatmentstring"], ["treatmentoffset"], report=report)
         tx = tx[tx["treatmentstring"] != ""]
         offset = _int(tx["treatmentoffset"]) if "treatmentoffset" in tx else pd.Series(0, index=tx.index)
         tx = tx.assign(_off=offset).sort_values(["patientunitstayid", "_off", "_line"], kind="stable")
@@ -221,7 +221,7 @@ class EicuLoader(CohortLoader):
         hicl_name = _most_frequent(med["drughiclseqno"], med["drugname"])
         name_source = "medication"
         try:
-            adm = read_source(self.source_dir, "admissiondrug", ["drugname", "drughiclseqno"])
+            adm = read_source(self.source_dir, "admissiondrug", ["drugname", "drughiclseqno"], report=report)
         except InputError as exc:
             if "not found" not in str(exc):
                 raise

@@ -73,7 +73,7 @@ class _MimicLoader(CohortLoader):
     def _codes(self, table: str, kind: str, report: dict) -> pd.DataFrame:
         lay = self.layout
         cols = ["hadm_id", lay.code_col] + ([lay.version_col] if lay.version_col else [])
-        df = read_source(self._folder(), table, cols, ["seq_num"])
+        df = read_source(self._folder(), table, cols, ["seq_num"], report=report if kind == "procedure" else None)
         empty = df[lay.code_col] == ""
         report[f"{kind}_rows_without_code"] = int(empty.sum())
         df = df[~empty]
@@ -93,7 +93,7 @@ class _MimicLoader(CohortLoader):
     def _names(self, table: str, kind: str) -> dict[str, str]:
         lay = self.layout
         cols = [lay.code_col, lay.title_col] + ([lay.version_col] if lay.version_col else [])
-        df = read_source(self._folder(), table, cols, ["short_title"])
+        df = read_source(self._folder(), table, cols, ["short_title"], report={})  # names: optional
         versions = df[lay.version_col] if lay.version_col else pd.Series("9", index=df.index)
         ok = versions.isin(["9", "10"]) & (df[lay.code_col] != "")
         return {icd_id(c, v, kind): t for c, v, t in zip(df[lay.code_col][ok], versions[ok], df[lay.title_col][ok])}
@@ -107,7 +107,7 @@ class _MimicLoader(CohortLoader):
             report["profile_missing"] = f"no {lay.patients} table: age and sex are missing"
             return admissions
         cols = ["subject_id", "gender"] + (["dob"] if lay.age_from == "dob" else ["anchor_age", "anchor_year"])
-        pat = read_source(self._folder(), lay.patients, cols)
+        pat = read_source(self._folder(), lay.patients, cols, report=report)
         if pat["subject_id"].duplicated().any():
             i = pat.index[pat["subject_id"].duplicated()][0]
             raise InputError(f"subject_id {pat.loc[i, 'subject_id']!r} appears twice", path=pat.attrs["path"], column="subject_id", line=int(pat.loc[i, "_line"]))

@@ -37,13 +37,13 @@ from kgrec.errors import InputError
 from kgrec.tables import find_table, parse_times, read_source
 
 
-def _optional(folder, name: str, required: list[str], optional: list[str] = ()) -> pd.DataFrame | None:
-    """A table that may be absent (None); present but malformed is still an error."""
+def _optional(folder, name: str, required: list[str], optional: list[str] = (), report: dict | None = None) -> pd.DataFrame | None:
+    """A table that may be absent (None) or empty (recorded in ``report``); present but malformed is still an error."""
     try:
         find_table(folder, name)
     except InputError:
         return None
-    return read_source(folder, name, required, optional)
+    return read_source(folder, name, required, optional, report=report if report is not None else {})
 
 
 def _profile(admissions: pd.DataFrame, patients: pd.DataFrame | None, report: dict) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def _profile(admissions: pd.DataFrame, patients: pd.DataFrame | None, report: di
     missing = [c for c in ("birthdate", "gender") if patients is None or c not in patients]
     if missing:
         report["profile_missing"] = ("no patients table" if patients is None else f"patients table has no {', '.join(missing)} column") + ": age/sex missing"
-    if patients is None:
+    if patients is None or patients.empty:  # absent, or a header without rows (recorded in report["empty_tables"])
         return admissions
     if patients["id"].duplicated().any():
         i = patients.index[patients["id"].duplicated()][0]
@@ -128,8 +128,8 @@ class SyntheaLoader(CohortLoader):
         enc = read_source(folder, "encounters", ["id", "start", "patient"], ["encounterclass"])
         cond = read_source(folder, "conditions", ["start", "stop", "patient", "encounter", "code", "description"])
         med = read_source(folder, "medications", ["start", "patient", "encounter", "code", "description"])
-        patients = _optional(folder, "patients", ["id"], ["birthdate", "gender"])
-        procs = _optional(folder, "procedures", ["patient", "encounter", "code"], ["description"])
+        patients = _optional(folder, "patients", ["id"], ["birthdate", "gender"], report)
+        procs = _optional(folder, "procedures", ["patient", "encounter", "code"], ["description"], report)
 
         if enc["id"].duplicated().any():
             i = enc.index[enc["id"].duplicated()][0]
