@@ -591,3 +591,16 @@ def test_cli_codes_in_one_line(ws):
         assert r.stdout.strip() == "" or json.loads(r.stdout)
     r = run(app, ["explain", "-w", str(ws), "--codes", "427.31", "--drug", "B01A", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["rationales"][0]["drug"] == "B01A", r.output
+
+
+def test_drugs_taken_now_are_not_recommended_again(svc):
+    """Before: a patient's current drugs (B01AC06 -> B01A) came back as recommendations, unmarked."""
+    pat = {"diagnoses": ["427.31", "401.9"], "current_drugs": ["B01AC06"]}
+    res = svc.recommend(patient=pat, top_k=10, threshold=0.0).to_dict()
+    assert "B01A" not in [d["drug"] for d in res["drugs"]] and all(d["current"] is False for d in res["drugs"])
+    assert any("not recommended again: B01A" in n for n in res["notes"])
+    res = svc.recommend(patient=pat, top_k=10, threshold=0.0, include_current=True).to_dict()
+    assert [d["current"] for d in res["drugs"] if d["drug"] == "B01A"] == [True]
+    visit = svc.recommend("100", top_k=10, threshold=0.0).to_dict()
+    assert all(isinstance(d["prescribed"], bool) for d in visit["drugs"])
+    assert {d["drug"] for d in visit["drugs"] if d["prescribed"]} <= set(visit["visit"]["prescribed"])

@@ -98,7 +98,7 @@ def _show(res, verbose_paths: bool = True) -> None:
     if v["kind"] == "workspace":
         table.add_column("prescribed", justify="center")
     for d in res.drugs:
-        row = [str(d.rank), d.drug, escape(d.name), f"{d.probability:.3f}" + ("" if d.above_threshold else " *"), str(d.n_paths),
+        row = [str(d.rank), d.drug, escape(d.name) + (" (taking now)" if d.current else ""), f"{d.probability:.3f}" + ("" if d.above_threshold else " *"), str(d.n_paths),
                ", ".join(f"{k} {n}" for k, n in d.evidence_counts.items()) or "–"]
         if attributed:
             up = [c for c in (d.attribution.contributions if d.attribution else []) if c.weight > 0][:3]
@@ -157,6 +157,7 @@ def recommend(
     user: UserOpt = None,
     password: PasswordOpt = None,
     database: DatabaseOpt = None,
+    include_current: Annotated[bool, typer.Option("--include-current", help="List drugs the patient takes now (--drugs) too, marked; by default they are not recommended again.")] = False,
     attributions: Annotated[bool, typer.Option("--attributions/--no-attributions", help="Each input's contribution to each drug's score (occlusion); paths are then ranked by their starting code's attribution × their score.")] = True,
     json_out: JsonOut = False,
 ) -> None:
@@ -175,7 +176,8 @@ def recommend(
 
     st, kw = _service_args(store, uri, user, password, database)
     with RecommendService(workspace, model.value, st, kw) as svc:
-        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs), attributions=attributions)
+        res = svc.recommend(visit, pat, top_k=top_k, threshold=threshold, paths_per_drug=paths, current_drugs=_split(current_drugs), attributions=attributions,
+                            include_current=include_current)
     if json_out:
         emit_json(res.to_dict())
         return

@@ -185,8 +185,10 @@ class RecommendService:
         drugs: Sequence[str] | None = None,
         explain: bool = True,
         attributions: bool = True,
+        include_current: bool = False,
     ) -> Recommendation:
-        """Rank drugs for a workspace visit or a new patient.
+        """Rank drugs for a workspace visit or a new patient (drugs taken now are left out of the top-k
+        unless ``include_current``; every drug is marked ``current`` / ``prescribed``).
 
         ``threshold``: minimum probability (default: the model's tuned threshold; 0 gives the plain
         top-k). ``drugs``: explain these drug classes instead of the top-k (``kgrec explain``).
@@ -261,11 +263,16 @@ class RecommendService:
             idx = sorted((self.drug_vocab.index(d) for d in want), key=lambda j: -proba[j])
             chosen = [(j, proba[j] >= thr) for j in idx]
         else:
-            order = np.argsort(-proba, kind="stable")[: int(top_k)]
+            skip = set() if include_current else {d for d in current if d in self.drug_vocab}
+            order = [j for j in np.argsort(-proba, kind="stable") if self.drug_vocab[j] not in skip][: int(top_k)]
+            if skip:
+                notes.append(f"drugs taken now are not recommended again: {', '.join(sorted(skip))} (include_current lists them, marked)")
             chosen = [(int(j), True) for j in order if proba[j] >= thr]
             if not chosen:
                 notes.append(f"no drug reaches the threshold {thr:.2f} (best {float(proba[order[0]]):.2f}); lower it with --threshold")
-        rec = [RecommendedDrug(k + 1, self.drug_vocab[j], self._drug_name(self.drug_vocab[j]), float(proba[j]), bool(ok)) for k, (j, ok) in enumerate(chosen)]
+        given = set(visit_info.get("prescribed", [])) if visit_id is not None else None
+        rec = [RecommendedDrug(k + 1, self.drug_vocab[j], self._drug_name(self.drug_vocab[j]), float(proba[j]), bool(ok), current=self.drug_vocab[j] in current,
+                               prescribed=None if given is None else self.drug_vocab[j] in given) for k, (j, ok) in enumerate(chosen)]
         ddi = self._ddi([d.drug for d in rec], current)
         t3 = time.perf_counter()
         if attributions and rec:
@@ -363,33 +370,19 @@ def recommend(
     drugs: Sequence[str] | None = None,
     store_kw: dict | None = None,
     attributions: bool = True,
+    include_current: bool = False,
 ) -> Recommendation:
     """One-shot :class:`RecommendService` (loads the model and opens the store for one call; keep a
     service for many calls). ``patient`` may be a dict, a :class:`PatientIn`, JSON text or a path."""
     if isinstance(patient, Path) or (isinstance(patient, str) and patient.strip().endswith(".json") and not patient.strip().startswith("{")):
         patient = load_patient(patient)
     with RecommendService(workspace, model, store, store_kw) as svc:
-        return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs, attributions=attributions)
+        return svc.recommend(visit_id, patient, top_k, threshold, paths_per_drug, current_drugs, drugs, attributions=attributions,
+                             include_current=include_current)
 
 
 __all__ = [  # the patient schema and the result types are re-exported here (their modules: patient, result)
-    "MAX_CODES",
-    "MAX_CODE_LEN",
-    "MAX_DRUGS",
-    "MAX_PATHS_PER_DRUG",
-    "MAX_TOP_K",
-    "MAX_VISITS",
-    "CodeIn",
-    "PatientCodes",
-    "PatientIn",
-    "RecommendService",
-    "Recommendation",
-    "RecommendedDrug",
-    "VisitIn",
-    "load_patient",
-    "normalise_code",
-    "normalise_patient",
-    "parse_patient",
-    "recommend",
-    "validation_message",
+    "MAX_CODES", "MAX_CODE_LEN", "MAX_DRUGS", "MAX_PATHS_PER_DRUG", "MAX_TOP_K", "MAX_VISITS", "CodeIn", "PatientCodes", "PatientIn",
+    "RecommendService", "Recommendation", "RecommendedDrug", "VisitIn", "load_patient", "normalise_code", "normalise_patient",
+    "parse_patient", "recommend", "validation_message",
 ]

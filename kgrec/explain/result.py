@@ -25,11 +25,14 @@ class RecommendedDrug:
     attribution: Attribution | None = None  # each input's contribution to this drug's score
     reasons: list[dict] = field(default_factory=list)  # the strongest reasons and whether a path starts there
     evidence_gap: str = ""  # "no graph evidence for the strongest reasons: ..." or ""
+    current: bool = False  # the patient takes it now (listed only with include_current)
+    prescribed: bool | None = None  # a workspace visit: was it prescribed at that visit (None for a new patient)
 
     def to_dict(self) -> dict:
         return {
             "rank": self.rank, "drug": self.drug, "name": self.name, "probability": round(float(self.probability), 4),
-            "above_threshold": self.above_threshold, "rationale": self.rationale, "n_paths": self.n_paths,
+            "above_threshold": self.above_threshold, "current": self.current, **({"prescribed": self.prescribed} if self.prescribed is not None else {}),
+            "rationale": self.rationale, "n_paths": self.n_paths,
             "evidence_counts": self.evidence_counts, "caution_counts": self.caution_counts, "paths": [p.to_dict() for p in self.paths],
             "cautions": [p.to_dict() for p in self.cautions], **({"cut": self.cut} if self.cut else {}),
             **({"attribution": self.attribution.to_dict(), "strongest_reasons": self.reasons, "evidence_gap": self.evidence_gap}

@@ -91,6 +91,7 @@ class RecommendRequest(_Target):
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     current_drugs: list[Atc] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes taken now (DDI screening)")
     explain: bool = Field(True, description="include rationale paths and texts")
+    include_current: bool = Field(False, description="list drugs taken now (current_drugs, the patient's own) too, marked current")
 
 
 class ExplainRequest(_Target):
@@ -179,7 +180,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
         s = svc()
         with state["lock"]:
             res = s.recommend(req.visit_id, req.patient, top_k=req.top_k, threshold=req.threshold, paths_per_drug=req.paths_per_drug,
-                              current_drugs=req.current_drugs, explain=req.explain)
+                              current_drugs=req.current_drugs, explain=req.explain, include_current=req.include_current)
         return res.to_dict()
 
     @app.post("/explain", summary="Natural-language rationales (deterministic realiser) with their paths",

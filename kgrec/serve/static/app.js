@@ -404,14 +404,18 @@
         "aria-pressed": "false", "data-drug": d.drug },
         el("span", { class: "rank", text: String(d.rank) }),
         el("span", { class: "dname" }, d.name + " ", el("code", { text: d.drug }),
-          inter.length ? el("span", { class: "badge ddi-badge", text: `⚠ DDI ×${inter.length}` }) : null),
+          inter.length ? el("span", { class: "badge ddi-badge", text: `⚠ DDI ×${inter.length}` }) : null,
+          d.current ? el("span", { class: "badge now-badge", text: "taking now" }) : null,
+          d.prescribed ? el("span", { class: "badge rx-badge", title: "prescribed at this visit", text: "✓ prescribed" }) : null),
         el("span", { class: "prob", text: d.probability.toFixed(2) }),
         el("span", { class: "bar", "aria-hidden": "true" }, el("span", { style: `width:${Math.max(1, d.probability * 100).toFixed(1)}%` })),
         el("span", { class: "meta", text: [
           `probability ${pct(d.probability)}`,
           d.above_threshold ? null : "below the threshold",
           `${d.n_paths} path${d.n_paths === 1 ? "" : "s"} found`,
-          inter.length ? `interacts with ${inter.map((w) => (w.drug_a === d.drug ? w.drug_b : w.drug_a)).join(", ")}` : null,
+          inter.length ? `interacts with ${[...new Set(inter.map((w) => (w.drug_a === d.drug ? w.drug_b : w.drug_a)))].join(", ")}` : null,
+          d.current ? "taken now" : null,
+          d.prescribed ? "prescribed at this visit" : null,
         ].filter(Boolean).join(" · ") }));
       b.addEventListener("click", () => selectDrug(i, true));
       ol.append(el("li", {}, b));
