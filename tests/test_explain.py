@@ -604,3 +604,19 @@ def test_drugs_taken_now_are_not_recommended_again(svc):
     visit = svc.recommend("100", top_k=10, threshold=0.0).to_dict()
     assert all(isinstance(d["prescribed"], bool) for d in visit["drugs"])
     assert {d["drug"] for d in visit["drugs"] if d["prescribed"]} <= set(visit["visit"]["prescribed"])
+
+
+def test_results_survive_a_pipe(ws):
+    """Before: human output went to stderr (`> file` captured nothing) and, piped, was hard-wrapped at 80
+    columns, cutting code ids ("ICD9CM:038 / 9") and table cells. Now results are on stdout, unwrapped."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "kgrec", "recommend", "-w", str(ws), "--visit", "100", "--top-k", "3"],
+                          capture_output=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode("utf-8")  # valid UTF-8: no cut box characters
+    assert "recommended drugs" in out and "rationale paths" in out
+    assert max(len(line) for line in out.splitlines()) > 80  # not hard-wrapped at the (fake) terminal width
+    assert "ICD9CM:42731" in out and "\x1b[" not in out  # code ids whole; no colour codes in a file
+    assert "recommended drugs" not in proc.stderr.decode()

@@ -25,6 +25,7 @@ from kgrec.cli.common import (
     console,
     emit_json,
     handle_errors,
+    show,
 )
 
 
@@ -122,7 +123,7 @@ def benchmark(
         vps = s.get("visits_per_second")
         table.add_row(name, _cell(s, "jaccard"), _cell(s, "f1"), _cell(s, "prauc"), f"{m['ddi_rate']:.4f}", f"{m['n_meds']:.1f}",
                       f"{s['train_seconds']:.1f}" if s.get("train_seconds") is not None else "–", f"{vps:,.0f}" if vps else "–")
-    console.print(table)
+    show(table)
     if res.paired:
         console.print(f"paired per-fold PRAUC differences vs {res.reference} ({res.n_folds} folds):")
         for name, per in res.paired.items():

@@ -18,6 +18,7 @@ from kgrec.cli.common import (
     emit_json,
     handle_errors,
     resolve_data_dir,
+    show,
 )
 from kgrec.cli.lazy import SOURCES, api
 from kgrec.errors import InputError
@@ -97,7 +98,7 @@ def prepare(
     table.add_column("value", justify="right")
     for k, v in stats.items():
         table.add_row(k, str(v))
-    console.print(table)
+    show(table)
     unmapped = report.get("top_unmapped_drugs") or []
     if unmapped:
         console.print("most frequent unmapped drug names: " + ", ".join(f"{n} ({c})" for n, c in unmapped[:8]))
@@ -132,7 +133,7 @@ def evaluate(
         emit_json(res.to_json())
         return
     table = metrics_table(res, f"{res.dataset}: " + (f"{folds}-fold CV, mean ± std" if folds else "test split, [95% CI]"))
-    console.print(table)
+    show(table)
     if res.paired:
         console.print(f"paired per-fold differences vs {res.reference}:")
         for name, per in res.paired.items():

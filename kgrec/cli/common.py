@@ -53,6 +53,15 @@ def resolve_data_dir(data_dir: Path | None) -> Path:
     raise KgrecError("no data folder: pass --data-dir DIR or set KGREC_DATA (e.g. export KGREC_DATA=../shared/data)")
 
 
+def show(*objects: Any, **kw: Any) -> None:
+    """A result (table, tree, rationale text) on stdout; progress, notes and errors stay on stderr
+    (``console``). On a terminal it fits the terminal; redirected or piped it is never hard-wrapped:
+    tables as wide as their content, values whole, no colour codes."""
+    tty = sys.stdout.isatty()
+    out = Console(file=sys.stdout, emoji=False, width=None if tty else 100_000, soft_wrap=not tty)
+    out.print(*objects, **kw)
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
     sys.stdout.flush()

@@ -19,6 +19,7 @@ from kgrec.cli.common import (
     console,
     emit_json,
     handle_errors,
+    show,
 )
 from kgrec.cli.graph import DatabaseOpt, PasswordOpt, UriOpt, UserOpt, _store_kw
 from kgrec.errors import KgrecError
@@ -106,9 +107,9 @@ def _show(res, verbose_paths: bool = True) -> None:
         if v["kind"] == "workspace":
             row.append("✓" if d.drug in v.get("prescribed", []) else "")
         table.add_row(*row)
-    console.print(table)
+    show(table)
     for w in res.ddi_warnings:
-        console.print(f"[bold red]DDI[/] {escape(w['message'])}", highlight=False)
+        show(f"[bold red]DDI[/] {escape(w['message'])}", highlight=False)
     for d in res.drugs:
         if d.evidence_gap:
             console.print(f"[yellow]{d.drug}[/]: {escape(d.evidence_gap)}", highlight=False)
@@ -129,7 +130,7 @@ def _show(res, verbose_paths: bool = True) -> None:
                 if p.examples:
                     node.add(f"[dim]also: {', '.join(p.examples)}[/]")
         if tree.children:
-            console.print(tree)
+            show(tree)
 
 
 def _node_label(n) -> str:
@@ -242,17 +243,17 @@ def explain(
     for n in res.notes:
         console.print(f"[yellow]note:[/] {escape(n)}", highlight=False)
     for d in res.drugs:
-        console.print(f"\n[bold]{d.drug}[/] {escape(d.name)}", highlight=False)
+        show(f"\n[bold]{d.drug}[/] {escape(d.name)}", highlight=False)
         if d.attribution is not None:
             top = ", ".join(f"{escape(c.name or c.input)} ({escape(c.input)}) {c.weight:+.2f}" for c in d.attribution.top(3, kinds=("diagnosis", "procedure", "earlier_drug", "profile", "graph_prior")))
-            console.print(f"[dim]the model's strongest inputs (logit weight):[/] {top or '–'}", highlight=False, soft_wrap=True)
+            show(f"[dim]the model's strongest inputs (logit weight):[/] {top or '–'}", highlight=False)
             if d.evidence_gap:
-                console.print(f"[yellow]{escape(d.evidence_gap)}[/]", highlight=False, soft_wrap=True)
-        console.print(escape(d.rationale), highlight=False, soft_wrap=True)
+                show(f"[yellow]{escape(d.evidence_gap)}[/]", highlight=False)
+        show(escape(d.rationale), highlight=False)
         if d.drug in generated:
             g = generated[d.drug]
             flag = "" if not g["hallucinated"] else f" [red](names absent from the evidence: {escape(', '.join(g['hallucinated']))})[/]"
-            console.print(f"[dim]generated:[/] {escape(g['text'])}{flag}", highlight=False, soft_wrap=True)
+            show(f"[dim]generated:[/] {escape(g['text'])}{flag}", highlight=False)
 
 
 @app.command("build-rationales")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from kgrec.cli.app import app
-from kgrec.cli.common import JsonOut, console, emit_json, handle_errors
+from kgrec.cli.common import JsonOut, console, emit_json, handle_errors, show
 if TYPE_CHECKING:
     from kgrec.fetch import FetchResult, Manifest
 
@@ -149,7 +149,7 @@ def _list(man: Manifest, json_out: bool) -> None:
             s.dest + ("/" if s.archive == "zip" else ""),
             s.url,
         )
-    console.print(table)
+    show(table)
     console.print(
         "NC: non-commercial licence (skip with --exclude-nc). sha256 'none': no checksum, fetched only with "
         "--allow-unverified. Details and notes: docs/data-sources.md."
@@ -168,7 +168,7 @@ def _report(result: FetchResult) -> None:
             "unverified" if item.status in ("downloaded", "present") else "")
         files = ", ".join(item.files[:3]) + (f" (+{len(item.files) - 3})" if len(item.files) > 3 else "")
         table.add_row(item.name, f"[{style}]{item.status}[/]" if style else item.status, checked, files)
-    console.print(table)
+    show(table)
     for item in result.items:
         if item.status == "conflict" and item.error:  # failures are reported once, by the error message
             console.print(f"[{_STYLE[item.status]}]{item.name}:[/] {item.error}", highlight=False)

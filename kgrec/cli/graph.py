@@ -27,6 +27,7 @@ from kgrec.cli.common import (
     emit_json,
     handle_errors,
     resolve_data_dir,
+    show,
 )
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Graph store: 'embedded' (Ladybug in the workspace) or 'neo4j'.")]
@@ -166,7 +167,7 @@ def load_graph_cmd(
     table.add_section()
     table.add_row("nodes", f"{res.stats['n_nodes']:,}", "")
     table.add_row("relationships", f"{res.stats['n_edges']:,}", "")
-    console.print(table)
+    show(table)
     ld = res.load
     rate = f", {ld.n_edges / ld.seconds:,.0f} edges/s" if ld.seconds > 0 else ""
     console.print(f"built in {res.seconds['build']:.1f} s, loaded in {ld.seconds:.1f} s{rate}")
@@ -291,7 +292,7 @@ def query_cmd(
         table.add_column(c, overflow="fold", ratio=4 if wide else 1, min_width=30 if wide else None)
     for r in rows:
         table.add_row(*(render(r.get(c)) for c in cols))
-    console.print(table)
+    show(table)
 
 
 __all__ = ["load_graph_cmd", "query_cmd", "render"]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, stage_progress
+from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, show, stage_progress
 from kgrec.cli.cohort import metrics_table
 from kgrec.errors import OptionError
 from kgrec.cli.lazy import SOURCES, api
@@ -86,22 +86,22 @@ def run(
     if res.stages:
         console.print("trained: " + (", ".join(f"{k} {v:.0f} s" for k, v in res.stages["seconds"].items()) or "nothing (all current)"))
     table = metrics_table(res.evaluation, f"{source}: {folds}-fold patient-level CV, mean ± std" if folds else f"{source}: test split, [95% CI]")
-    console.print(table)
+    show(table)
     for name, per in (res.evaluation.paired or {}).items():
         d = per.get("prauc")
         if d:
-            console.print(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+            show(f"  PRAUC {name} − {res.evaluation.reference}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     if res.pooled:
-        console.print(pooled_table(res.pooled))
+        show(pooled_table(res.pooled))
         models = res.pooled["modes"]["pooled"]["models"]
         best = max(models, key=lambda m: models[m]["metrics"]["prauc"]["mean"])
         shown = list(dict.fromkeys([best, *(["student-pooled"] if "student-pooled" in models else [])]))
         for m in shown:
             for name, d in (res.pooled.get("vs_run_models") or {}).get(m, {}).items():
-                console.print(f"  PRAUC pooled {m} − in-domain {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
+                show(f"  PRAUC pooled {m} − in-domain {name}: {d['mean']:+.4f} ± {d['std']:.4f} (better in {d['n_better']}/{len(d['folds'])} folds)")
     dep = deployed_line(workspace)
     if dep:
-        console.print(dep, highlight=False, markup=False)
+        show(dep, highlight=False, markup=False)
     ex = next((s for s in res.steps if s.stage == "explain" and s.ran), None)
     if ex is not None:
         console.print(f"explanations ({ex.output['model']}: {ex.figure}): {ex.output['path']}")

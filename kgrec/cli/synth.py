@@ -17,6 +17,7 @@ from kgrec.cli.common import (
     emit_json,
     handle_errors,
     resolve_data_dir,
+    show,
 )
 
 
@@ -92,7 +93,7 @@ def synth(
     table.add_column("rows", justify="right")
     for name, n in res["rows"].items():
         table.add_row(name, f"{n:,}")
-    console.print(table)
+    show(table)
     k = res["knowledge"]
     console.print(
         f"{res['patients']:,} patients, {res['visits']:,} visits (max {res['visits_per_patient']['max']} per patient); "

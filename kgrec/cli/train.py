@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors
+from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors, show
 from kgrec.cli.lazy import api
 
 
@@ -135,7 +135,7 @@ def train(
     table.add_column("popularity", justify="right")
     for m in ("mrr", "hits_at_1", "hits_at_3", "hits_at_10", "auc"):
         table.add_row(m, f"{res.metrics[m]:.4f}", f"{res.baseline[m]:.4f}")
-    console.print(table)
+    show(table)
     if res.cache.get("used") and res.cache.get("hit"):
         console.print(f"vectors from the shared cache (trained in {res.cache.get('trained_seconds')} s on {res.device} when stored); saved in {res.path}")
     else:
@@ -185,7 +185,7 @@ def _train_teacher(workspace, cfg: dict, json_out) -> None:
         v, t = res.val.get("metrics", {}).get(m), res.test.get("metrics", {}).get(m)
         ci = res.test.get("intervals", {}).get(m)
         table.add_row(m, "–" if v is None else f"{v:.4f}", "–" if t is None else f"{t:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
-    console.print(table)
+    show(table)
     c = res.chosen
     console.print(
         f"graph prompt: {'on' if c.get('graph_prompt') else 'off'}; LoRA on {', '.join(c.get('lora_targets') or []) or 'nothing (frozen)'}; "
@@ -208,5 +208,5 @@ def _report_split(name: str, result: dict, json_out: bool) -> None:
     val, test = result["validation"].get("metrics", {}), result["test"].get("metrics", {})
     for m in METRICS:
         table.add_row(m, f"{val.get(m, float('nan')):.4f}", f"{test.get(m, float('nan')):.4f}")
-    console.print(table)
+    show(table)
     console.print(f"trained in {result['train_seconds']:.1f} s; saved in {result['path']}")

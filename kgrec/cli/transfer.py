@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors
+from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors, show
 
 
 @app.command()
@@ -73,5 +73,5 @@ def transfer(
             p = s["metrics"]["prauc"]
             d = (r.get("paired_differences") or {}).get(m, {}).get("prauc")
             table.add_row(name, m, f"{p['mean']:.4f} ± {p['std']:.4f}", f"{d['mean']:+.4f} ± {d['std']:.4f} ({d['n_better']}/{len(d['folds'])})" if d else "")
-    console.print(table)
+    show(table)
     console.print(f"saved under {Path(workspace) / 'reports' / 'transfer'}")
