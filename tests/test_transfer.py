@@ -488,3 +488,22 @@ def test_site_ensemble_names_on_one_site_is_the_mean_of_logreg_graph_and_the_tea
     np.testing.assert_allclose(ens.predict_proba(cohort, te), 0.5 * g.predict_proba(cohort, te) + 0.5 * t.predict_proba(cohort, te), atol=1e-6)
     with pytest.raises(RuntimeError, match="fit"):
         SiteViewsEnsemble(vocab, workspace=target, teacher=tiny_teacher).predict_proba(cohort, te)
+
+
+def test_transfer_loads_the_target_graph_a_model_needs(tmp_path, monkeypatch):
+    """Before: `kgrec transfer` on workspaces made by `kgrec prepare` failed with its default models
+    ("logreg-graph needs the workspace graph"). Now the target's graph is loaded first, and said so;
+    without a data folder the error names both ways out."""
+    from kgrec.errors import WorkspaceError
+    from kgrec.transfer import _ensure_graph
+    from tests.graph_fixtures import write_sources, write_workspace
+
+    data, ws = write_sources(tmp_path / "data"), write_workspace(tmp_path / "ws")
+    monkeypatch.delenv("KGREC_DATA", raising=False)
+    assert _ensure_graph(ws, ["logreg", "frequency"], None, None) == ""  # no graph model: nothing to do
+    with pytest.raises(WorkspaceError, match=r"logreg-graph need\(s\) the target's knowledge graph.*kgrec load-graph -w .*--data-dir"):
+        _ensure_graph(ws, ["logreg-graph"], None, None)
+    said = []
+    done = _ensure_graph(ws, ["logreg-graph", "site-ensemble-names"], data, said.append)
+    assert (ws / "graph" / "tables").is_dir() and "nodes" in done and said and "logreg-graph, site-ensemble-names" in said[0]
+    assert _ensure_graph(ws, ["logreg-graph"], None, None) == ""  # loaded once

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors, show
+from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, show
 
 
 @app.command()
@@ -39,13 +39,14 @@ def transfer(
         typer.Option("--zero-shot-vocab", help="Zero-shot output space: 'shared' (the target's drug classes that some source "
                      "prescribes; the in-domain reference is scored on the same classes) or 'target' (all of the target's)."),
     ] = "shared",
+    data_dir: DataDir = None,
     json_out: JsonOut = False,
 ) -> None:
     """Carry what was learned at other hospitals to this one, and measure it on the target's folds.
 
     WORKSPACE is the target site; each --source-ws another site, with its own codes (ICD-9, ICD-10,
     SNOMED, eICU paths). Codes meet through the target workspace's knowledge graph (run `kgrec load-graph`
-    there first for logreg-graph). The target's drug classes are the output space (zero-shot: those some
+    there, or give --data-dir and it is loaded here for the models that need it). The target's drug classes are the output space (zero-shot: those some
     source prescribes, see --zero-shot-vocab); its DDI pairs are used.
     Every mode is compared, fold by fold, with the same models trained on the target alone (in-domain).
     The report goes to WORKSPACE/reports/transfer/ (JSON, Markdown, a PRAUC plot); --json prints each
@@ -57,7 +58,9 @@ def transfer(
         raise typer.BadParameter("give at least one source workspace", param_hint="--source-ws")
     with console.status("transfer ...") as status:
         res = run(workspace, source_ws, tuple(mode or MODES), tuple(model or DEFAULT_MODELS), folds, seed, progress=lambda m: status.update(m),
-                  zero_shot_vocab=zero_shot_vocab)
+                  zero_shot_vocab=zero_shot_vocab, data_dir=data_dir)
+    if res.pooling.get("graph_loaded"):
+        console.print(f"note: {res.pooling['graph_loaded']}", highlight=False, markup=False)
     if json_out:
         emit_json(res.to_json())
         return
