@@ -218,6 +218,19 @@ def _parse_params(values: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _visit_ids(params: dict, workspace: Path) -> dict:
+    """Visit ids as every command takes them: ``100375`` is the workspace cohort's ``mimic3:100375``
+    (the graph's id); an id that already has a prefix is kept."""
+    meta = Path(workspace) / "cohort" / "meta.json"
+    if not meta.is_file():
+        return params
+    import json
+
+    source = json.loads(meta.read_text()).get("source")
+    fix = lambda v: f"{source}:{v}" if source and isinstance(v, str) and v and ":" not in v else v  # noqa: E731
+    return {k: (fix(v) if k == "visit_id" else [fix(x) for x in v] if k == "own" and isinstance(v, list) else v) for k, v in params.items()}
+
+
 def _is_path(value: Any) -> bool:
     return isinstance(value, dict) and "nodes" in value and "relationships" in value
 
@@ -276,7 +289,7 @@ def query_cmd(
         kw = {"workspace": workspace, "read_only": True}
     with get_store(store, **kw) as st:
         q = load_query(query, st.dialect)
-        bound = q.bind(params)
+        bound = _visit_ids(q.bind(params), workspace)
         rows = q.run(st, bound)
     if json_out:
         emit_json({"query": q.name, "file": str(q.path), "params": bound, "rows": rows})
