@@ -508,6 +508,9 @@ def test_cli_load_graph_and_query(tmp_path, monkeypatch):
         assert all(rel["source"] and rel["licence"] for rel in path["relationships"])
     assert any(row["ingredient"] == "DB00722" and row["evidence_source"] == "pharmacotherapydb" for row in out["rows"])
 
+    # one visit-id form everywhere: the cohort's own id works as the graph's prefixed one
+    r = _cli("query", "rationale_indication", "-w", str(ws), "--param", "visit_id=10", "--param", "drug=C09A", "--json")
+    assert json.loads(r.stdout)["params"]["visit_id"] == "mimic3:10" and json.loads(r.stdout)["rows"] == out["rows"]
     r = _cli("query", "ddi_check", "-w", str(ws), "-p", "drugs=C09A,N02B")
     assert r.exit_code == 0, r.output
     from kgrec.cli.common import console
