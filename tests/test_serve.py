@@ -325,3 +325,17 @@ def test_serve_a_workspace_it_cannot_serve_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["serve", "-w", str(tmp_path / "empty"), "--port", str(_free_port())])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: ") and "Traceback" not in r.output and "web page" not in r.output
+
+
+def test_openapi_example_works_and_each_request_is_one_log_line(client, caplog):
+    """Before: Swagger's default body (no example) returned 422, and `serve` logged nothing per request."""
+    import logging
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]
+    example = schema["examples"][0]
+    with caplog.at_level(logging.INFO, logger="kgrec.serve"):
+        r = client.post("/recommend", json=example)
+    assert r.status_code == 200, r.text
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "kgrec.serve"]
+    assert any(line.startswith("POST /recommend 200 ") and line.endswith(" ms") for line in lines), lines
+    assert not any("427.31" in line or "I10" in line for line in lines)  # no patient data

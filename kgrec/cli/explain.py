@@ -337,6 +337,12 @@ def serve(
     try:
         application = create_app(workspace, model.value, st, kw, service=svc, allowed_hosts=allowed_hosts(host, allow_host or ()))
         console.print(f"kgrec serve: web page http://{host}:{port}/ (API: /docs)", markup=False)
+        import logging
+
+        handler = logging.StreamHandler()  # one line per request on stderr: method, path, status, time (no patient data)
+        handler.setFormatter(logging.Formatter("%(asctime)s kgrec.serve %(message)s"))
+        logging.getLogger("kgrec.serve").addHandler(handler)
+        logging.getLogger("kgrec.serve").setLevel(logging.INFO)
         uvicorn.run(application, host=host, port=port, log_level="warning", http=HeaderDeadlineProtocol)
     finally:
         svc.close()

@@ -88,6 +88,11 @@ class _Target(BaseModel):
 class RecommendRequest(_Target):
     """``POST /recommend``: a visit id or a patient, and ranking options."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={**_ONE_TARGET, "examples": [
+        {"patient": {"diagnoses": ["427.31", "428.0", "I10"], "age": 71, "sex": "F"}, "current_drugs": ["C07AB02"], "top_k": 5},
+        {"visit_id": "100375", "top_k": 5},
+    ]})
+
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     current_drugs: list[Atc] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes taken now (DDI screening)")
     explain: bool = Field(True, description="include rationale paths and texts")

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import logging
 import time
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+
+log = logging.getLogger("kgrec.serve")
 
 MAX_JSON_DEPTH = 200
 
@@ -151,10 +154,14 @@ class Guard:
         counted = scope.get("path") != "/health"
         if counted:
             self.state["requests"] += 1
+        t0 = time.perf_counter()
 
         async def counting_send(msg):
-            if counted and msg["type"] == "http.response.start" and msg["status"] >= 400:
-                self.state["errors"] += 1
+            if msg["type"] == "http.response.start":
+                if counted and msg["status"] >= 400:
+                    self.state["errors"] += 1
+                # one line per request: method, path (no query string, no body: no patient data), status, time
+                log.info("%s %s %d %.0f ms", scope.get("method", ""), scope.get("path", ""), msg["status"], 1000 * (time.perf_counter() - t0))
             await send(msg)
 
         early = await self._read(scope, receive)
