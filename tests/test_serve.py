@@ -339,3 +339,16 @@ def test_openapi_example_works_and_each_request_is_one_log_line(client, caplog):
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "kgrec.serve"]
     assert any(line.startswith("POST /recommend 200 ") and line.endswith(" ms") for line in lines), lines
     assert not any("427.31" in line or "I10" in line for line in lines)  # no patient data
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"visit_id": "100", "top_k": True}, "top_k"),
+    ({"visit_id": "100", "threshold": "0.5"}, "threshold"),
+    ({"visit_id": "100", "explain": 1}, "explain"),
+    ({"visit_id": "100", "current_drugs": ["B01A' OR 1=1"]}, "current_drugs"),
+    ({"patient": {"diagnoses": ["427.31"], "current_drugs": ["B01AC06x"]}}, "current_drugs"),
+])
+def test_request_types_are_strict(client, body, field):
+    """Before: "top_k": true was read as 1, "threshold": "0.5" as a number, and "B01A' OR 1=1" as B01A."""
+    r = client.post("/recommend", json=body)
+    assert r.status_code in (400, 422) and field in r.text, r.text

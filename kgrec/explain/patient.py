@@ -52,10 +52,13 @@ class CodeIn(BaseModel):
 CodeEntry = CodeText | CodeIn
 
 
+_ATC_WHOLE = re.compile(r"^[A-Z]\d{2}[A-Z]([A-Z](\d{2})?)?$")  # ATC level 3, 4 or 5: B01A, B01AC, B01AC06
+
+
 def _check_atc(codes: list[str]) -> list[str]:
     out = []
     for c in codes:
-        a = atc3(c)
+        a = atc3(c) if _ATC_WHOLE.match(str(c).strip().upper()) else None  # a whole code: "B01A' OR 1=1" is not B01A
         if a is None:
             raise ValueError(f"{c!r} is not an ATC code of level 3 or deeper (e.g. B01A or B01AC06)")
         if a not in out:

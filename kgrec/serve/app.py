@@ -37,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
 
 from kgrec.errors import KgrecError
 from kgrec.explain.recommend import (
@@ -56,7 +56,15 @@ MAX_BODY = 256 * 1024
 BODY_TIMEOUT = 10.0  # seconds for a request body to arrive in full (a client sending half a body)
 STATIC = Path(__file__).with_name("static")
 
-Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+def _json_number(v):
+    """A JSON number only: true/false and strings are refused (they were read as 1 and as numbers)."""
+    if isinstance(v, (bool, str)):
+        raise ValueError("must be a JSON number, not true/false or a string")
+    return v
+
+
+_numbers = field_validator("threshold", "paths_per_drug", "top_k", mode="before", check_fields=False)(classmethod(lambda cls, v: _json_number(v)))
+Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[A-Za-z][0-9]{2}[A-Za-z]([A-Za-z]([0-9]{2})?)?$")]
 
 
 # "exactly one of visit_id or patient", as JSON Schema (the model validator below is the same rule)
@@ -75,6 +83,7 @@ class _Target(BaseModel):
     patient: PatientIn | None = Field(None, description="a new patient (see PatientIn)")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="minimum probability (default: the model's tuned threshold)")
     paths_per_drug: int = Field(3, ge=0, le=MAX_PATHS_PER_DRUG)
+    _check_numbers = _numbers
 
     @model_validator(mode="after")
     def _one_target(self):
@@ -95,8 +104,8 @@ class RecommendRequest(_Target):
 
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     current_drugs: list[Atc] = Field(default_factory=list, max_length=MAX_DRUGS, description="ATC codes taken now (DDI screening)")
-    explain: bool = Field(True, description="include rationale paths and texts")
-    include_current: bool = Field(False, description="list drugs taken now (current_drugs, the patient's own) too, marked current")
+    explain: StrictBool = Field(True, description="include rationale paths and texts")
+    include_current: StrictBool = Field(False, description="list drugs taken now (current_drugs, the patient's own) too, marked current")
 
 
 class ExplainRequest(_Target):
@@ -248,7 +257,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
 # tests/test_hardening_api.py (Schemathesis: schema-valid requests accepted, schema-invalid rejected)
 # fails when these drift from the validators.
 _NON_BLANK = r"\S"
-_ATC = r"^\s*[A-Za-z][0-9]{2}[A-Za-z]"
+_ATC = r"^\s*[A-Za-z][0-9]{2}[A-Za-z]([A-Za-z]([0-9]{2})?)?\s*$"
 _VERSION = {"anyOf": [{"enum": [9, 10]}, {"enum": ["9", "10"]}, {"type": "null"}]}
 
 
