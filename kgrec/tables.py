@@ -318,6 +318,31 @@ ID_COLUMNS = frozenset(
 )
 
 
+# Integer id columns of MIMIC and eICU (Synthea's ids are UUIDs): digits only, never "X10011", "1e5",
+# "-142345" or "142345.0" (they were read as phantom patients or dropped without a word).
+NUMERIC_IDS = frozenset({"subject_id", "hadm_id", "patientunitstayid", "patienthealthsystemstayid", "seq_num"})
+MAX_FIELD = 4096  # characters in one cell of a source table (a 10 MB code or id is a broken file, not data)
+
+
+def _check_cells(df: pd.DataFrame, path: Path) -> None:
+    """Every kept cell within :data:`MAX_FIELD` characters; integer id columns digits only (an empty
+    optional ``seq_num`` is allowed)."""
+    for col in df.columns:
+        if col == "_line":
+            continue
+        values = df[col].astype(str)
+        long = values.str.len() > MAX_FIELD
+        if long.any():
+            i = long.idxmax()
+            raise InputError(f"a value of {len(values[i]):,} characters (at most {MAX_FIELD:,})", path=path, column=col, line=int(df.loc[i, "_line"]))
+        if col in NUMERIC_IDS:
+            v = values.str.strip()
+            bad = ~v.str.fullmatch(r"\d+") & ~((col == "seq_num") & (v == ""))
+            if bad.any():
+                i = bad.idxmax()
+                raise InputError(f"{values[i][:40]!r} is not an integer id (digits only)", path=path, column=col, line=int(df.loc[i, "_line"]))
+
+
 def read_source(
     folder: Path, name: str, required: Iterable[str], optional: Iterable[str] = (), keys: Iterable[str] | None = None,
     *, report: dict | None = None,
@@ -340,6 +365,7 @@ def read_source(
     for col in optional_keys:
         if col in df:
             _check_keys(df, [col], path)
+    _check_cells(df, path)
     df.attrs["path"] = str(path)
     if df.empty:
         if report is None:

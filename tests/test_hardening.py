@@ -310,3 +310,34 @@ def test_a_table_with_a_header_and_no_rows(tmp_path, source, required, optional)
         cohort = load(folder, mappings)
         report = cohort.report if hasattr(cohort, "report") else cohort[1]
         assert path.name in json.dumps(report), (table, report)
+
+
+@pytest.mark.parametrize("table,old,new,column", [
+    ("ADMISSIONS.csv", "1,10,100,", "1,X10011,100,", "subject_id"),
+    ("ADMISSIONS.csv", "1,10,100,", "1,10,1e5,", "hadm_id"),
+    ("ADMISSIONS.csv", "1,10,100,", "1,10,-100,", "hadm_id"),
+    ("DIAGNOSES_ICD.csv", "1,10,100,2,4019", "1,10,100.0,2,4019", "hadm_id"),
+    ("DIAGNOSES_ICD.csv", "1,10,100,2,4019", "1,10,100,abc,4019", "seq_num"),
+    ("DIAGNOSES_ICD.csv", "1,10,100,2,4019", "1,10,100,2," + "4" * 5000, "icd9_code"),
+])
+def test_malformed_ids_and_huge_cells_name_file_line_and_column(tmp_path, table, old, new, column):
+    """Before: SUBJECT_ID X10011 made a phantom patient; HADM_ID 1e5, -142345, 142345.0 rows were dropped
+    without a word; SEQ_NUM abc was accepted; a 10 MB code cell became a 10 MB code."""
+    from kgrec.cohort import get_loader
+    from kgrec.cohort.codes import Mappings
+    from tests.conftest import make_mimic3
+
+    root = make_mappings(tmp_path / "data")
+    folder = make_mimic3(tmp_path / "m3", crlf=False)
+    text = (folder / table).read_text()
+    assert old in text
+    (folder / table).write_text(text.replace(old, new, 1))
+    with pytest.raises(InputError, match=rf"{table}, line 2, column '{column}'"):
+        get_loader("mimic3")(folder, Mappings(root)).load()
+
+
+def test_patient_folder_is_named_as_a_folder(tmp_path):
+    from kgrec.explain.patient import load_patient
+
+    with pytest.raises(InputError, match="is a folder: give the patient's JSON file"):
+        load_patient(tmp_path)

@@ -147,6 +147,8 @@ def parse_patient(data: Any) -> PatientIn:
 
 def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
     p = Path(path)
+    if p.is_dir():
+        raise InputError("is a folder: give the patient's JSON file (schema: docs/explain.md)", path=p)
     if not p.is_file():
         raise InputError("patient file not found", path=p)
     if p.stat().st_size > max_bytes:
