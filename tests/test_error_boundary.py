@@ -135,3 +135,18 @@ def test_one_permission_policy_the_umask(tmp_path):
         os.umask(old)
     assert modes.pop(".") == 0o750 and modes.pop("w.safetensors") == 0o640
     assert all(m == (0o750 if (target / k).is_dir() else 0o640) for k, m in modes.items()), modes
+
+
+def test_long_stage_prints_progress_without_a_terminal(monkeypatch, capsys):
+    """Before: without a terminal, `kgrec run`'s pool step printed nothing for 5 minutes."""
+    import kgrec.cli.common as common
+
+    t = [1000.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: t[0])
+    rep = common._LineStages()
+    rep.start("pool", "5 folds")
+    for i in range(1, 11):
+        t[0] += 10.0  # a message every 10 s
+        rep.detail(f"pooled logreg: fold {i}/10")
+    lines = [x for x in capsys.readouterr().err.splitlines() if "logreg: fold" in x]
+    assert len(lines) == 3 and lines[0].endswith("pooled logreg: fold 3/10")  # one every 30 s of 10-s messages (>= 25 s apart)

@@ -143,18 +143,30 @@ class _TerminalStages:
 
 
 class _LineStages:
-    """Without a terminal (a log file, CI, a notebook): one line when a stage starts, one when it ends."""
+    """Without a terminal (a log file, CI, a notebook): one line when a stage starts, one when it ends,
+    and between them the stage's latest progress message (e.g. "pooled logreg: fold 3/5") once at least
+    ``every`` seconds have passed since the last line, so a long stage is never silent for long."""
+
+    every = 25.0
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
 
     def start(self, stage: str, what: str) -> None:
         _line(f"{stage}: started, {what}")
+        self._last = time.monotonic()
 
     def detail(self, message: str) -> None:
-        pass  # per-fold and per-epoch messages would drown the stage lines
+        now = time.monotonic()
+        if now - self._last >= self.every:  # not every per-fold/per-epoch message: they would drown the stage lines
+            _line(f"  {message}")
+            self._last = now
 
     def end(self, result) -> None:
         from kgrec.stages import end_line
 
         _line(end_line(result))
+        self._last = time.monotonic()
 
 
 def _line(message: str) -> None:
