@@ -95,7 +95,6 @@ def test_safedrug_protocol_non_empty_case(tmp_path, mini_data):
     "table, edit, message",
     [
         ("PRESCRIPTIONS.csv", lambda t: t.replace("HADM_ID", "HADMID", 1), "column 'hadm_id'"),
-        ("ADMISSIONS.csv", lambda t: t.replace("10/23/64 21:09", "yesterday"), "unparseable date 'yesterday'"),
         ("DIAGNOSES_ICD.csv", lambda t: "", "file is empty"),
     ],
 )
@@ -105,6 +104,17 @@ def test_bad_input_names_file_and_column(tmp_path, mini_data, table, edit, messa
     with pytest.raises(InputError) as err:
         get_loader("mimic3")(src, Mappings(mini_data)).load()
     assert table in str(err.value) and message in str(err.value)
+
+
+def test_unreadable_admission_time_is_missing_and_counted(tmp_path, mini_data):
+    """Before: one unreadable ADMITTIME stopped the whole prepare. Now that visit's time is missing and
+    counted in the report (never a guessed date), and it is ordered after the patient's dated visits."""
+    src = make_mimic3(tmp_path / "bad", crlf=False)
+    write(src / "ADMISSIONS.csv", MIMIC3_TABLES["ADMISSIONS.csv"].replace("10/23/64 21:09", "yesterday"))
+    cohort = get_loader("mimic3")(src, Mappings(mini_data)).load()
+    v = cohort.visits.set_index("visit_id")
+    assert pd.isna(v.loc["100", "time"]) and cohort.report["visits_with_unreadable_admittime"] == 1
+    assert v.loc["100", "visit_order"] > v.loc["101", "visit_order"]  # the dated visit of patient 10 comes first
 
 
 def test_non_utf8_and_missing_table(tmp_path, mini_data):

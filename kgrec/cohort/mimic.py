@@ -137,7 +137,12 @@ class _MimicLoader(CohortLoader):
         lay, report = self.layout, {}
         folder = self._folder()
         adm = read_source(folder, lay.admissions, ["subject_id", "hadm_id", "admittime"], list(ADMISSION_FIELDS))
-        times = parse_times(adm["admittime"], adm.attrs["path"], "admittime", adm["_line"])
+        # an unreadable admission time is missing and counted, never a guessed date (the visit is then
+        # ordered after the patient's dated visits: docs/protocol.md)
+        times = parse_times(adm["admittime"], adm.attrs["path"], "admittime", adm["_line"], errors="missing")
+        given = adm["admittime"].astype(str).str.strip() != ""
+        report["visits_with_unreadable_admittime"] = int((given & times.isna()).sum())
+        report["visits_without_admittime"] = int(times.isna().sum())
         admissions = pd.DataFrame({"patient_id": adm["subject_id"], "visit_id": adm["hadm_id"], "time": times})
         for col, field in ADMISSION_FIELDS.items():
             if col in adm:
