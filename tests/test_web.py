@@ -338,3 +338,27 @@ def test_submit_to_graph_time(page, server, shots):
           f"(click -> done from the test: p50 {report['wall_p50_ms']:.0f} ms, p95 {report['wall_p95_ms']:.0f} ms; {drawn} graphs drawn)")
     assert drawn >= N_TIMED // 2
     assert p50 < P50_BOUND_MS
+
+
+def test_icd10_codes_words_and_the_research_notice(page):
+    """Before: the version select defaulted to ICD-9, so I10 was sent as ICD9CM:I10; a word pressed with
+    Enter was sent as a code (an HTTP 400 meant for programmers); the page had no research-use notice."""
+    pg = page
+    assert "Research use only" in pg.inner_text("#research-only") and pg.is_visible("#research-only")
+    pg.check("#mode-patient")
+    pg.fill("#code-input", "atrial fib")  # a word: Enter searches the names, adds nothing
+    pg.wait_for_selector("#code-opt-0")
+    pg.keyboard.press("Escape")
+    pg.fill("#code-input", "hypertension")
+    pg.keyboard.press("Enter")
+    assert pg.locator("#chips li").count() == 0 and "is not a code" in pg.inner_text("#status")
+    for code in ("427.31", "I10"):  # typed codes, the version read from each code by the service
+        pg.fill("#code-input", code)
+        pg.keyboard.press("Escape")
+        pg.fill("#code-input", code)
+        pg.wait_for_timeout(50)
+        pg.keyboard.press("Enter")
+    assert pg.locator("#chips li").count() == 2
+    last = _submit(pg)
+    assert last["ok"], pg.inner_text("#error")
+    assert "ICD9CM:I10" not in pg.content()

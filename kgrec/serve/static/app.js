@@ -214,6 +214,9 @@
     afterAdd(chip);
   }
 
+  // 428.0, I10, E11.9, V58.61, 0DTJ4ZZ, ICD9CM:4280: a digit after at most one leading letter
+  const looksLikeCode = (text) => /^([A-Za-z][A-Za-z0-9]*:)?[A-Za-z]?\d[0-9A-Za-z.]*$/.test(text.trim());
+
   function addTyped(text) {
     const code = text.trim();
     if (!code) return;
@@ -264,7 +267,11 @@
       if (!text) return; // an empty field: Enter submits the form
       ev.preventDefault();
       if (combo.active >= 0 && combo.items[combo.active]) addChip(combo.items[combo.active]);
-      else addTyped(text);
+      else if (looksLikeCode(text)) addTyped(text);
+      else {  // a word, not a code: search the names instead of sending it as a code
+        fetchCodes();
+        say(`"${text}" is not a code: choose one of the codes whose name matches, or type the code itself.`);
+      }
     } else if (ev.key === "Escape") {
       if (!$("code-options").hidden) { ev.preventDefault(); closeList(); }
     }
