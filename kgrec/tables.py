@@ -374,6 +374,13 @@ def read_source(
     return df
 
 
+def count_unreadable(raw: pd.Series, parsed: pd.Series) -> int:
+    """How many cells hold something (not empty) yet parsed to a missing value: the prepare report's
+    count of unreadable dates or numbers (an empty cell is merely missing)."""
+    given = raw.fillna("").astype(str).str.strip() != ""
+    return int((given & parsed.isna()).sum())
+
+
 _FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
 _US_DATE = r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{2}|\d{4})(?P<rest>(\s.*)?)$"
 CENTURIES = ("mimic", "past")

@@ -54,9 +54,18 @@ def _service_args(store: str, uri, user, password, database) -> tuple[str | None
     return store, _store_kw(store, uri, user, password, database)
 
 
-def _patient(patient: Path | None, codes: list[str] | None = None, procedures: list[str] | None = None,
+def _patient(visit: str | None, patient: Path | None, codes: list[str] | None = None, procedures: list[str] | None = None,
              age: float | None = None, sex: str | None = None, icd_version: int | None = None):
-    """The new patient of --patient FILE.json, or of --codes/--procedures/--age/--sex (one line)."""
+    """The new patient of --patient FILE.json, or of --codes/--procedures/--age/--sex (one line); None
+    for --visit. Exactly one of the three ways is an error otherwise."""
+    pat = _new_patient(patient, codes, procedures, age, sex, icd_version)
+    if (visit is None) == (pat is None):
+        raise KgrecError("give exactly one of --visit ID, --patient FILE.json or --codes CODES")
+    return pat
+
+
+def _new_patient(patient: Path | None, codes: list[str] | None, procedures: list[str] | None,
+                 age: float | None, sex: str | None, icd_version: int | None):
     inline = codes is not None or procedures is not None
     if patient is not None and inline:
         raise KgrecError("give either --patient FILE.json or --codes/--procedures, not both")
@@ -105,7 +114,7 @@ def _show(res, verbose_paths: bool = True) -> None:
             up = [c for c in (d.attribution.contributions if d.attribution else []) if c.weight > 0][:3]
             row.append(", ".join(f"{escape(c.input)} {c.weight:+.2f}" for c in up) or "–")
         if v["kind"] == "workspace":
-            row.append("✓" if d.drug in v.get("prescribed", []) else "")
+            row.append("✓" if d.prescribed else "")
         table.add_row(*row)
     show(table)
     for w in res.ddi_warnings:
@@ -170,9 +179,7 @@ def recommend(
     drug's strongest inputs) and a tree of paths (each step with its source and licence); --json
     prints the full structure.
     """
-    pat = _patient(patient, codes, procedures, age, sex, icd_version)
-    if (visit is None) == (pat is None):
-        raise KgrecError("give exactly one of --visit ID, --patient FILE.json or --codes CODES")
+    pat = _patient(visit, patient, codes, procedures, age, sex, icd_version)
     from kgrec.explain.recommend import RecommendService
 
     st, kw = _service_args(store, uri, user, password, database)
@@ -214,9 +221,7 @@ def explain(
     The text comes from the deterministic realiser: one sentence per rationale path, naming only the
     nodes of that path; it never states an edge that is not in the graph.
     """
-    pat = _patient(patient, codes, procedures, age, sex, icd_version)
-    if (visit is None) == (pat is None):
-        raise KgrecError("give exactly one of --visit ID, --patient FILE.json or --codes CODES")
+    pat = _patient(visit, patient, codes, procedures, age, sex, icd_version)
     from kgrec.explain.recommend import RecommendService
 
     st, kw = _service_args(store, uri, user, password, database)

@@ -15,7 +15,7 @@ import pandas as pd
 from kgrec.cohort.base import AGE_CAP, CohortLoader, assemble, cap_age, norm_sex, norm_text, top_unmapped
 from kgrec.cohort.codes import icd_id
 from kgrec.errors import InputError
-from kgrec.tables import find_table, parse_times, read_source
+from kgrec.tables import count_unreadable, find_table, parse_times, read_source
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,7 @@ class _MimicLoader(CohortLoader):
             years = anchor_age + (out["time"].dt.year - anchor_year)
             # anchor_age 91 = "over 89" at anchor_year; an empty or unreadable anchor_age stays missing, never 90
             years = years.where(anchor_age.isna() | (anchor_age < AGE_CAP), AGE_CAP)
-            given = raw_age.notna() & (raw_age.astype(str).str.strip() != "")
-            report["visits_with_unreadable_anchor_age"] = int((given & anchor_age.isna()).sum())
+            report["visits_with_unreadable_anchor_age"] = count_unreadable(raw_age, anchor_age)
         out["age"] = cap_age(years).values
         report["patients_without_profile_row"] = int((~out["patient_id"].isin(pat.index)).sum())
         report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())
@@ -140,8 +139,7 @@ class _MimicLoader(CohortLoader):
         # an unreadable admission time is missing and counted, never a guessed date (the visit is then
         # ordered after the patient's dated visits: docs/protocol.md)
         times = parse_times(adm["admittime"], adm.attrs["path"], "admittime", adm["_line"], errors="missing")
-        given = adm["admittime"].astype(str).str.strip() != ""
-        report["visits_with_unreadable_admittime"] = int((given & times.isna()).sum())
+        report["visits_with_unreadable_admittime"] = count_unreadable(adm["admittime"], times)
         report["visits_without_admittime"] = int(times.isna().sum())
         admissions = pd.DataFrame({"patient_id": adm["subject_id"], "visit_id": adm["hadm_id"], "time": times})
         for col, field in ADMISSION_FIELDS.items():

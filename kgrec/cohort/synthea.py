@@ -34,7 +34,7 @@ import pandas as pd
 from kgrec.cohort.base import AGE_CAP, CohortLoader, assemble, cap_age, norm_sex, norm_text, top_unmapped
 from kgrec.cohort.drugnames import matcher_for
 from kgrec.errors import InputError
-from kgrec.tables import find_table, parse_times, read_source
+from kgrec.tables import count_unreadable, find_table, parse_times, read_source
 
 
 def _optional(folder, name: str, required: list[str], optional: list[str] = (), report: dict | None = None) -> pd.DataFrame | None:
@@ -65,8 +65,7 @@ def _profile(admissions: pd.DataFrame, patients: pd.DataFrame | None, report: di
         # real calendar dates: a two-digit year is the latest such year not in the future; an unreadable
         # birth date is a missing age (counted), never a guessed one
         born = parse_times(pat["birthdate"], patients.attrs["path"], "birthdate", pat["_line"], century="past", errors="missing")
-        given = pat["birthdate"].fillna("").astype(str).str.strip() != ""
-        report["patients_with_unreadable_birthdate"] = int((given & born.isna()).sum())
+        report["patients_with_unreadable_birthdate"] = count_unreadable(pat["birthdate"], born)
         years = (pd.to_datetime(out["time"]) - out["patient_id"].map(born)).dt.days / 365.25
         out["age"] = cap_age(years).values
         report["ages_capped_at_90"] = int((out["age"] == AGE_CAP).sum())

@@ -52,13 +52,15 @@ class CodeIn(BaseModel):
 CodeEntry = CodeText | CodeIn
 
 
-_ATC_WHOLE = re.compile(r"^[A-Z]\d{2}[A-Z]([A-Z](\d{2})?)?$")  # ATC level 3, 4 or 5: B01A, B01AC, B01AC06
+# a whole ATC code of level 3, 4 or 5 (B01A, B01AC, B01AC06), any case; the HTTP schema uses the same pattern
+ATC_PATTERN = r"^[A-Za-z][0-9]{2}[A-Za-z]([A-Za-z]([0-9]{2})?)?$"
+_ATC_WHOLE = re.compile(ATC_PATTERN)
 
 
 def _check_atc(codes: list[str]) -> list[str]:
     out = []
     for c in codes:
-        a = atc3(c) if _ATC_WHOLE.match(str(c).strip().upper()) else None  # a whole code: "B01A' OR 1=1" is not B01A
+        a = atc3(c) if _ATC_WHOLE.match(str(c).strip()) else None  # a whole code: "B01A' OR 1=1" is not B01A
         if a is None:
             raise ValueError(f"{c!r} is not an ATC code of level 3 or deeper (e.g. B01A or B01AC06)")
         if a not in out:
@@ -266,5 +268,5 @@ def normalise_patient(p: PatientIn, known: set[str] | None = None) -> PatientCod
     return PatientCodes(dx, px, earlier, list(p.current_drugs), inputs, p.id or "patient", p.age, p.sex)
 
 
-__all__ = ["MAX_CODES", "MAX_DRUGS", "MAX_VISITS", "CodeIn", "PatientCodes", "PatientIn", "VisitIn", "load_patient", "normalise_code",
+__all__ = ["ATC_PATTERN", "MAX_CODES", "MAX_DRUGS", "MAX_VISITS", "CodeIn", "PatientCodes", "PatientIn", "VisitIn", "load_patient", "normalise_code",
            "normalise_patient", "parse_patient", "validation_message", "versions_by_form"]

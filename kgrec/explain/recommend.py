@@ -270,9 +270,9 @@ class RecommendService:
             chosen = [(int(j), True) for j in order if proba[j] >= thr]
             if not chosen:
                 notes.append(f"no drug reaches the threshold {thr:.2f} (best {float(proba[order[0]]):.2f}); lower it with --threshold")
-        given = set(visit_info.get("prescribed", [])) if visit_id is not None else None
+        prescribed = set(visit_info["prescribed"]) if visit_id is not None else None
         rec = [RecommendedDrug(k + 1, self.drug_vocab[j], self._drug_name(self.drug_vocab[j]), float(proba[j]), bool(ok), current=self.drug_vocab[j] in current,
-                               prescribed=None if given is None else self.drug_vocab[j] in given) for k, (j, ok) in enumerate(chosen)]
+                               prescribed=None if prescribed is None else self.drug_vocab[j] in prescribed) for k, (j, ok) in enumerate(chosen)]
         ddi = self._ddi([d.drug for d in rec], current)
         t3 = time.perf_counter()
         if attributions and rec:

@@ -47,6 +47,7 @@ from kgrec.explain.recommend import (
     PatientIn,
     RecommendService,
 )
+from kgrec.explain.patient import ATC_PATTERN
 from kgrec.serve.guard import ErrorBody, Guard, ValidationErrorBody, _readable, error_response, error_responses, strict_json_problem
 from kgrec.serve.lookup import CodeIndex, list_visits
 
@@ -64,7 +65,7 @@ def _json_number(v):
 
 
 _numbers = field_validator("threshold", "paths_per_drug", "top_k", mode="before", check_fields=False)(classmethod(lambda cls, v: _json_number(v)))
-Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[A-Za-z][0-9]{2}[A-Za-z]([A-Za-z]([0-9]{2})?)?$")]
+Atc = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16, pattern=ATC_PATTERN)]
 
 
 # "exactly one of visit_id or patient", as JSON Schema (the model validator below is the same rule)
@@ -257,7 +258,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
 # tests/test_hardening_api.py (Schemathesis: schema-valid requests accepted, schema-invalid rejected)
 # fails when these drift from the validators.
 _NON_BLANK = r"\S"
-_ATC = r"^\s*[A-Za-z][0-9]{2}[A-Za-z]([A-Za-z]([0-9]{2})?)?\s*$"
+_ATC = r"^\s*" + ATC_PATTERN[1:-1] + r"\s*$"  # the validators strip the value first
 _VERSION = {"anyOf": [{"enum": [9, 10]}, {"enum": ["9", "10"]}, {"type": "null"}]}
 
 
