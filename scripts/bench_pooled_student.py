@@ -42,7 +42,7 @@ def main() -> None:
 
     import numpy as np
 
-    from kgrec.evaluation import fit_model, paired_difference, score_model
+    from kgrec.evaluation import fit_model, paired_difference
     from kgrec.models import register
     from kgrec.teacher.cache import no_state_cache
     from kgrec.transfer.distill import POOLED_STUDENT, PooledStudent

@@ -197,14 +197,14 @@ class Neo4jStore(GraphStore):
     def _create_schema(self, schema: Schema) -> None:
         if self.constraints == "skip":
             return
-        for (label, key), stmt in zip(((lb, n.key) for lb, n in schema.nodes.items()), schema_ddl(schema, self.constraints)):
+        for (label, node), stmt in zip(schema.nodes.items(), schema_ddl(schema, self.constraints)):
             try:
                 self._tx(stmt, {})
             except GraphStoreError as exc:
                 if not _refused_ddl(exc.__cause__):
                     raise  # credentials, an unreachable server: not about the DDL
                 raise GraphStoreError(
-                    f"{exc} (while creating the {self.constraints} {label}.{key} "
+                    f"{exc} (while creating the {self.constraints} {label}.{node.key} "
                     f"{'constraint' if self.constraints == 'unique' else 'index'}; for a server that does "
                     "not support it use --constraints index or --constraints skip)"
                 ) from exc
@@ -244,17 +244,9 @@ class Neo4jStore(GraphStore):
                 )
             return len(batch)
 
-        starts = list(range(0, total, self.batch_size))
-        if self.workers == 1 or len(starts) == 1:
-            for start in starts:
-                done += one(start)
-                if progress:
-                    progress(table, done, total)
-            return
         with ThreadPoolExecutor(self.workers) as pool:
             pending = set()
-            it = iter(starts)
-            for start in it:
+            for start in range(0, total, self.batch_size):
                 pending.add(pool.submit(one, start))
                 if len(pending) < self.workers:
                     continue
