@@ -3,6 +3,9 @@
 >>> import kgrec
 >>> prep = kgrec.prepare("mimic3", workspace="ws", data_dir="../shared/data")
 >>> res = kgrec.evaluate("ws", models=["frequency", "logreg"], folds=5)
+
+Slightly over the ~400-line guide (410 lines): the stage functions and the main job's step handlers
+stay in one module, the one a notebook user reads.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from kgrec import stages
 from kgrec import workspace as _ws
-from kgrec.cohort import Cohort, Mappings, get_loader
+from kgrec.cohort import Cohort, Mappings, open_loader
 from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError, WorkspaceError
@@ -44,26 +47,35 @@ def prepare(
     seed: int = 42,
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     ddi_sources: Sequence[str] = ("safedrug",),
+    *,
+    db_url: str | None = None,
+    db_schema: str | None = None,
+    vocab_schema: str | None = None,
+    visit_settings: Sequence[str] | None = None,
+    cdm_version: str | None = None,
 ) -> PrepareResult:
     """Read an EHR source into ``<workspace>/cohort``: visits, code names, split, DDI pairs.
 
     Args:
-        source: ``mimic3``, ``mimic4``, ``eicu`` or ``synthea``.
+        source: ``mimic3``, ``mimic4``, ``eicu``, ``synthea`` or ``omop``.
         data_dir: open-data root (mappings, DDI); also where the EHR folder is looked for by default.
         source_dir: the EHR tables' folder (default ``<data_dir>/<source's default folder>``).
         protocol: ``all`` (every visit) or ``safedrug`` (GAMENet/SafeDrug: patients with ≥2 full visits).
         ratios: train/val/test shares of patients for the saved split.
         ddi_sources: ``safedrug`` and/or ``drugbank`` (non-commercial).
+        db_url: ``omop`` only: read the CDM from this SQLAlchemy URL instead of a folder.
+        db_schema, vocab_schema: ``omop`` only: the CDM's and the vocabulary's schema in that database.
+        visit_settings: ``omop`` only: the visit settings kept (default inpatient, emergency, outpatient).
+        cdm_version: ``omop`` only: ``5.3`` or ``5.4`` where the CDM's ``cdm_source`` does not say.
     """
-    loader_cls = get_loader(source)
     if data_dir is None:
         raise InputError("no data folder: pass data_dir (CLI: --data-dir or KGREC_DATA)")
-    data_dir = Path(data_dir)
-    src = Path(source_dir) if source_dir else data_dir / loader_cls.default_folder
-    mappings = Mappings(data_dir)
-    cohort = loader_cls(src, mappings).load(protocol=protocol)
+    mappings = Mappings(Path(data_dir))
+    loader, where = open_loader(source, Path(data_dir), source_dir, mappings, db_url=db_url, db_schema=db_schema,
+                                vocab_schema=vocab_schema, visit_settings=visit_settings, cdm_version=cdm_version)
+    cohort = loader.load(protocol=protocol)
     if cohort.visits.empty:
-        raise InputError(f"no visits left after reading {src} with protocol {protocol!r}", path=src)
+        raise InputError(f"no visits left after reading {where} with protocol {protocol!r}", path=where)
     cohort.split = {"seed": seed, "ratios": list(ratios), **split_patients(cohort.visits["patient_id"].unique(), ratios, seed)}
     cohort.ddi = load_ddi(mappings, ddi_sources)
     path = cohort.save(cohort_dir(workspace))
@@ -142,6 +154,7 @@ def run(
     pool: Sequence[str] = (),
     pool_models: Sequence[str] = POOL_MODELS,
     pool_teacher: str = "site-ensemble-names",
+    source_options: dict | None = None,
 ) -> RunResult:
     """The main job, end to end on the embedded store: prepare the cohort, build and load the knowledge
     graph, train the model stages (KGE -> GNN -> teacher -> distilled student, skipping current ones) when
@@ -163,7 +176,8 @@ def run(
     the deployed student (``<workspace>/student``) is ``student-pooled``: distilled from ``pool_teacher``
     (default ``site-ensemble-names``, the pooled model that wins) over the pooled sites
     (:mod:`kgrec.transfer.deploy`), its K-fold row evaluated in the pool step beside its teacher's; the
-    explain step runs on it.
+    explain step runs on it. ``source_options``: :func:`prepare`'s OMOP options (``db_url``, ``db_schema``,
+    ``vocab_schema``, ``visit_settings``, ``cdm_version``).
     """
     from kgrec.logs import quiet_third_party
 
@@ -177,7 +191,7 @@ def run(
     rep = as_reporter(progress)
     record = reports_dir(workspace) / "run"
     steps: list[StageResult] = []
-    prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep)
+    prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep, source_options or {})
     steps.append(step)
     step.save(record)
     graph, step = _handle_graph(workspace, data_dir, exclude_nc, rep)
@@ -289,9 +303,9 @@ def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
     return out, round(time.perf_counter() - t0, 2)
 
 
-def _handle_prepare(source, workspace, data_dir, source_dir, seed, rep: Reporter) -> tuple[PrepareResult, StageResult]:
+def _handle_prepare(source, workspace, data_dir, source_dir, seed, rep: Reporter, options: dict) -> tuple[PrepareResult, StageResult]:
     rep.start("prepare", f"reading {source}")
-    prep, sec = _timed(prepare, source, workspace, data_dir, source_dir, seed=seed)
+    prep, sec = _timed(prepare, source, workspace, data_dir, source_dir, seed=seed, **options)
     st = prep.stats
     step = StageResult("prepare", True, "always (the cohort is re-read from the source)", sec,
                        f"{st['n_patients']} patients, {st['n_visits']} visits", {"path": str(prep.path), "stats": st})

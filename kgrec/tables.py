@@ -200,7 +200,7 @@ def _blank_lines(data: bytes) -> list[int]:
     return sorted(out)
 
 
-def _parse(data: bytes, sep: str, columns: list[str], keep: list[int], path: Path) -> pd.DataFrame:
+def _parse(data: bytes, sep: str, columns: list[str], keep: list[int], path: Path, quote: bool = True) -> pd.DataFrame:
     """The kept columns as stripped strings plus ``_line``; a row with more or fewer fields than the
     header is an error naming its line (a truncated file, a cut line, an unclosed quote)."""
     bad: list = []
@@ -214,7 +214,8 @@ def _parse(data: bytes, sep: str, columns: list[str], keep: list[int], path: Pat
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1, block_size=CHUNK * 16),
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=on_bad),
+            parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"' if quote else False, newlines_in_values=quote,
+                                           invalid_row_handler=on_bad),
             convert_options=pacsv.ConvertOptions(
                 include_columns=[names[i] for i in keep],
                 column_types={n: pa.string() for n in names},
@@ -256,6 +257,7 @@ def read_table(
     optional: Iterable[str] = (),
     sep: str | None = None,
     keys: Iterable[str] = (),
+    quote: bool = True,
 ) -> pd.DataFrame:
     """Read a delimited text table as strings, with lower-cased headers.
 
@@ -266,6 +268,8 @@ def read_table(
         sep: delimiter; default ``,`` for .csv and tab for .tsv.
         keys: required columns that must be non-empty in every row (patient and visit ids); an empty
             cell is an :class:`InputError` naming the line and column.
+        quote: ``"`` quotes values (CSV); False reads quotes as text (OHDSI Athena's tab-separated
+            vocabulary files, whose names may hold a lone ``"``).
 
     Returns:
         A DataFrame of ``str`` columns (missing cells are ``""``), only the required and optional columns,
@@ -286,7 +290,7 @@ def read_table(
         if col not in columns:
             raise InputError(f"missing column (found: {', '.join(columns)})", path=path, column=col)
     keep = [i for i, c in enumerate(columns) if c in wanted]
-    df = _parse(data, sep, columns, keep, path)
+    df = _parse(data, sep, columns, keep, path, quote)
     names = [columns[i] for i in keep]
     if len(names):
         again = pd.Series(True, index=df.index)

@@ -39,6 +39,17 @@ def metrics_table(res, title: str) -> Table:
     return table
 
 
+def omop_options(source: str, db_url: str | None, **given) -> dict:
+    """The OMOP options given, for :func:`kgrec.prepare`. ``$KGREC_OMOP_URL`` counts only for ``--source
+    omop`` (an environment set for an OMOP site must not stop a MIMIC run); the other options given with
+    another source are refused by :func:`kgrec.prepare`."""
+    import os
+
+    if source != "omop" and db_url and db_url == os.environ.get("KGREC_OMOP_URL"):
+        db_url = None
+    return {k: v for k, v in {"db_url": db_url, **given}.items() if v}
+
+
 @app.command()
 @handle_errors
 def prepare(
@@ -66,6 +77,30 @@ def prepare(
         list[str] | None,
         typer.Option("--ddi", help="DDI source(s): 'safedrug' (ATC3 pairs, default) and/or 'drugbank' (NC licence)."),
     ] = None,
+    db_url: Annotated[
+        str | None,
+        typer.Option(envvar="KGREC_OMOP_URL", show_default=False,
+                     help="OMOP only: read the CDM from a database instead of a folder, as a SQLAlchemy URL "
+                     "(postgresql://user@host/db, sqlite:///cdm.db, duckdb:///cdm.duckdb). Put a password in "
+                     "$KGREC_OMOP_URL or ~/.pgpass rather than on the command line; it is never printed."),
+    ] = None,
+    db_schema: Annotated[
+        str | None, typer.Option(help="OMOP only: the schema holding the CDM tables (e.g. cdm).", show_default=False)
+    ] = None,
+    vocab_schema: Annotated[
+        str | None,
+        typer.Option(help="OMOP only: the schema of the vocabulary tables (concept, ...) where it differs from --db-schema.",
+                     show_default=False),
+    ] = None,
+    visit_setting: Annotated[
+        list[str] | None,
+        typer.Option("--visit-setting", help="OMOP only: which visits count, repeatable: inpatient, emergency, "
+                     "outpatient (default: all three). Each visit's setting is its encounter_class."),
+    ] = None,
+    cdm_version: Annotated[
+        str | None,
+        typer.Option(help="OMOP only: 5.3 or 5.4, where the CDM's cdm_source table does not state it.", show_default=False),
+    ] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Read an EHR extract into the workspace cohort and print its statistics.
@@ -73,6 +108,9 @@ def prepare(
     Visits become diagnoses + procedures (ICD, version kept in the id) + drugs (ATC level 3). The cohort,
     its patient-level split and the DDI pairs are written to WORKSPACE/cohort, replacing any earlier one
     only once everything was read without error.
+
+    OMOP CDM v5.3/v5.4 (--source omop) is read from a folder of CSV, CSV.gz or Parquet files
+    (--source-dir) or from a database (--db-url, --db-schema); see docs/protocol.md, "OMOP CDM".
     """
     if source not in SOURCES:
         raise typer.BadParameter(f"choose from {', '.join(SOURCES)}", param_hint="--source")
@@ -88,6 +126,7 @@ def prepare(
         res = api.prepare(
             source, workspace, data, source_dir, protocol=protocol, seed=seed,
             ddi_sources=tuple(ddi) if ddi else ("safedrug",),
+            **omop_options(source, db_url, db_schema=db_schema, vocab_schema=vocab_schema, visit_settings=visit_setting, cdm_version=cdm_version),
         )
     stats, report = res.stats, res.cohort.report
     if json_out:

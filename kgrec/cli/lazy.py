@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-SOURCES = ("eicu", "mimic3", "mimic4", "synthea")
+SOURCES = ("eicu", "mimic3", "mimic4", "omop", "synthea")
 
 
 class LazyModule:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from kgrec.cli.app import app
 from kgrec.cli.common import DEFAULT_WORKSPACE, DataDir, JsonOut, Workspace, console, emit_json, handle_errors, resolve_data_dir, show, stage_progress
-from kgrec.cli.cohort import metrics_table
+from kgrec.cli.cohort import metrics_table, omop_options
 from kgrec.errors import OptionError
 from kgrec.cli.lazy import SOURCES, api
 
@@ -37,6 +37,9 @@ def run(
     pool_model: Annotated[list[str] | None, typer.Option("--pool-model", help="Models trained on the pooled sites (repeat; default: frequency, logreg, logreg-graph, site-ensemble-names; site-ensemble, teacher and student work too, at their cost).", rich_help_panel="other sites", show_default=False)] = None,
     pool_teacher: Annotated[str, typer.Option("--pool-teacher", help="With --pool: the model the deployed student is distilled from, by registry name (default site-ensemble-names, the pooled model that wins on the demos). The student in WORKSPACE/student, which recommend, explain and serve use, is then the pooled, distilled student-pooled.", rich_help_panel="other sites")] = "site-ensemble-names",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Take the KGE and GNN vectors of the open graph from the shared cache ($KGREC_CACHE, default ~/.cache/kgrec; KGREC_CACHE=off disables it), training them there once per graph and settings so a second cohort skips their training (docs/cache.md). --no-cache trains them in the workspace.")] = True,
+    db_url: Annotated[str | None, typer.Option(envvar="KGREC_OMOP_URL", help="--source omop: read the CDM from this SQLAlchemy URL instead of a folder (see `kgrec prepare --help`).", rich_help_panel="OMOP CDM", show_default=False)] = None,
+    db_schema: Annotated[str | None, typer.Option(help="--source omop: the CDM's schema in that database.", rich_help_panel="OMOP CDM", show_default=False)] = None,
+    vocab_schema: Annotated[str | None, typer.Option(help="--source omop: the vocabulary's schema where it differs.", rich_help_panel="OMOP CDM", show_default=False)] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run the main job end to end on the embedded store: prepare the cohort, build and load the
@@ -72,7 +75,8 @@ def run(
     with stage_progress("running ...") as progress:
         res = api.run(source, workspace, resolve_data_dir(data_dir), source_dir, folds=folds or None, seed=seed, models=models, teacher=teacher,
                       progress=progress, kge=kge, gnn=gnn, student=student, recipe=recipe, device=device, pool=tuple(pool or ()),
-                      pool_models=tuple(pool_model or api.POOL_MODELS), pool_teacher=pool_teacher)
+                      pool_models=tuple(pool_model or api.POOL_MODELS), pool_teacher=pool_teacher,
+                      source_options=omop_options(source, db_url, db_schema=db_schema, vocab_schema=vocab_schema))
     if json_out:
         emit_json({**res.to_json(), "path": str(res.path)})
         return

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kgrec import fsatomic
-from kgrec.cohort.codes import Mappings
+from kgrec.cohort.codes import Mappings, icd_category
 from kgrec.errors import InputError, WorkspaceError
 
 VISIT_COLUMNS = ["patient_id", "visit_id", "visit_order", "time", "diagnoses", "procedures", "drugs"]
@@ -315,5 +315,29 @@ class CohortLoader(ABC):
     def load(self, protocol: str = "all") -> Cohort:
         visits, names, report = self.read()
         visits = apply_protocol(visits, protocol)
-        report = {**report, "protocol": protocol}
+        report = {**report, "protocol": protocol, "diagnosis_codes_reaching_disease": disease_reach(visits, self.mappings)}
         return Cohort(visits, code_table(visits, names, self.mappings), self.name, report)
+
+
+def disease_reach(visits: pd.DataFrame, mappings: Mappings | None) -> dict | None:
+    """How many of the cohort's diagnosis codes reach a Disease node of the graph through a Disease
+    Ontology xref (the graph's MAPS_TO), directly or through their ICD category (CODE_PARENT): distinct
+    codes and code occurrences. None, with the reason, where the Disease Ontology files are absent."""
+    if mappings is None:
+        return None
+    try:
+        xref = mappings.disease_codes
+    except InputError as exc:
+        return {"unavailable": str(exc)}
+    counts = Counter(c for cs in visits["diagnoses"] for c in cs)
+
+    direct = {c for c in counts if c in xref}
+    via = {c for c in counts if c in xref or icd_category(c) in xref}
+    total = sum(counts.values())
+    return {
+        "codes": len(counts),
+        "codes_direct": len(direct),
+        "codes_direct_or_category": len(via),
+        "share_direct_or_category": round(len(via) / len(counts), 4) if counts else 0.0,
+        "occurrences_share_direct_or_category": round(sum(counts[c] for c in via) / total, 4) if total else 0.0,
+    }

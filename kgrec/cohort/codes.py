@@ -12,6 +12,7 @@ count as unmapped.
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +30,7 @@ PLACEHOLDERS = {"", "0", "?", "nan", "none", "null", "00000000000"}
 
 
 # Code systems whose ids are procedures (graph label ProcedureCode); every other code is a diagnosis.
-PROCEDURE_SYSTEMS = frozenset({"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC"})
+PROCEDURE_SYSTEMS = frozenset({"ICD9PROC", "ICD10PCS", "EICUTX", "SNOMEDPROC", "CPT4", "HCPCS", "OMOPPROC"})
 
 
 def is_procedure(code: str) -> bool:
@@ -40,6 +41,15 @@ def is_procedure(code: str) -> bool:
 def graph_code_key(code: str) -> str:
     """The graph node key of a cohort code: ``DiagnosisCode:ICD9CM:4019`` or ``ProcedureCode:ICD9PROC:3605``."""
     return ("ProcedureCode:" if is_procedure(code) else "DiagnosisCode:") + code
+
+
+def icd_category(code_id: str) -> str | None:
+    """``ICD9CM:4019`` -> ``ICD9CM:401``; ``ICD9CM:E8791`` -> ``ICD9CM:E879``; ``ICD10CM:E889`` ->
+    ``ICD10CM:E88``; other systems -> None (the graph's CODE_PARENT target)."""
+    system, _, code = code_id.partition(":")
+    if system not in ("ICD9CM", "ICD10CM") or not code:
+        return None
+    return f"{system}:{code[:4 if system == 'ICD9CM' and code.startswith('E') else 3]}"
 
 
 def icd_id(code: str, version: str | int, kind: str = "diagnosis") -> str:
@@ -57,6 +67,56 @@ def atc3(code: str) -> str | None:
     if len(c) < 4 or not (c[0].isalpha() and c[1:3].isdigit() and c[3].isalpha()):
         return None
     return c[:4]
+
+
+# ICD code forms (dots optional), for reading a code whose version is not written beside it
+_ICD9_DX = re.compile(r"^(\d{3}(\.?\d{1,2})?|V\d{2}(\.?\d{1,2})?|E[89]\d{2}(\.?\d)?)$")  # E codes: E800-E999
+_ICD10_DX = re.compile(r"^[A-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+_ICD9_PX = re.compile(r"^\d{2}(\.?\d{1,2})?$")
+_ICD10_PX = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
+
+
+def versions_by_form(code: str, kind: str = "diagnosis") -> list[int]:
+    """The ICD versions whose code form ``code`` fits (``[]``: neither, ``[9, 10]``: ambiguous).
+
+    Digits only: ICD-9 (``428.0``). A letter other than E/V: ICD-10 (``I10``). E and V codes exist in
+    both: the dot position decides where there is one (ICD-9 ``E849.7``, ``V58.61``; ICD-10 ``E11.9``),
+    E9xx is ICD-9 only (ICD-10 E codes end at E89), a letter after the number is ICD-10. Procedures:
+    ICD-9 ``36.05``; ICD-10-PCS seven characters."""
+    c = code.strip().upper()
+    if kind == "procedure":
+        return [v for v, rx in ((9, _ICD9_PX), (10, _ICD10_PX)) if rx.match(c)]
+    out = []
+    if _ICD9_DX.match(c) and not ("." in c and c[0] == "E" and c.index(".") != 4):
+        out.append(9)
+    if _ICD10_DX.match(c) and not c[0].isdigit() and not ("." in c and c.index(".") != 3) and not (c[0] == "E" and c[1] == "9"):
+        out.append(10)
+    return out
+
+
+# Disease Ontology xrefs as kgrec code ids (the graph's MAPS_TO; the cohort's disease-reach report)
+RE_ICD9 = re.compile(r"(?:[VE]?\d+)(?:\.\d+)?")
+RE_ICD10 = re.compile(r"[A-Z][0-9A-Z]{2}(?:\.[0-9A-Z]+)?")
+RE_SNOMED = re.compile(r"\d+")
+
+
+def xref_to_code(xref: str) -> tuple[str | None, str]:
+    """``ICD9CM:401.9`` -> ``('ICD9CM:4019', 'ok')``; ranges and malformed codes -> ``(None, reason)``;
+    other vocabularies -> ``(None, 'other')``."""
+    prefix, _, code = xref.partition(":")
+    prefix, code = prefix.strip().upper(), code.strip()
+    if prefix in ("ICD9CM", "ICD10CM"):
+        if "-" in code:
+            return None, "range"
+        pat = RE_ICD9 if prefix == "ICD9CM" else RE_ICD10
+        if not pat.fullmatch(code.upper()):
+            return None, "malformed"
+        return icd_id(code, 9 if prefix == "ICD9CM" else 10), "ok"
+    if prefix.startswith("SNOMEDCT"):
+        if not RE_SNOMED.fullmatch(code):
+            return None, "malformed"
+        return f"SNOMED:{code}", "ok"
+    return None, "other"
 
 
 def normalise_ndc(ndc: str) -> str | None:
@@ -135,6 +195,15 @@ class Mappings:
                     out.setdefault(cui, a)
                     break
         return out
+
+    @cached_property
+    def disease_codes(self) -> frozenset[str]:
+        """Code ids (``ICD9CM:4019``, ``ICD10CM:I10``, ``SNOMED:<code>``) that a Disease Ontology xref maps
+        to a disease term: the codes whose graph node has a MAPS_TO edge (``kg/disease-ontology``)."""
+        refs = read_table(self._path("kg/disease-ontology/allXREFinDO.tsv"), ["id", "xref"])["xref"].tolist()
+        for cell in read_table(self._path("kg/disease-ontology/ICD10inDO.tsv"), ["id", "xrefs"])["xrefs"]:
+            refs += cell.split(",")
+        return frozenset(code for r in refs if r.strip() and (code := xref_to_code(r.strip())[0]))
 
     @cached_property
     def atc_names(self) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from kgrec.cohort.codes import atc3, icd_id
+from kgrec.cohort.codes import atc3, icd_id, versions_by_form
 from kgrec.errors import InputError
 
 MAX_CODES = 200
@@ -166,28 +166,6 @@ def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
 
 
 # The forms of ICD-9-CM and ICD-10-CM/PCS codes (dots optional), to tell the version from the code itself.
-_ICD9_DX = re.compile(r"^(\d{3}(\.?\d{1,2})?|V\d{2}(\.?\d{1,2})?|E[89]\d{2}(\.?\d)?)$")  # E codes: E800-E999
-_ICD10_DX = re.compile(r"^[A-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
-_ICD9_PX = re.compile(r"^\d{2}(\.?\d{1,2})?$")
-_ICD10_PX = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
-
-
-def versions_by_form(code: str, kind: str = "diagnosis") -> list[int]:
-    """The ICD versions whose code form ``code`` fits (``[]``: neither, ``[9, 10]``: ambiguous).
-
-    Digits only: ICD-9 (``428.0``). A letter other than E/V: ICD-10 (``I10``). E and V codes exist in
-    both: the dot position decides where there is one (ICD-9 ``E849.7``, ``V58.61``; ICD-10 ``E11.9``),
-    E9xx is ICD-9 only (ICD-10 E codes end at E89), a letter after the number is ICD-10. Procedures:
-    ICD-9 ``36.05``; ICD-10-PCS seven characters."""
-    c = code.strip().upper()
-    if kind == "procedure":
-        return [v for v, rx in ((9, _ICD9_PX), (10, _ICD10_PX)) if rx.match(c)]
-    out = []
-    if _ICD9_DX.match(c) and not ("." in c and c[0] == "E" and c.index(".") != 4):
-        out.append(9)
-    if _ICD10_DX.match(c) and not c[0].isdigit() and not ("." in c and c.index(".") != 3) and not (c[0] == "E" and c[1] == "9"):
-        out.append(10)
-    return out
 
 
 def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None, known: set[str] | None = None) -> str:

@@ -13,36 +13,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
-from kgrec.cohort.codes import icd_id
+from kgrec.cohort.codes import xref_to_code
 from kgrec.graph.sources._base import LIC_CC0, RE_DOID, Context, Source, SourceTables, check_ids, edges_frame, read_rows
-
-RE_ICD9 = re.compile(r"(?:[VE]?\d+)(?:\.\d+)?")
-RE_ICD10 = re.compile(r"[A-Z][0-9A-Z]{2}(?:\.[0-9A-Z]+)?")
-RE_SNOMED = re.compile(r"\d+")
-
-
-def xref_to_code(xref: str) -> tuple[str | None, str]:
-    """``ICD9CM:401.9`` -> ``('ICD9CM:4019', 'ok')``; ranges and malformed codes -> ``(None, reason)``;
-    other vocabularies -> ``(None, 'other')``."""
-    prefix, _, code = xref.partition(":")
-    prefix, code = prefix.strip().upper(), code.strip()
-    if prefix in ("ICD9CM", "ICD10CM"):
-        if "-" in code:
-            return None, "range"
-        pat = RE_ICD9 if prefix == "ICD9CM" else RE_ICD10
-        if not pat.fullmatch(code.upper()):
-            return None, "malformed"
-        return icd_id(code, 9 if prefix == "ICD9CM" else 10), "ok"
-    if prefix.startswith("SNOMEDCT"):
-        if not RE_SNOMED.fullmatch(code):
-            return None, "malformed"
-        return f"SNOMED:{code}", "ok"
-    return None, "other"
-
 
 class DiseaseOntologySource(Source):
     name = "disease_ontology"

@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kgrec.cohort.codes import icd_category  # noqa: F401  (re-exported: the graph's CODE_PARENT rule)
 from kgrec.graph.schema import load_schema
 from kgrec.graph.sources._base import LIC_PUBLIC_DOMAIN, Context, Source, SourceTables, edges_frame
 
 SYSTEMS = ("ICD9CM", "ICD10CM")
-
-
-def icd_category(code_id: str) -> str | None:
-    """``ICD9CM:4019`` -> ``ICD9CM:401``; ``ICD9CM:E8791`` -> ``ICD9CM:E879``; other systems -> None."""
-    system, _, code = code_id.partition(":")
-    if system not in SYSTEMS or not code:
-        return None
-    n = 4 if system == "ICD9CM" and code.startswith("E") else 3
-    return f"{system}:{code[:n]}"
 
 
 class IcdSource(Source):
