@@ -49,6 +49,22 @@ _NO_PID_AGE = 3600.0  # seconds: leftovers without a pid (older kgrec) count as 
 _libc = None
 
 
+CACHE_ENV = "KGREC_CACHE"
+CACHE_OFF = "off"
+
+
+def cache_root() -> Path | None:
+    """The shared cache folder (``$KGREC_CACHE``, else ``$XDG_CACHE_HOME/kgrec``, else ``~/.cache/kgrec``);
+    None when ``KGREC_CACHE=off`` (docs/cache.md)."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() == CACHE_OFF:
+        return None
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "kgrec"
+
+
 def _renameat2():
     global _libc
     if _libc is None:

@@ -254,6 +254,17 @@ def _name_of(node_id, names):
 
 
 # ------------------------------------------------------------------ new patients
+def test_icd10_codes_named_and_checked_against_the_tabular_list(svc):
+    """An ICD-10-CM code neither the cohort nor the graph names gets the tabular list's title; a code of the
+    right form that ICD-10-CM does not have says so (issue 25 item 3)."""
+    res = svc.recommend(patient={"diagnoses": [{"code": "I50.9", "version": 10}, {"code": "I99.99", "version": 10}, "427.31"]},
+                        top_k=2, threshold=0.0)
+    names = {d["code"]: d["name"] for d in res.visit["diagnoses"]}
+    assert names["ICD10CM:I509"] == "Heart failure, unspecified"
+    unk = {u["code"]: u for u in res.unknown_codes}
+    assert "not a code of ICD-10-CM" in unk["ICD10CM:I9999"]["reason"] and names["ICD10CM:I9999"] == ""
+
+
 def test_new_patient_codes_unknowns_current_drugs(svc):
     res = svc.recommend(patient={
         "icd_version": 9, "diagnoses": ["427.31", {"code": "I10", "version": 10}, "999.99"],

@@ -272,6 +272,9 @@ def test_build_merges_and_conforms(full):
         "ICD9CM:401", "ICD9CM:780", "ICD9CM:338", "ICD9CM:E879", "SNOMED:38341003",
     }  # fmt: skip
     assert dx.loc["ICD9CM:4019", "name"] == "Unspecified essential hypertension"
+    # ICD-10-CM codes no source names: named from CMS's tabular list (kgrec.cohort.icd10cm)
+    assert dx.loc["ICD10CM:J45909", "name"] == "Unspecified asthma, uncomplicated"
+    assert dx.loc["ICD10CM:J45", "name"] == "Asthma" and dx.loc["ICD10CM:I10", "name"] == "Essential (primary) hypertension"
     assert dx.loc["ICD9CM:4019", "source"] == "icd" and dx.loc["ICD9CM:4019", "system"] == "ICD9CM"
     assert dx.loc["SNOMED:38341003", "source"] == "disease_ontology"
     assert pairs(t.edges["CODE_PARENT"]) == {

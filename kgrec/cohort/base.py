@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kgrec import fsatomic
+from kgrec.cohort import icd10cm
 from kgrec.cohort.codes import Mappings, icd_category
 from kgrec.errors import InputError, WorkspaceError
 
@@ -279,6 +280,8 @@ def code_table(visits: pd.DataFrame, names: dict[str, str], mappings: Mappings |
     for kind, col in (("diagnosis", "diagnoses"), ("procedure", "procedures"), ("drug", "drugs")):
         for code in sorted({c for cs in visits[col] for c in cs}):
             name = names.get(code)
+            if name is None and code.startswith(icd10cm.PREFIX):  # a source without ICD-10-CM titles
+                name = icd10cm.name(code)
             if name is None and kind == "drug" and mappings is not None:
                 name = mappings.atc3_name(code)
             rows.append((code, kind, name or code))

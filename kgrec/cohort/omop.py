@@ -161,11 +161,15 @@ class OmopLoader(CohortLoader):
     def _version(self, t: CdmTables, report: dict) -> str:
         stated = None
         if t.has("cdm_source"):
-            src = t.read("cdm_source", [], ["cdm_source_name", "cdm_source_abbreviation", "cdm_version", "vocabulary_version"])
+            src = t.read("cdm_source", [], ["cdm_source_name", "cdm_source_abbreviation", "cdm_holder", "cdm_version", "vocabulary_version"])
             if len(src):
                 row = src.iloc[0]
-                report["cdm_source"] = {k: row[k] for k in ("cdm_source_name", "cdm_source_abbreviation", "vocabulary_version") if k in row and row[k]}
+                report["cdm_source"] = {k: row[k] for k in ("cdm_source_name", "cdm_source_abbreviation", "cdm_holder", "vocabulary_version")
+                                        if k in row and row[k]}
                 stated = row.get("cdm_version") or None
+        holder = (report.get("cdm_source") or {}).get("cdm_holder") or (report.get("cdm_source") or {}).get("cdm_source_name")
+        # the graph's Visit edges carry it (kgrec.graph.sources.ehr.cohort_licence): an OMOP extract is under its holder's terms
+        report["licence"] = f"the data holder's terms ({holder})" if holder else "the data holder's terms (OMOP CDM; cdm_source names no holder)"
         if stated:
             m = _VERSION.match(stated.strip())
             version = f"{m.group(1)}.{m.group(2)}" if m else None

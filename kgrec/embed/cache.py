@@ -53,11 +53,10 @@ import pandas as pd
 
 from kgrec.embed.export import PATIENT_LABELS, GraphExport
 from kgrec.errors import WorkspaceError
-from kgrec.fsatomic import pid_alive
+from kgrec.fsatomic import CACHE_ENV, cache_root, pid_alive  # noqa: F401  (cache_root: re-exported; the rule lives with the file rules)
+from kgrec.fsatomic import CACHE_OFF as OFF
 from kgrec.graph.tables import GraphTables, isin
 
-CACHE_ENV = "KGREC_CACHE"
-OFF = "off"
 FORMAT = 1  # bump when the layout of an entry or the meaning of its key changes
 MANIFEST = "manifest.json"
 NOT_KEYED = ("progress", "device")  # training kwargs that do not change what is learnt
@@ -70,18 +69,6 @@ class CacheError(WorkspaceError):
 
 
 # ---------------- where ----------------
-def cache_root() -> Path | None:
-    """The cache folder (``$KGREC_CACHE``, else ``$XDG_CACHE_HOME/kgrec``, else ``~/.cache/kgrec``);
-    None when ``KGREC_CACHE=off``."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env.lower() == OFF:
-        return None
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "kgrec"
-
-
 def why_not_cached(patients: str, enabled: bool) -> str | None:
     """Why the cohort-free cache cannot serve a stage (None when it can)."""
     if not enabled:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kgrec.cohort import icd10cm
 from kgrec.cohort.base import AGE_CAP, VISIT_COLUMNS, Cohort
 from kgrec.cohort.samples import Samples
 from kgrec.errors import InputError, KgrecError
@@ -171,6 +172,9 @@ class RecommendService:
                 if r["id"] in info:
                     info[r["id"]]["in_graph"] = True
                     info[r["id"]]["name"] = info[r["id"]]["name"] or (r.get("name") or "")
+        for c, d in info.items():  # an ICD-10-CM code neither the cohort nor the graph names: the tabular list's title
+            if not d["name"] and c.startswith(icd10cm.PREFIX):
+                d["name"] = icd10cm.name(c) or ""
         return info
 
     # ---------------- main entry
@@ -238,7 +242,8 @@ class RecommendService:
                     visit_info.setdefault("read_as", {})[c] = g
                 elif known is not None and c not in known:
                     unknown.append({"input": inputs.get(c, c), "code": c, "kind": kind, "in_graph": info[c]["in_graph"],
-                                    "reason": "unknown to the model" + ("; used for graph paths only" if info[c]["in_graph"] else " and to the graph")})
+                                    "reason": "unknown to the model" + ("; used for graph paths only" if info[c]["in_graph"] else " and to the graph")
+                                    + ("; not a code of ICD-10-CM" if c.startswith(icd10cm.PREFIX) and not icd10cm.is_code(c) else "")})
             if known is not None and not any(c in known for c in pc.diagnoses + pc.procedures):
                 raise InputError("none of the patient's codes is known to the model: " + ", ".join(u["input"] for u in unknown[:10]))
             earlier_unknown = sorted({c for e in given.earlier for c in e["diagnoses"] + e["procedures"] if known is not None and c not in known and c not in grounded})

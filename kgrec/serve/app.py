@@ -212,7 +212,7 @@ def create_app(workspace: Path | str | None = None, model: str = "student", stor
             "timings_ms": res.timings_ms,
         }
 
-    @app.get("/codes", summary="Code autocomplete: the workspace cohort's codes matching a code or words of a name",
+    @app.get("/codes", summary="Code autocomplete: the workspace cohort's codes and every ICD-10-CM code, matching a code or words of a name",
              responses=error_responses(400, 422))
     def get_codes(
         q: Annotated[str, Query(min_length=1, max_length=64, description="code (427.31, 42731, ICD9CM:42731) or words of its name")],

@@ -1,16 +1,20 @@
 """Look-ups behind the web page: code autocomplete (``GET /codes``) and a few visits (``GET /visits``).
 
 Both read the loaded :class:`~kgrec.explain.recommend.RecommendService` only (its cohort's code names,
-the model's code vocabulary, the cohort's visits and split); nothing touches the graph store, so they
-need no lock and answer in well under a millisecond on the demo cohorts.
+the model's code vocabulary, the cohort's visits and split) and the ICD-10-CM tabular list
+(:mod:`kgrec.cohort.icd10cm`); nothing touches the graph store, so they need no lock.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kgrec.cohort import icd10cm
 
 KINDS = ("diagnosis", "procedure", "drug")
 _PREFIX = re.compile(r"^(ICD9CM|ICD10CM|ICD9PROC|ICD10PCS):", re.IGNORECASE)
@@ -60,7 +64,37 @@ class CodeIndex:
             name_lc = name.lower()
             entries.append(_Entry(code, kind, name, display_code(code), _PREFIX.sub("", code).replace(".", "").upper(),
                                   name_lc, tuple(_WORD.findall(name_lc)), is_known))
+        # every ICD-10-CM code by its name (the tabular list, kgrec.cohort.icd10cm): a code the cohort never
+        # used is still found, named and sent with its version; the model reads it through the graph
+        have = {e.code for e in entries}
+        for key, (name, _) in icd10cm.table().items():
+            code = icd10cm.PREFIX + key
+            if code in have or "-" in key or key.isdigit():
+                continue
+            name_lc = name.lower()
+            entries.append(_Entry(code, "diagnosis", name, display_code(code), key, name_lc, tuple(_WORD.findall(name_lc)),
+                                  known is not None and code in known))
         self.entries = entries
+        # sorted distinct keys / words, each with its entries: a prefix is a bisect, not a scan of ~100k entries
+        self._keys, self._key_ix = self._postings((e.key,) for e in entries)
+        self._words, self._word_ix = self._postings(e.words for e in entries)
+
+    @staticmethod
+    def _postings(terms) -> tuple[list[str], dict[str, list[int]]]:
+        ix: dict[str, list[int]] = {}
+        for i, ts in enumerate(terms):
+            for t in set(ts):
+                ix.setdefault(t, []).append(i)
+        return sorted(ix), ix
+
+    @staticmethod
+    def _prefixed(sorted_terms: list[str], ix: dict[str, list[int]], prefix: str) -> set[int]:
+        lo = bisect.bisect_left(sorted_terms, prefix)
+        hi = bisect.bisect_left(sorted_terms, prefix + "\uffff")
+        out: set[int] = set()
+        for t in sorted_terms[lo:hi]:
+            out.update(ix[t])
+        return out
 
     def search(self, q: str, kinds: Sequence[str] | None = None, limit: int = 15) -> list[dict]:
         """Codes matching ``q``: the code itself (``427.31``, ``42731``, ``ICD9CM:42731``), then names whose
@@ -72,22 +106,25 @@ class CodeIndex:
         key = _PREFIX.sub("", q).replace(".", "").upper()
         q_lc = q.lower()
         q_words = _WORD.findall(q_lc)
+        rank: dict[int, int] = {}
+        if key:
+            for i in self._prefixed(self._keys, self._key_ix, key):
+                rank[i] = 0 if self.entries[i].key == key else 1
+        if q_words:
+            common = set.intersection(*(self._prefixed(self._words, self._word_ix, w) for w in q_words))
+            for i in common:
+                rank.setdefault(i, 2)
+        if sum(1 for i in rank if not kinds or self.entries[i].kind in kinds) < limit:  # substrings only to fill the list
+            for i, e in enumerate(self.entries):
+                if i not in rank and q_lc in e.name_lc:
+                    rank[i] = 3
         ranked = []
-        for e in self.entries:
+        for i, r in rank.items():
+            e = self.entries[i]
             if kinds and e.kind not in kinds:
                 continue
-            if key and e.key == key:
-                r = 0
-            elif key and e.key.startswith(key):
-                r = 1
-            elif q_words and all(any(w.startswith(qw) for w in e.words) for qw in q_words):
-                r = 2
-            elif q_lc in e.name_lc:
-                r = 3
-            else:
-                continue
             ranked.append((r, not e.known, len(e.key), e.code, e))
-        ranked.sort(key=lambda t: t[:4])
+        ranked = heapq.nsmallest(limit, ranked, key=lambda t: t[:4])
         return [{"code": e.code, "display": e.display, "kind": e.kind, "name": e.name, "version": _version(e.code), "known": e.known}
                 for *_, e in ranked[:limit]]
 

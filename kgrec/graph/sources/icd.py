@@ -4,13 +4,15 @@ CODE_PARENT (code -> category). Runs after the other sources (``derived``).
 
 Category: the first three characters (``ICD9CM:4019`` -> ``ICD9CM:401``, ``ICD10CM:E889`` ->
 ``ICD10CM:E88``); ICD-9 E codes have four (``ICD9CM:E8791`` -> ``ICD9CM:E879``). Names come from the
-workspace cohort's code table where known. The code systems are US government works: public domain.
+workspace cohort's code table where known, else for ICD-10-CM from CMS's tabular list
+(:mod:`kgrec.cohort.icd10cm`). The code systems are US government works: public domain.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from kgrec.cohort import icd10cm
 from kgrec.cohort.codes import icd_category  # noqa: F401  (re-exported: the graph's CODE_PARENT rule)
 from kgrec.graph.schema import load_schema
 from kgrec.graph.sources._base import LIC_PUBLIC_DOMAIN, Context, Source, SourceTables, edges_frame
@@ -41,6 +43,8 @@ class IcdSource(Source):
         cohort = ctx.cohort
         if cohort is not None:
             names = {str(c): n for c, n in cohort.names().items() if n and str(n) != str(c)}
+        from_list = {c: n for c in all_ids if c not in names and c.startswith(icd10cm.PREFIX) and (n := icd10cm.name(c))}
+        names.update(from_list)
         out = SourceTables()
         out.add_nodes(
             "DiagnosisCode",
@@ -55,5 +59,7 @@ class IcdSource(Source):
         )
         child = sorted(c for c, p in cats.items() if p and p != c)
         out.add_edges("CODE_PARENT", edges_frame(child, [cats[c] for c in child], self.name, self.licence))
-        out.report = {"referenced_codes": len(codes), "categories_added": len(all_ids) - len(codes)}
+        out.report = {"referenced_codes": len(codes), "categories_added": len(all_ids) - len(codes),
+                      "icd10cm_named_from_tabular_list": len(from_list), "icd10cm_names": f"{icd10cm.SOURCE} {icd10cm.version()}",
+                      "unnamed_codes": sum(1 for c in all_ids if not names.get(c))}
         return out
