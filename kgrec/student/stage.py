@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kgrec.errors import WorkspaceError
 from kgrec.evaluation import fit_on_split
+from kgrec.student import ddp
 from kgrec.student.train import StudentConfig, StudentRecommender, workspace_teacher
 from kgrec.fsatomic import replace_dir, temp_dir
 from kgrec.workspace import cohort_key, graph_key, load_cohort
@@ -44,10 +45,13 @@ def train_on_split(workspace: Path | str, config: StudentConfig | None = None, t
     model = StudentRecommender(vocab, workspace if config.graph else None, config, teacher=teacher, progress=progress)
     out = fit_on_split(model, cohort)
     path = student_dir(workspace)
+    res = StudentTrainResult(path, out["val"], out["test"], model.chosen, out["fit_seconds"], json.loads(json.dumps(config.__dict__)))
+    ddp.barrier()
+    if not ddp.is_main():  # `accelerate launch`: rank 0 alone writes the student
+        return res
     tmp = temp_dir(path)  # written beside the old student and swapped in: a crash leaves the old one whole
     try:
         model.save(tmp)
-        res = StudentTrainResult(path, out["val"], out["test"], model.chosen, out["fit_seconds"], json.loads(json.dumps(config.__dict__)))
         (tmp / "metrics.json").write_text(json.dumps(res.to_json(), indent=1, default=str))
         (tmp / "provenance.json").write_text(json.dumps(in_domain_provenance(workspace, cohort, config), indent=1))
         replace_dir(tmp, path)

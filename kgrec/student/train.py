@@ -30,6 +30,7 @@ from kgrec.cohort.codes import graph_code_key, is_procedure
 from kgrec.cohort.samples import Samples
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
+from kgrec.student import ddp
 from kgrec.student.model import LeaderStudentModel, ProfileVocab, StudentModel, alignment_loss
 
 # (cohort, train, val) -> (features (len(train), d_teacher), logits (len(train), n_drugs) or None)
@@ -308,6 +309,11 @@ class StudentRecommender(Recommender):
         from kgrec.embed.device import resolve_device
 
         dev = self.device = resolve_device(cfg.device)
+        acc = ddp.accelerator(dev, cfg.batch_size)  # None unless `accelerate launch` started several processes
+        n_proc, rank = (acc.num_processes, acc.process_index) if acc is not None else (1, 0)
+        if acc is not None:
+            dev = self.device = str(acc.device)
+            self.chosen["processes"] = n_proc
         self.chosen["device"] = dev
         self.model = self._build_model(fz).to(dev)
         xb = _to(fz.batch(cohort, train), dev)
@@ -328,6 +334,9 @@ class StudentRecommender(Recommender):
             own = {id(q) for q in head.parameters()}
             params = [{"params": [q for q in params if id(q) not in own]}, {"params": list(head.parameters()), "lr": cfg.lr * CONCEPT_LR_FACTOR}]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trained = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+        if acc is not None:
+            ddp.broadcast(trained)
         xv = _to(fz.batch(cohort, val), dev) if len(val) else None
         yv = self.targets(val) if len(val) else None
         best, best_state, bad = -1.0, None, 0
@@ -338,7 +347,12 @@ class StudentRecommender(Recommender):
                 order = torch.as_tensor(rng.permutation(len(train)), device=dev)
                 total = 0.0
                 for s in range(0, len(order), cfg.batch_size):
-                    idx = order[s:s + cfg.batch_size]
+                    idx = order[s:s + cfg.batch_size][rank::n_proc]
+                    if not len(idx):  # this rank's share of a short last batch is empty: zero gradients, same step
+                        opt.zero_grad()
+                        ddp.average_gradients(trained, n_proc)
+                        opt.step()
+                        continue
                     logits, feat = self.model(_slice(xb, idx))
                     loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
                     if cfg.alpha > 0:
@@ -351,6 +365,8 @@ class StudentRecommender(Recommender):
                         loss = loss + cfg.beta * T * T * nn.functional.binary_cross_entropy_with_logits(logits / T, torch.sigmoid(t_logit[idx] / T))
                     opt.zero_grad()
                     loss.backward()
+                    if acc is not None:
+                        ddp.average_gradients(trained, n_proc)
                     opt.step()
                     total += float(loss.detach()) * len(idx)
                 score = self._val_prauc(xv, yv)
