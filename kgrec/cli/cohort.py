@@ -140,7 +140,17 @@ def prepare(
     show(table)
     unmapped = report.get("top_unmapped_drugs") or []
     if unmapped:
-        console.print("most frequent unmapped drug names: " + ", ".join(f"{n} ({c})" for n, c in unmapped[:8]))
+        console.print("most frequent unmapped drug names: " + ", ".join(f"{n} ({c})" for n, c in unmapped[:8]), markup=False)
+    routes = report.get("mapping_route_coverage")
+    if routes:
+        console.print("drug exposures by mapping route: " + ", ".join(f"{k} {v:.1%}" for k, v in routes.items()), markup=False)
+    reach = report.get("diagnosis_codes_reaching_disease") or {}
+    if "codes" in reach:
+        console.print(f"diagnosis codes reaching a Disease node of the graph: {reach['codes_direct_or_category']:,} of {reach['codes']:,} "
+                      f"({reach['share_direct_or_category']:.1%}; {reach['occurrences_share_direct_or_category']:.1%} of occurrences)", markup=False)
+    if "visits_with_diagnosis_and_drug_share" in report:
+        console.print(f"visits with a diagnosis and a drug: {report['visits_with_diagnosis_and_drug']:,} "
+                      f"({report['visits_with_diagnosis_and_drug_share']:.1%})", markup=False)
 
 
 @app.command()
