@@ -186,27 +186,22 @@ def _prepare(data, ws, **kw):
     return api.prepare("omop", ws, data, **kw)
 
 
-@pytest.mark.parametrize("case", ["missing-column", "unknown-concept", "bad-date", "v5.2", "v6", "duplicate-visit"])
+BAD_FOLDER = {  # case: (table, text, replaced by, the error it must give)
+    "missing-column": ("visit_occurrence", "visit_concept_id,", "visit_kind,", r"visit_occurrence\.csv.*visit_concept_id.*missing column"),
+    "unknown-concept": ("drug_exposure", ",1000003,", ",9999999,", r"drug_exposure.*drug_concept_id.*concept id 9999999 is not in the concept table"),
+    "bad-date": ("visit_occurrence", "2019-06-01 23:10:00", "2019-13-45 25:00",
+                 r"visit_occurrence\.csv.*line 3.*visit_start_datetime.*unreadable date '2019-13-45 25:00'"),
+    "v5.2": ("cdm_source", "v5.4.0", "v5.2.2", r"CDM version 'v5.2.2'.*v5.3 and v5.4 only"),
+    "v6": ("cdm_source", "v5.4.0", "6.0", r"CDM version '6.0'.*not one kgrec reads"),
+    "duplicate-visit": ("visit_occurrence", "\n102,", "\n101,", r"visit_occurrence\.csv.*line 3.*visit_occurrence_id.*visit id appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FOLDER))
 def test_bad_folder_input_names_table_column_and_writes_nothing(data, tmp_path, case):
     folder = F.write_folder(tmp_path / "cdm", "5.4")
-    if case == "missing-column":
-        _edit(folder, "visit_occurrence", "visit_concept_id,", "visit_kind,")
-        match = r"visit_occurrence\.csv.*visit_concept_id.*missing column"
-    elif case == "unknown-concept":
-        _edit(folder, "drug_exposure", ",1000003,", ",9999999,")
-        match = r"drug_exposure.*drug_concept_id.*concept id 9999999 is not in the concept table"
-    elif case == "bad-date":
-        _edit(folder, "visit_occurrence", "2019-06-01 23:10:00", "2019-13-45 25:00")
-        match = r"visit_occurrence\.csv.*line 3.*visit_start_datetime.*unreadable date '2019-13-45 25:00'"
-    elif case == "v5.2":
-        _edit(folder, "cdm_source", "v5.4.0", "v5.2.2")
-        match = r"CDM version 'v5.2.2'.*v5.3 and v5.4 only"
-    elif case == "v6":
-        _edit(folder, "cdm_source", "v5.4.0", "6.0")
-        match = r"CDM version '6.0'.*not one kgrec reads"
-    else:
-        _edit(folder, "visit_occurrence", "\n102,", "\n101,")
-        match = r"visit_occurrence\.csv.*line 3.*visit_occurrence_id.*visit id appears twice"
+    table, old, new, match = BAD_FOLDER[case]
+    _edit(folder, table, old, new)
     ws = tmp_path / "ws"
     with pytest.raises(InputError, match=match):
         _prepare(data, ws, source_dir=folder)

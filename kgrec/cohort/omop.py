@@ -415,7 +415,7 @@ class OmopLoader(CohortLoader):
         d = d.assign(_when=when, _pos=range(len(d))).sort_values(["visit_occurrence_id", "_when", "_pos"], na_position="last", kind="stable")
         std_col, src_col, val_col = f"{prefix}_concept_id", f"{prefix}_source_concept_id", f"{prefix}_source_value"
         std = {c: self._code_of(c, concept, kind, names) for c in pd.unique(d[std_col])}
-        src = {c: self._source_code(c, concept, kind, names) for c in pd.unique(d[src_col])} if src_col in d else {}
+        src = {c: self._code_of(c, concept, kind, names, source=True) for c in pd.unique(d[src_col])} if src_col in d else {}
         from_value: dict[str, str | None] = {}
         rows, vocab = [], Counter()
         no_std = no_src = by_value = ambiguous = 0
@@ -444,26 +444,18 @@ class OmopLoader(CohortLoader):
         return pd.DataFrame({"visit_id": [r[0] for r in rows], "code": [r[1] for r in rows], "seq": range(len(rows))})
 
     @staticmethod
-    def _code_of(cid: str, concept: pd.DataFrame, kind: str, names: dict) -> str | None:
+    def _code_of(cid: str, concept: pd.DataFrame, kind: str, names: dict, source: bool = False) -> str | None:
+        """The kgrec code of a standard concept (an unnamed vocabulary: ``OMOP:<id>`` / ``OMOPPROC:<id>``),
+        or with ``source`` of a source concept, ICD only (the standard concept covers the others)."""
         if cid in ("", "0") or cid not in concept.index:
             return None
         c = concept.loc[cid]
         vocab = c["vocabulary_id"].replace(" ", "").upper()
-        code = _system_code(vocab, c["concept_code"], kind)
-        code = code or (f"OMOP:{cid}" if kind == "diagnosis" else f"OMOPPROC:{cid}")
-        names.setdefault(code, c["concept_name"])
-        return code
-
-    @staticmethod
-    def _source_code(cid: str, concept: pd.DataFrame, kind: str, names: dict) -> str | None:
-        """An ICD code of a source concept (other source vocabularies: None, the standard concept covers them)."""
-        if cid in ("", "0") or cid not in concept.index:
-            return None
-        c = concept.loc[cid]
-        vocab = c["vocabulary_id"].replace(" ", "").upper()
-        if vocab not in ("ICD9CM", "ICD10CM", "ICD9PROC", "ICD10PCS"):
+        if source and vocab not in ("ICD9CM", "ICD10CM", "ICD9PROC", "ICD10PCS"):
             return None
         code = _system_code(vocab, c["concept_code"], kind)
+        if not source:
+            code = code or (f"OMOP:{cid}" if kind == "diagnosis" else f"OMOPPROC:{cid}")
         if code:
             names.setdefault(code, c["concept_name"])
         return code
