@@ -362,3 +362,35 @@ def test_icd10_codes_words_and_the_research_notice(page):
     last = _submit(pg)
     assert last["ok"], pg.inner_text("#error")
     assert "ICD9CM:I10" not in pg.content()
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (420, 860)], ids=["laptop-1366x768", "phone-420"])
+def test_layout_keeps_the_list_and_its_explanation_in_view(browser, server, ddi_visit, shots, size):
+    """At 1366×768 a lower drug's explanation opens with its header in view (the detail column sticks
+    beside the list); at 420 px nothing is wider than the screen (issue 25 item 10)."""
+    width, height = size
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.goto(server + "/")
+        pg.wait_for_function("document.querySelectorAll('#visit-pick option').length > 1")
+        pg.select_option("#visit-pick", ddi_visit)
+        _submit(pg)
+        drugs = pg.locator("#drugs button.drug")
+        assert drugs.count() > 2
+        last = drugs.nth(drugs.count() - 1)
+        last.scroll_into_view_if_needed()
+        last.click()
+        assert last.get_attribute("data-drug") in pg.inner_text("#detail-h")
+        box = pg.locator("#detail-h").bounding_box()
+        assert box is not None and -2 <= box["y"] and box["y"] + box["height"] <= height, f"the explanation's header is off screen: {box}"
+        wide = pg.evaluate(f"""[...document.querySelectorAll('body *')].filter(e => {{
+            const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
+            return r.width > 0 && r.right > {width} + 1 && s.position !== 'fixed' && !e.closest('.graph-wrap, .visually-hidden, .skip');
+        }}).map(e => e.id || e.className || e.tagName).slice(0, 8)""")
+        overflow = pg.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0 and not wide, f"the page is {overflow} px wider than a {width} px screen; past the edge: {wide}"
+        pg.screenshot(path=str(shots / f"layout-{width}x{height}.png"))
+    finally:
+        ctx.close()

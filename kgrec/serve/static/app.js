@@ -464,7 +464,14 @@
     renderDrivers(d);
     $("detail").hidden = false; // shown before drawing: the label placement measures text
     drawGraph(d);
-    if (announce) say(`Showing why ${d.name} (${d.drug}): ${state.graph.nodes.length} nodes, ${state.graph.edges.length} edges.`);
+    if (announce) {
+      // the explanation opens at its header, in view: the detail column scrolls on its own beside the list
+      // (wide screens), or the page scrolls down to it (one column, narrow screens)
+      $("detail").scrollTop = 0;
+      const top = $("detail-h").getBoundingClientRect().top;
+      if (top < 0 || top > window.innerHeight - 48) $("detail-h").scrollIntoView({ block: "start" });
+      say(`Showing why ${d.name} (${d.drug}): ${state.graph.nodes.length} nodes, ${state.graph.edges.length} edges.`);
+    }
   }
 
   // ------------------------------------------------------------------ attributions
