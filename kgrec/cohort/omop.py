@@ -215,8 +215,7 @@ class OmopLoader(CohortLoader):
                 raise InputError("the table has no rows; it is required", path=df.attrs["path"])
         cond = t.read("condition_occurrence", ["person_id", "condition_concept_id", "visit_occurrence_id"],
                       ["condition_start_date", "condition_start_datetime", "condition_source_value", "condition_source_concept_id"])
-        drug = t.read("drug_exposure", ["person_id", "drug_concept_id", "visit_occurrence_id"],
-                      ["drug_exposure_start_date", "drug_source_value", "drug_source_concept_id"])
+        drug = t.read("drug_exposure", ["person_id", "drug_concept_id", "visit_occurrence_id"], ["drug_source_value", "drug_source_concept_id"])
         if t.has("procedure_occurrence"):
             proc = t.read("procedure_occurrence", ["person_id", "procedure_concept_id", "visit_occurrence_id"],
                           ["procedure_date", "procedure_source_value", "procedure_source_concept_id"])

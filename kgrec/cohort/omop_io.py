@@ -33,6 +33,7 @@ from kgrec.tables import MAX_FIELD, check_file, check_header, read_table
 TEXT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 IN_CHUNK = 5000  # ids per IN (...) query: under every database's parameter limit (SQLite: 32,766)
+FETCH_BLOCK = 50_000  # rows per block fetched from a database
 STREAM_BLOCK = 16 << 20
 
 
@@ -419,20 +420,28 @@ class DatabaseTables(CdmTables):
         cols = [c for c in required + [c for c in optional if c not in required] if c in cmap]
         table = sa.table(self._actual(name), *[sa.column(cmap[c]) for c in cols], schema=self._schema_of(name))
         stmt = sa.select(*[table.c[cmap[c]] for c in cols])
-        rows: list = []
+        columns: list[list[str]] = [[] for _ in cols]
+
+        def take(statement) -> None:
+            # streamed in blocks, each turned into text columns at once: the rows are never all held as tuples
+            result = self.conn.execution_options(stream_results=True, yield_per=FETCH_BLOCK).execute(statement)
+            for block in result.partitions(FETCH_BLOCK):
+                for j, col in enumerate(columns):
+                    col.extend(cell_str(r[j]) for r in block)
+
         try:
             if where is None:
-                rows = self.conn.execute(stmt).fetchall()
+                take(stmt)
             else:
                 wcol, values = where
                 vals = sorted({v for v in values if v != ""})
                 numeric = all(v.isdigit() for v in vals)
                 for i in range(0, len(vals), IN_CHUNK):
                     chunk = [int(v) for v in vals[i:i + IN_CHUNK]] if numeric else vals[i:i + IN_CHUNK]
-                    rows += self.conn.execute(stmt.where(table.c[cmap[wcol]].in_(chunk))).fetchall()
+                    take(stmt.where(table.c[cmap[wcol]].in_(chunk)))
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read {self._where(name)}: {self._reason(exc, '')}") from None
-        df = pd.DataFrame({c: _series_str(r[j] for r in rows) for j, c in enumerate(cols)}) if rows else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        df = pd.DataFrame({c: pd.Series(columns[j], dtype=object) for j, c in enumerate(cols)})
         df["_line"] = 0
         df.attrs["path"] = self._where(name)
         df.attrs["lines"] = False
