@@ -59,10 +59,11 @@ def test_protocol_visits_codes_drugs_profile(data, tmp_path):
     assert v["102"]["drugs"] == ["C07A", "N02B"]
     assert v["201"]["drugs"] == ["B01A", "N02B", "R06A"]
     assert v["301"]["drugs"] == ["C03C"]  # the kit is unmapped
-    # profile: birth_datetime; a year only is 15 July of it (a missing month is July, a missing day the 15th)
+    # profile: birth_datetime; a year alone is 1 July of it (a year and month without a day: the 15th)
     assert v["101"]["age"] == pytest.approx(68.8, abs=0.05) and v["101"]["sex"] == "M"
     assert v["201"]["age"] == pytest.approx(39.6, abs=0.05) and v["201"]["sex"] == "F"
     assert v["301"]["sex"] == "F"  # gender_concept_id 0: gender_source_value
+    assert v["301"]["age"] == pytest.approx(31.1, abs=0.01)  # born February 1990, no day: the 15th (the 1st would be 31.2)
     assert v["101"]["admission_location"] == "Emergency Room - Hospital"
     names = c.names()
     assert names["SNOMED:42343007"] == "Congestive heart failure"

@@ -343,7 +343,8 @@ class OmopLoader(CohortLoader):
         """A concept id (not 0) that the concept table lacks: one error naming the table and column."""
         for (table, column), values in used.items():
             ids = pd.Series(values, dtype=object)
-            missing = ids[(ids != "") & (ids != "0") & ~ids.isin(concept.index) & ~(column == "visit_concept_id" and ids.isin(known))]
+            allowed = ids.isin(known) if column == "visit_concept_id" else pd.Series(False, index=ids.index)  # kgrec's own setting ids
+            missing = ids[(ids != "") & (ids != "0") & ~ids.isin(concept.index) & ~allowed]
             if len(missing):
                 first = sorted(set(missing), key=lambda s: (len(s), s))
                 raise InputError(f"concept id {first[0]} is not in the concept table ({len(first)} such id(s) in this column, "

@@ -165,9 +165,7 @@ def load_patient(path: Path | str, max_bytes: int = 1 << 20) -> PatientIn:
         raise InputError(str(exc), path=p) from None
 
 
-# The forms of ICD-9-CM and ICD-10-CM/PCS codes (dots optional), to tell the version from the code itself.
-
-
+# The version of a code written without one comes from its form (kgrec.cohort.codes.versions_by_form).
 def normalise_code(entry: str | CodeIn, kind: str, default_version: int | None, known: set[str] | None = None) -> str:
     """``"401.9"`` (version 9) -> ``ICD9CM:4019``; ``"ICD10CM:I10"`` kept (dots dropped, upper case)."""
     if isinstance(entry, CodeIn):
