@@ -110,7 +110,7 @@ def prepare(
     only once everything was read without error.
 
     OMOP CDM v5.3/v5.4 (--source omop) is read from a folder of CSV, CSV.gz or Parquet files
-    (--source-dir) or from a database (--db-url, --db-schema); see docs/protocol.md, "OMOP CDM".
+    (--source-dir) or from a database (--db-url, --db-schema); see docs/cohort-omop.md.
     """
     if source not in SOURCES:
         raise typer.BadParameter(f"choose from {', '.join(SOURCES)}", param_hint="--source")
