@@ -86,6 +86,7 @@ def test_report_routes_and_coverage(data, tmp_path):
     assert r["visits_dropped_other_setting"] == {"Pharmacy visit": 1} and r["visits_dropped_no_record"] == 1
     assert r["visits_with_diagnosis_and_drug"] == 5 and r["visits_with_diagnosis_and_drug_share"] == 1.0
     assert r["care_sites"]["top"] == {"General Hospital ICU": 2, "North Clinic": 1}
+    assert r["care_sites"]["visits_by_location"] == {"Springfield, MA": 3}  # care_site -> location: city, state
     assert r["licence"] == "the data holder's terms (kgrec)"  # the graph's Visit edges carry it
     assert r["concepts_read"] < len(F.CONCEPTS)  # the vocabulary is read for the cohort's concepts only
     assert "unavailable" in r["diagnosis_codes_reaching_disease"]  # no Disease Ontology files in this data root: said so

@@ -396,12 +396,23 @@ class OmopLoader(CohortLoader):
             return
         counts = v.loc[v["care_site_id"] != "", "care_site_id"].value_counts()
         names: dict[str, str] = {}
+        place: dict[str, str] = {}
         if t.has("care_site"):
-            cs = t.read("care_site", ["care_site_id"], ["care_site_name"])
+            cs = t.read("care_site", ["care_site_id"], ["care_site_name", "location_id"])
             if "care_site_name" in cs:
                 names = dict(zip(cs["care_site_id"], cs["care_site_name"]))
+            if "location_id" in cs and t.has("location"):  # the sites' city and state (no street, no patient's address)
+                loc = t.read("location", ["location_id"], ["city", "state"])
+                where = {i: ", ".join(x for x in (loc["city"][k] if "city" in loc else "", loc["state"][k] if "state" in loc else "") if x)
+                         for k, i in enumerate(loc["location_id"])}
+                place = {c: where.get(lid, "") for c, lid in zip(cs["care_site_id"], cs["location_id"])}
         report["care_sites"] = {"n": int(len(counts)), "visits_without_care_site": int((v["care_site_id"] == "").sum()),
                                 "top": {names.get(k) or f"care_site {k}": int(c) for k, c in counts.head(10).items()}}
+        if place:
+            by_place = Counter()
+            for k, c in counts.items():
+                by_place[place.get(k) or "unknown"] += int(c)
+            report["care_sites"]["visits_by_location"] = dict(by_place.most_common(10))
 
     def _codes(self, df: pd.DataFrame, prefix: str, kind: str, keep: set, concept: pd.DataFrame, names: dict, report: dict) -> pd.DataFrame:
         """Diagnosis or procedure rows of the kept visits as (visit_id, code, seq): source ICD code, then
