@@ -197,9 +197,9 @@ def _train_teacher(workspace, cfg: dict, json_out) -> None:
 def _report_split(name: str, result: dict, json_out: bool) -> None:
     """Validation and test metrics of a model trained on the saved split (rank 0 alone, under
     `accelerate launch`: the other ranks wrote nothing and say nothing)."""
-    import os
+    from kgrec.student import ddp
 
-    if os.environ.get("RANK", "0") not in ("0", ""):
+    if not ddp.is_main():
         return
     if json_out:
         emit_json(result)

@@ -69,7 +69,7 @@ class CodeIndex:
         have = {e.code for e in entries}
         for key, (name, _) in icd10cm.table().items():
             code = icd10cm.PREFIX + key
-            if code in have or "-" in key or key.isdigit():
+            if code in have or not icd10cm.is_code(key):  # codes, not blocks or chapters
                 continue
             name_lc = name.lower()
             entries.append(_Entry(code, "diagnosis", name, display_code(code), key, name_lc, tuple(_WORD.findall(name_lc)),

@@ -1,7 +1,8 @@
 """Data-parallel student training under ``accelerate launch`` (DDP: gloo on CPUs, NCCL on GPUs).
 
 One process (the default, and ``kgrec train`` run directly) trains exactly as before. Launched with
-``accelerate launch --num_processes N [--cpu] -m kgrec train --stage distill ...``, each rank:
+``accelerate launch --multi_gpu --num_processes N -m kgrec train --stage distill ...`` (on CPUs too:
+``--cpu`` makes accelerate start one process only), each rank:
 
 * starts from rank 0's weights (broadcast), walks the same shuffled batches (same seed) and takes its
   ``rank::N`` share of each batch, so every rank takes the same number of steps;
@@ -11,15 +12,14 @@ One process (the default, and ``kgrec train`` run directly) trains exactly as be
 * writes nothing but on rank 0 (:func:`is_main`), after the others reached the same point.
 
 A rank that dies leaves the others blocked in a collective: they fail after ``$KGREC_DIST_TIMEOUT``
-seconds (default 600), not hang. More processes than the batch size is refused at once.
+seconds (default 600), not hang. More processes than the batch size is refused at once. Importing
+this module imports no torch (the CLI asks :func:`is_main` before printing).
 """
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
-
-import torch
 
 from kgrec.errors import KgrecError
 
@@ -65,6 +65,7 @@ def broadcast(params) -> None:
 def average_gradients(params, n: int) -> None:
     """All-reduce the gradients of ``params`` and divide by ``n`` (what DDP does, for a loss assembled
     from several calls into the model, which DDP's wrapper cannot follow)."""
+    import torch
     import torch.distributed as dist
 
     for p in params:

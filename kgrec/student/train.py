@@ -328,13 +328,13 @@ class StudentRecommender(Recommender):
             t_feat = torch.as_tensor(f, dtype=torch.float, device=dev)
             t_logit = torch.as_tensor(lg, dtype=torch.float, device=dev) if lg is not None else None
             proj = nn.Linear(2 * cfg.dim if cfg.arch == "leader" else cfg.dim, t_feat.shape[1]).to(dev)
-        params = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+        trained = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+        params = trained
         head = getattr(self.model, "concept_head", None)
         if head is not None:  # the linear concept term learns at a linear model's pace, not the encoder's
             own = {id(q) for q in head.parameters()}
-            params = [{"params": [q for q in params if id(q) not in own]}, {"params": list(head.parameters()), "lr": cfg.lr * CONCEPT_LR_FACTOR}]
+            params = [{"params": [q for q in trained if id(q) not in own]}, {"params": list(head.parameters()), "lr": cfg.lr * CONCEPT_LR_FACTOR}]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        trained = list(self.model.parameters()) + (list(proj.parameters()) if proj is not None else [])
         if acc is not None:
             ddp.broadcast(trained)
         xv = _to(fz.batch(cohort, val), dev) if len(val) else None
