@@ -328,7 +328,7 @@ NUMERIC_IDS = frozenset({"subject_id", "hadm_id", "patientunitstayid", "patienth
 MAX_FIELD = 4096  # characters in one cell of a source table (a 10 MB code or id is a broken file, not data)
 
 
-def _check_cells(df: pd.DataFrame, path: Path) -> None:
+def check_cells(df: pd.DataFrame, path: Path) -> None:
     """Every kept cell within :data:`MAX_FIELD` characters; integer id columns digits only (an empty
     optional ``seq_num`` is allowed)."""
     for col in df.columns:
@@ -369,7 +369,7 @@ def read_source(
     for col in optional_keys:
         if col in df:
             _check_keys(df, [col], path)
-    _check_cells(df, path)
+    check_cells(df, path)
     df.attrs["path"] = str(path)
     if df.empty:
         if report is None:

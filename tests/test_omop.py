@@ -195,6 +195,8 @@ BAD_FOLDER = {  # case: (table, text, replaced by, the error it must give)
                  r"visit_occurrence\.csv.*line 3.*visit_start_datetime.*unreadable date '2019-13-45 25:00'"),
     "v5.2": ("cdm_source", "v5.4.0", "v5.2.2", r"CDM version 'v5.2.2'.*v5.3 and v5.4 only"),
     "v6": ("cdm_source", "v5.4.0", "6.0", r"CDM version '6.0'.*not one kgrec reads"),
+    "oversized-cell": ("condition_occurrence", ",428.0,", "," + "9" * 5000 + ",",
+                       r"condition_occurrence\.csv.*condition_source_value.*a value of 5,000 characters"),
     "duplicate-visit": ("visit_occurrence", "\n102,", "\n101,", r"visit_occurrence\.csv.*line 3.*visit_occurrence_id.*visit id appears twice"),
 }
 

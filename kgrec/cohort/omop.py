@@ -379,7 +379,7 @@ class OmopLoader(CohortLoader):
         parts = pd.DataFrame({"year": year, "month": month.fillna(7), "day": day.where(month.notna(), 1).fillna(15)})
         born = pd.to_datetime(parts.where(year.notna()), errors="coerce")
         if "birth_datetime" in p:
-            exact = parse_cdm_dates(p["birth_datetime"], person.set_index("person_id"), "birth_datetime", errors="missing")
+            exact = parse_cdm_dates(p["birth_datetime"], p, "birth_datetime", errors="missing")
             report["persons_with_unreadable_birth_datetime"] = count_unreadable(p["birth_datetime"], exact)
             born = exact.where(exact.notna(), born)
         report["persons_with_unreadable_year_of_birth"] = count_unreadable(p["year_of_birth"], year)

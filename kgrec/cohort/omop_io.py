@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from kgrec.errors import InputError
-from kgrec.tables import MAX_FIELD, check_file, check_header, read_table
+from kgrec.tables import check_cells, check_file, check_header, read_table
 
 TEXT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -187,10 +187,7 @@ class FolderTables(CdmTables):
         else:
             _, _, sep = self._text_header(p)
             df = read_table(p, required, optional, sep=sep, quote=sep != "\t")
-            for col in df.columns:
-                if col != "_line" and (long := df[col].str.len() > MAX_FIELD).any():
-                    i = long.idxmax()
-                    raise InputError(f"a value of {len(df.loc[i, col]):,} characters (at most {MAX_FIELD:,})", path=p, column=col, line=int(df.loc[i, "_line"]))
+            check_cells(df, p)
         df.attrs["path"] = str(p)
         df.attrs["lines"] = not self._is_parquet(p)
         return df
