@@ -383,6 +383,11 @@ def test_layout_keeps_the_list_and_its_explanation_in_view(browser, server, ddi_
         last.scroll_into_view_if_needed()
         last.click()
         assert last.get_attribute("data-drug") in pg.inner_text("#detail-h")
+        try:  # the page settles the column over a few frames
+            pg.wait_for_function(f"(() => {{ const t = document.querySelector('#detail-h').getBoundingClientRect().top; return t >= -2 && t <= {height} - 24; }})()",
+                                 timeout=2000)
+        except Exception:  # noqa: BLE001 - the assertion below says where the header is
+            pass
         box = pg.locator("#detail-h").bounding_box()
         assert box is not None and -2 <= box["y"] and box["y"] + box["height"] <= height, f"the explanation's header is off screen: {box}"
         wide = pg.evaluate(f"""[...document.querySelectorAll('body *')].filter(e => {{

@@ -467,9 +467,20 @@
     if (announce) {
       // the explanation opens at its header, in view: the detail column scrolls on its own beside the list
       // (wide screens), or the page scrolls down to it (one column, narrow screens)
+      // (the page, not the element, is scrolled: scrollIntoView would scroll the column itself first, and a
+      // sticky column held up by the end of the page stays above the screen)
+      // A sticky column held by the page's end settles only in the next frame, so measure again there
+      // (three frames at most).
       $("detail").scrollTop = 0;
-      const top = $("detail-h").getBoundingClientRect().top;
-      if (top < 0 || top > window.innerHeight - 48) $("detail-h").scrollIntoView({ block: "start" });
+      let tries = 0;
+      const settle = () => {
+        const top = $("detail-h").getBoundingClientRect().top;
+        if ((top < 0 || top > window.innerHeight - 48) && tries++ < 3) {
+          window.scrollBy(0, top - 12);
+          requestAnimationFrame(settle);
+        }
+      };
+      settle();
       say(`Showing why ${d.name} (${d.drug}): ${state.graph.nodes.length} nodes, ${state.graph.edges.length} edges.`);
     }
   }
