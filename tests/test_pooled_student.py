@@ -124,6 +124,27 @@ def test_deployed_pooled_student_has_provenance_is_what_recommend_serves_and_is_
     assert out["model"]["name"] == "student" and out["model"]["kind"] == "student-pooled"
     assert set(out["model"]["sites"]) == {"icd10", "icd9"} and out["model"]["teacher"] == "logreg-graph"
 
+    # the deployed wide student scores in numpy: the same logits as its torch form, and a fresh process
+    # answers without importing torch (issue 25 item 5: its import was most of a `kgrec recommend`)
+    import subprocess
+    import sys
+
+    import torch
+
+    assert model.name == "student-wide"
+    samples = build_samples(cohort, cohort.split["test"])
+    net = model._build()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
+    with torch.no_grad():
+        z_torch = net.eval()(model._tensors(model._arrays(cohort, samples))).numpy()
+    np.testing.assert_allclose(model._logits(model._arrays(cohort, samples)), z_torch, rtol=1e-5, atol=1e-5)
+    vid = str(cohort.visits["visit_id"].iat[0])
+    code = ("import sys, json; from kgrec.explain.recommend import RecommendService; "
+            f"r = RecommendService({str(target)!r}, 'student', store=None).recommend(visit_id={vid!r}).to_dict(); "
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'p': [d['probability'] for d in r['drugs']]}))")
+    got = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    assert got == {"torch": False, "p": [d["probability"] for d in out["drugs"]]}
+
     # a save that dies half-way leaves the deployed student whole
     before = {p.name: p.read_bytes() for p in (target / "student").iterdir()}
 

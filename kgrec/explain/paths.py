@@ -78,6 +78,12 @@ _REVERSE_GEM = re.compile(r"<-\[\w*:GEM\]-")
 _LIMIT = re.compile(r"\bLIMIT\s+(\d+)\s*;?\s*$", re.IGNORECASE)
 
 
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 class Degrees:
     """Per-node relationship counts by type, from the workspace's graph tables (for specificity)."""
 
@@ -90,15 +96,14 @@ class Degrees:
         if rel not in self._by_type:
             counts: dict[str, int] = {}
             path = self.tables_dir / "edges" / f"{rel}.parquet" if self.available else None
-            if path is not None and path.exists():
+            if path is not None and path.exists() and pq_rows(path):
+                import pyarrow as pa
                 import pyarrow.compute as pc
                 import pyarrow.parquet as pq
 
                 t = pq.read_table(path, columns=["src", "dst"])
-                for col in ("src", "dst"):
-                    vc = pc.value_counts(t.column(col)).to_pylist()
-                    for item in vc:
-                        counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
+                vc = pc.value_counts(pa.chunked_array(t.column("src").chunks + t.column("dst").chunks))  # one pass, columnar
+                counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
             self._by_type[rel] = counts
         return self._by_type[rel]
 

@@ -7,6 +7,9 @@ code the model never saw still lands on concepts it did see, so the student scor
 Trained on several sites (a pooled cohort with a ``site`` column), every concept also has one copy per
 site and each site a bias per drug (feature augmentation, Daumé III 2007): what the sites share is
 learnt once, what one site does differently goes to its copy; an unseen site gets the shared part.
+
+This module builds the inputs with numpy and scipy alone (a deployed student scores without torch); the
+trainable head is :class:`kgrec.student.concept_head.ConceptHead`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples
@@ -71,12 +72,13 @@ class ConceptFeatures:
             hit = cache[code] = (np.asarray([j for j, _ in pairs], np.int64), np.asarray([w for _, w in pairs], np.float32))
         return hit
 
-    def batch(self, cohort: Cohort, samples: Samples, sparse: bool = False) -> dict[str, torch.Tensor]:
+    def arrays(self, cohort: Cohort, samples: Samples, sparse: bool = False) -> dict:
         """Padded ``concept_idx``/``concept_w`` (each visit's concepts at their largest weight over its codes,
         then the visit's site copy of each) and ``site``, built with array operations over the batch.
         ``sparse=True``: the same weights as ``concept_x``, a (visits, :attr:`n_inputs`) sparse matrix
         (:class:`SparseRows`; :class:`ConceptHead` multiplies it, several times faster than the bag in
-        full-batch training), instead of the padded pair."""
+        full-batch training), instead of the padded pair. Numpy arrays (``concept_x`` a scipy CSR matrix);
+        :meth:`batch` gives the same as torch tensors."""
         n_c = len(self.concepts) + 1
         n = len(samples)
         site_ids = np.asarray([self.site_index.get(s, 0) for s in cohort.sites(samples.visit_idx)], dtype=np.int64)
@@ -103,13 +105,28 @@ class ConceptFeatures:
         counts = np.bincount(r, minlength=n)
         if sparse:  # rows sorted: the CSR arrays directly
             indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            return {"concept_x": SparseRows(indptr, j, w, (n, self.n_inputs)), "site": torch.from_numpy(site_ids)}
+            from scipy import sparse as sp
+
+            return {"concept_x": sp.csr_matrix((w.astype(np.float32), j, indptr), shape=(n, self.n_inputs)), "site": site_ids}
         pos = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
         width = max(int(counts.max()) if n else 1, 1)
         out_idx = np.zeros((n, width), np.int64)
         out_w = np.zeros((n, width), np.float32)
         out_idx[r, pos], out_w[r, pos] = j, w
-        return {"concept_idx": torch.from_numpy(out_idx), "concept_w": torch.from_numpy(out_w), "site": torch.from_numpy(site_ids)}
+        return {"concept_idx": out_idx, "concept_w": out_w, "site": site_ids}
+
+    def batch(self, cohort: Cohort, samples: Samples, sparse: bool = False) -> dict:
+        """:meth:`arrays` as torch tensors (``concept_x`` a :class:`~kgrec.student.concept_head.SparseRows`)."""
+        import torch
+
+        from kgrec.student.concept_head import SparseRows
+
+        out = self.arrays(cohort, samples, sparse)
+        if sparse:
+            x = out["concept_x"]
+            return {"concept_x": SparseRows(x.indptr, x.indices, x.data, x.shape), "site": torch.from_numpy(out["site"])}
+        return {k: torch.from_numpy(v) for k, v in out.items()}
+
 
     def state(self) -> dict:
         return {"concepts": self.concepts, "sites": self.sites, "expansions": {c: e for c, e in self.expansions.items()}}
@@ -117,72 +134,3 @@ class ConceptFeatures:
     @classmethod
     def from_state(cls, state: dict, graph_tables: Path | None) -> ConceptFeatures:
         return cls(state["concepts"], state["sites"], state["expansions"], graph_tables)
-
-
-class SparseRows:
-    """A batch's concept weights as a sparse (visits, inputs) CSR matrix (``indptr``, ``indices`` sorted
-    within each row, ``data``) and, built on the first backward pass, its transpose, so that ``X @ W`` and
-    its gradient ``Xᵀ @ G`` are each one sparse-dense product."""
-
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]):
-        self.arrays = (np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float32))
-        self.shape = shape
-        self.x = _torch_csr(*self.arrays, shape)
-        self._xt: torch.Tensor | None = None
-
-    @property
-    def xt(self) -> torch.Tensor:
-        """The transpose (inference never needs it)."""
-        if self._xt is None:
-            from scipy import sparse
-
-            t = sparse.csr_matrix((self.arrays[2], self.arrays[1], self.arrays[0]), shape=self.shape).T.tocsr()
-            t.sort_indices()
-            self._xt = _torch_csr(t.indptr, t.indices, t.data, t.shape)
-        return self._xt
-
-    def matmul(self, weight: torch.Tensor) -> torch.Tensor:
-        return _SparseMatmul.apply(weight, self)
-
-
-def _torch_csr(indptr, indices, data, shape) -> torch.Tensor:
-    import warnings
-
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": the product used here is stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(torch.from_numpy(np.asarray(indptr, np.int64)), torch.from_numpy(np.asarray(indices, np.int64)),
-                                       torch.from_numpy(np.asarray(data, np.float32)), shape)
-
-
-class _SparseMatmul(torch.autograd.Function):
-    """``X @ W`` for a constant sparse ``X``; the gradient of ``W`` is ``Xᵀ @ G`` with the stored transpose."""
-
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, rows: SparseRows) -> torch.Tensor:
-        ctx.rows = rows
-        if rows.shape[0] == 0 or rows.x.values().numel() == 0:
-            return weight.new_zeros((rows.shape[0], weight.shape[1]))
-        return rows.x @ weight
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        rows = ctx.rows
-        if rows.shape[0] == 0 or rows.xt.values().numel() == 0:
-            return torch.zeros((rows.shape[1], grad.shape[1]), dtype=grad.dtype), None
-        return rows.xt @ grad.contiguous(), None
-
-
-class ConceptHead(nn.Module):
-    """Drug logits from the weighted concept bag, plus a per-site bias (zero-initialised: starts neutral)."""
-
-    def __init__(self, n_inputs: int, n_sites: int, n_out: int):
-        super().__init__()
-        self.wide = nn.EmbeddingBag(n_inputs, n_out, mode="sum", padding_idx=0)
-        self.site_bias = nn.Embedding(n_sites + 1, n_out)
-        nn.init.zeros_(self.wide.weight)
-        nn.init.zeros_(self.site_bias.weight)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "concept_x" in batch:  # the sparse form (ConceptFeatures.batch(sparse=True)): the same sum
-            return batch["concept_x"].matmul(self.wide.weight) + self.site_bias(batch["site"])
-        return self.wide(batch["concept_idx"], per_sample_weights=batch["concept_w"]) + self.site_bias(batch["site"])

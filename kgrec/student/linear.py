@@ -19,7 +19,8 @@ Loss: BCE against ``(1 - λ)·labels + λ·p_teacher`` (``soft_weight`` λ; 1: t
 alone), plus L2 (``weight_decay``). Full-batch Adam over a sparse concept matrix; the epoch and the L2
 weight are chosen on the validation visits (PRAUC), never on test visits: the L2 weights are tried from
 the weakest up, and the first that validates worse than the one before ends the search. Saved as
-safetensors + JSON.
+safetensors + JSON. Scoring (``predict_proba``, ``occlusion_logits``) is numpy and scipy alone: a loaded
+student never imports torch, so ``kgrec recommend`` and ``kgrec explain`` answer without its start-up cost.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.codes import graph_code_key
@@ -44,18 +42,25 @@ log = logging.getLogger(__name__)
 L2_GRID = (1e-5, 1e-4, 1e-3)
 
 
-class WideNet(nn.Module):
-    def __init__(self, n_concepts: int, n_sites: int, name_dim: int, n_out: int):
-        super().__init__()
-        from kgrec.student.concepts import ConceptHead
+def _wide_net(n_concepts: int, n_sites: int, name_dim: int, n_out: int):
+    """The trainable form (torch), built only to fit; :meth:`WideStudent._logits` is the same sum in numpy."""
+    import torch
+    from torch import nn
 
-        self.concepts = ConceptHead(n_concepts, n_sites, n_out)
-        self.names = nn.Linear(name_dim * (n_sites + 1), n_out)
-        self.prior_weight = nn.Parameter(torch.zeros(n_out))
-        nn.init.zeros_(self.names.weight)
+    from kgrec.student.concept_head import ConceptHead
 
-    def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.concepts(b) + self.names(b["names"]) + self.prior_weight * b["prior"]
+    class WideNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.concepts = ConceptHead(n_concepts, n_sites, n_out)
+            self.names = nn.Linear(name_dim * (n_sites + 1), n_out)
+            self.prior_weight = nn.Parameter(torch.zeros(n_out))
+            nn.init.zeros_(self.names.weight)
+
+        def forward(self, b: dict) -> torch.Tensor:
+            return self.concepts(b) + self.names(b["names"]) + self.prior_weight * b["prior"]
+
+    return WideNet()
 
 
 class WideStudent(Recommender):
@@ -74,7 +79,7 @@ class WideStudent(Recommender):
                  epochs: int = 400, lr: float = 0.05, seed: int = 42):
         super().__init__(drug_vocab)
         self.workspace, self.soft_weight, self.backbone, self.epochs, self.lr, self.seed = workspace, soft_weight, backbone, epochs, lr, seed
-        self.net: WideNet | None = None
+        self.weights: dict[str, np.ndarray] | None = None  # the fitted parameters, by their torch names
 
     # ---- inputs ----
     def _setup(self, cohort: Cohort, train: Samples) -> None:
@@ -110,10 +115,11 @@ class WideStudent(Recommender):
         self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
         self.__dict__.pop("_rows", None)
 
-    def _batch(self, cohort: Cohort, samples: Samples) -> dict[str, torch.Tensor]:
+    def _arrays(self, cohort: Cohort, samples: Samples) -> dict:
+        """The inputs of the sum as numpy arrays (``concept_x`` a scipy CSR matrix)."""
         from scipy import sparse
 
-        b = self.concept_features.batch(cohort, samples, sparse=True)
+        b = self.concept_features.arrays(cohort, samples, sparse=True)
         n, dim = len(samples), self.name_vectors.shape[1]
         get = self.code_index.get
         rows = [[j for c in (*d, *p) if (j := get(c)) is not None] for d, p in zip(samples.diagnoses, samples.procedures)]
@@ -127,13 +133,33 @@ class WideStudent(Recommender):
         k = len(self.concept_features.sites)
         names = np.zeros((n, dim * (k + 1)), np.float32)
         names[:, :dim] = mean
-        site = b["site"].numpy()
+        site = b["site"]
         for s in range(1, k + 1):
             rows_s = site == s
             names[rows_s, dim * s:dim * (s + 1)] = mean[rows_s]
-        b["names"] = torch.from_numpy(names)
-        b["prior"] = torch.from_numpy(np.log1p(prior))
+        b["names"] = names
+        b["prior"] = np.log1p(prior).astype(np.float32)
         return b
+
+    @staticmethod
+    def _tensors(b: dict) -> dict:
+        """:meth:`_arrays` as the torch batch that training reads."""
+        import torch
+
+        from kgrec.student.concept_head import SparseRows
+
+        x = b["concept_x"]
+        return {"concept_x": SparseRows(x.indptr, x.indices, x.data, x.shape), "site": torch.from_numpy(b["site"]),
+                "names": torch.from_numpy(b["names"]), "prior": torch.from_numpy(b["prior"])}
+
+    def _logits(self, b: dict) -> np.ndarray:
+        """The model's sum (module docstring) in numpy: float32 logits ``(n, n_drugs)``."""
+        w = self.weights
+        z = np.asarray(b["concept_x"] @ w["concepts.wide.weight"], dtype=np.float32)
+        z += w["concepts.site_bias.weight"][b["site"]]
+        z += b["names"] @ w["names.weight"].T + w["names.bias"]
+        z += w["prior_weight"] * b["prior"]
+        return z
 
     def _ready(self) -> None:
         """What every prediction reads, built once when the model is fitted or loaded, not on the first
@@ -152,9 +178,12 @@ class WideStudent(Recommender):
     # ---- fit ----
     def fit(self, cohort: Cohort, train: Samples, val: Samples, soft: np.ndarray | None = None) -> WideStudent:
         """``soft``: the teacher's probabilities for ``train`` (None: labels alone)."""
+        import torch
+        from torch import nn
+
         torch.manual_seed(self.seed)
         self._setup(cohort, train)
-        xb, xv = self._batch(cohort, train), self._batch(cohort, val)
+        xb, xv = self._tensors(self._arrays(cohort, train)), self._tensors(self._arrays(cohort, val))
         y = torch.as_tensor(self.targets(train), dtype=torch.float32)
         if soft is not None:
             y = (1 - self.soft_weight) * y + self.soft_weight * torch.as_tensor(soft, dtype=torch.float32)
@@ -189,9 +218,7 @@ class WideStudent(Recommender):
                 best = (top, top_state, l2, top_epoch)
             else:  # the path of L2 weights stops at the first that validates worse than a weaker one
                 break
-        self.net = self._build()
-        self.net.load_state_dict(best[1])
-        self.net.eval()
+        self.weights = {k: v.detach().numpy().astype(np.float32) for k, v in best[1].items()}
         self._ready()
         self.chosen = {"val_prauc": round(best[0], 4), "l2": best[2], "epochs": best[3], "soft_weight": self.soft_weight if soft is not None else 0.0,
                        "sites": list(self.concept_features.sites), "n_concepts": len(self.concept_features.concepts), "n_codes": len(self.codes),
@@ -199,11 +226,13 @@ class WideStudent(Recommender):
                        **({"graph_degraded": self.graph_note} if self.graph_note else {})}
         return self
 
-    def _build(self) -> WideNet:
-        return WideNet(self.concept_features.n_inputs, len(self.concept_features.sites), self.name_vectors.shape[1], len(self.drug_vocab))
+    def _build(self):
+        return _wide_net(self.concept_features.n_inputs, len(self.concept_features.sites), self.name_vectors.shape[1], len(self.drug_vocab))
 
     @staticmethod
-    def _score(net: WideNet, xv, yv) -> float:
+    def _score(net, xv, yv) -> float:
+        import torch
+
         if not len(yv):
             return 0.0
         net.eval()
@@ -212,22 +241,21 @@ class WideStudent(Recommender):
         return float(per_visit(yv, p, p > 0.5)["prauc"].mean())
 
     def predict_proba(self, cohort: Cohort, samples: Samples) -> np.ndarray:
-        if self.net is None:
+        if self.weights is None:
             raise RuntimeError("student-wide: fit() or load() first")
-        with torch.no_grad():
-            return torch.sigmoid(self.net(self._batch(cohort, samples))).numpy()
+        z = self._logits(self._arrays(cohort, samples))
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
     # ---- what kgrec.explain reads ----
     def occlusion_logits(self, cohort: Cohort, samples: Samples, zero_prior: np.ndarray | None = None) -> np.ndarray:
         """Logits ``(n, n_drugs)``; rows where ``zero_prior`` is True without the graph-prior term
         (:mod:`kgrec.explain.attribution` removes one input at a time)."""
-        if self.net is None:
+        if self.weights is None:
             raise RuntimeError("student-wide: fit() or load() first")
-        b = self._batch(cohort, samples)
+        b = self._arrays(cohort, samples)
         if zero_prior is not None and np.any(zero_prior):
-            b["prior"][torch.as_tensor(np.asarray(zero_prior, bool))] = 0.0
-        with torch.no_grad():
-            return self.net(b).double().numpy()
+            b["prior"][np.asarray(zero_prior, bool)] = 0.0
+        return self._logits(b).astype(np.float64)
 
     @property
     def has_graph_prior(self) -> bool:
@@ -240,12 +268,14 @@ class WideStudent(Recommender):
 
     # ---- persistence: safetensors + JSON ----
     def save(self, folder: Path | str) -> Path:
+        from safetensors.numpy import save_file
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         p = self.prior.tocoo()
-        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
-        tensors.update({"name_vectors": torch.from_numpy(self.name_vectors), "prior_row": torch.as_tensor(p.row, dtype=torch.long),
-                        "prior_col": torch.as_tensor(p.col, dtype=torch.long), "prior_val": torch.as_tensor(p.data, dtype=torch.float32)})
+        tensors = {f"net.{k}": np.ascontiguousarray(v) for k, v in self.weights.items()}
+        tensors.update({"name_vectors": np.ascontiguousarray(self.name_vectors, np.float32), "prior_row": p.row.astype(np.int64),
+                        "prior_col": p.col.astype(np.int64), "prior_val": p.data.astype(np.float32)})
         save_file(tensors, str(folder / "student.safetensors"))
         (folder / "student.json").write_text(json.dumps({
             "kind": self.name, "drug_vocab": self.drug_vocab, "threshold": self.threshold, "codes": self.codes, "chosen": self.chosen,
@@ -255,6 +285,7 @@ class WideStudent(Recommender):
 
     @classmethod
     def load(cls, folder: Path | str) -> WideStudent:
+        from safetensors.numpy import load_file
         from scipy import sparse
 
         from kgrec.student.concepts import ConceptFeatures
@@ -265,12 +296,13 @@ class WideStudent(Recommender):
         obj.threshold, obj.chosen, obj.codes = meta["threshold"], meta["chosen"], meta["codes"]
         obj.code_index = {c: i for i, c in enumerate(obj.codes)}
         t = load_file(str(folder / "student.safetensors"))
-        obj.name_vectors = t["name_vectors"].numpy()  # code names ⊕ graph vectors, per code
-        obj.prior = sparse.csr_matrix((t["prior_val"].numpy(), (t["prior_row"].numpy(), t["prior_col"].numpy())), shape=(len(obj.codes), len(obj.drug_vocab)))
+        obj.name_vectors = t["name_vectors"]  # code names ⊕ graph vectors, per code
+        obj.prior = sparse.csr_matrix((t["prior_val"], (t["prior_row"], t["prior_col"])), shape=(len(obj.codes), len(obj.drug_vocab)))
         obj.concept_features = ConceptFeatures.from_state(meta["concepts"], folder.parent / "graph" / "tables")
-        obj.net = obj._build()
-        obj.net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
-        obj.net.eval()
+        obj.weights = {k[4:]: v.astype(np.float32) for k, v in t.items() if k.startswith("net.")}
+        missing = {"concepts.wide.weight", "concepts.site_bias.weight", "names.weight", "names.bias", "prior_weight"} - set(obj.weights)
+        if missing:
+            raise WorkspaceError(f"{folder / 'student.safetensors'} lacks {', '.join(sorted(missing))}: train it again (`kgrec train --stage distill`)")
         obj._ready()
         prov = folder / "provenance.json"
         obj.provenance = json.loads(prov.read_text()) if prov.exists() else {"model": obj.name}

@@ -399,7 +399,7 @@ class StudentRecommender(Recommender):
                              cfg.dim, cfg.max_history, cfg.dropout, **prof)
         cf = getattr(fz, "concept_features", None)
         if cf is not None:
-            from kgrec.student.concepts import ConceptHead
+            from kgrec.student.concept_head import ConceptHead
 
             model.concept_head = ConceptHead(cf.n_inputs, len(cf.sites), len(self.drug_vocab))
         return model
