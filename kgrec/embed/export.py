@@ -11,6 +11,11 @@ Held-out target edges: the unique (ingredient, disease) ``INDICATION`` pairs are
 split) and their visits: validation and test patients never enter the graph the embeddings see;
 ``"none"`` drops them all (use this when a later stage cross-validates over patients); ``"all"`` keeps
 everything (no held-out patients: leaks).
+
+Not embedded: the relations in :data:`NOT_EMBEDDED` (the ICD-10-CM tabular list's CODE_BROADER chain:
+navigation for queries and the page; the model reads a code's category through CODE_PARENT) and the
+nodes that only they reach (blocks, chapters, subcategories no source references). The embeddings, and
+the shared cache's keys, are those of the graph without them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from kgrec.graph.tables import GraphTables
 TARGET = "INDICATION"
 PATIENT_LABELS = ("Patient", "Visit")
 PATIENT_MODES = ("train", "none", "all")
+NOT_EMBEDDED = ("CODE_BROADER",)
 
 
 def entity_key(label: str, node_id: str) -> str:
@@ -127,6 +133,17 @@ class GraphExport:
         return cls(ents["entity"].tolist(), ents["label"].tolist(), meta["relations"], tri["train"], tri["valid"], tri["test"], meta["info"])
 
 
+def _only_unembedded(tables: GraphTables, schema) -> dict[str, set[str]]:
+    """Per label, the node ids that have edges of :data:`NOT_EMBEDDED` relations and no other edge."""
+    ends: dict[bool, dict[str, set[str]]] = {True: {}, False: {}}
+    for rel, df in tables.edges.items():
+        spec = schema.relationships[rel]
+        side = ends[rel in NOT_EMBEDDED]
+        side.setdefault(spec.src, set()).update(df["src"].astype(str))
+        side.setdefault(spec.dst, set()).update(df["dst"].astype(str))
+    return {label: ids - ends[False].get(label, set()) for label, ids in ends[True].items()}
+
+
 def export_graph(
     tables: GraphTables,
     patients: str = "train",
@@ -149,6 +166,10 @@ def export_graph(
             elif label == "Patient":
                 ids = ids[df["split"].astype(str).eq("train").to_numpy()]
         keep_nodes[label] = ids
+    only_unembedded = _only_unembedded(tables, schema)
+    for label, drop in only_unembedded.items():
+        if label in keep_nodes:
+            keep_nodes[label] = keep_nodes[label][~keep_nodes[label].isin(drop)]
     # Visits follow their patient.
     if patients == "train" and "HAS_VISIT" in tables.edges and "Visit" in keep_nodes:
         hv = tables.edges["HAS_VISIT"]
@@ -167,6 +188,8 @@ def export_graph(
 
     triples: dict[str, np.ndarray] = {}
     for rel, df in tables.edges.items():
+        if rel in NOT_EMBEDDED:
+            continue
         spec = schema.relationships[rel]
         h = df["src"].astype(str).map(lambda x: index.get(entity_key(spec.src, x), -1)).to_numpy()
         t = df["dst"].astype(str).map(lambda x: index.get(entity_key(spec.dst, x), -1)).to_numpy()

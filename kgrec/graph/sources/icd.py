@@ -2,6 +2,12 @@
 references (MAPS_TO, GEM, INDICATION_ICD, HAS_DIAGNOSIS...), its three-character category, and
 CODE_PARENT (code -> category). Runs after the other sources (``derived``).
 
+ICD-10-CM codes are also placed in the tabular list's own hierarchy (:mod:`kgrec.cohort.icd10cm`):
+CODE_BROADER, one level up at a time, code -> subcategory -> category -> block -> chapter
+(``ICD10CM:I5020`` -> ``ICD10CM:I502`` -> ``ICD10CM:I50`` -> ``ICD10CM:I30-I5A`` -> ``ICD10CM:9``), the
+ancestors added as DiagnosisCode nodes with their names. CODE_PARENT stays the shortcut the model and the
+rationale queries read (code -> category); CODE_BROADER is the full placement, for queries and embeddings.
+
 Category: the first three characters (``ICD9CM:4019`` -> ``ICD9CM:401``, ``ICD10CM:E889`` ->
 ``ICD10CM:E88``); ICD-9 E codes have four (``ICD9CM:E8791`` -> ``ICD9CM:E879``). Names come from the
 workspace cohort's code table where known, else for ICD-10-CM from CMS's tabular list
@@ -24,7 +30,7 @@ class IcdSource(Source):
     name = "icd"
     licence = LIC_PUBLIC_DOMAIN
     derived = True
-    description = "ICD-9-CM/ICD-10-CM DiagnosisCode nodes for every referenced code + CODE_PARENT to the category"
+    description = "ICD-9-CM/ICD-10-CM DiagnosisCode nodes for every referenced code + CODE_PARENT to the category + the ICD-10-CM hierarchy (CODE_BROADER)"
 
     def build(self, ctx: Context, previous: list[SourceTables] | None = None) -> SourceTables:
         schema = load_schema()
@@ -36,9 +42,8 @@ class IcdSource(Source):
             for rel, end in ends:
                 if rel in st.edges:
                     seen.update(st.edges[rel][end])
-        codes = {c for c in seen if c.partition(":")[0] in SYSTEMS}
-        cats = {c: icd_category(c) for c in codes}
-        all_ids = sorted(codes | {c for c in cats.values() if c})
+        codes, placed, cats, broader = placement(seen)
+        all_ids = sorted(codes | placed | {c for c in cats.values() if c})
         names = {}
         cohort = ctx.cohort
         if cohort is not None:
@@ -57,9 +62,47 @@ class IcdSource(Source):
                 }
             ),
         )
-        child = sorted(c for c, p in cats.items() if p and p != c)
+        child = sorted(c for c, p in cats.items() if p and p != c)  # the referenced codes (a placed ancestor: CODE_BROADER only)
         out.add_edges("CODE_PARENT", edges_frame(child, [cats[c] for c in child], self.name, self.licence))
+        if broader:
+            out.add_edges("CODE_BROADER", edges_frame([a for a, _ in broader], [b for _, b in broader], self.name, self.licence))
         out.report = {"referenced_codes": len(codes), "categories_added": len(all_ids) - len(codes),
                       "icd10cm_named_from_tabular_list": len(from_list), "icd10cm_names": f"{icd10cm.SOURCE} {icd10cm.version()}",
-                      "unnamed_codes": sum(1 for c in all_ids if not names.get(c))}
+                      "unnamed_codes": sum(1 for c in all_ids if not names.get(c)),
+                      "icd10cm_hierarchy_edges": len(broader), "icd10cm_blocks_and_chapters": len(placed)}
         return out
+
+
+def placement(referenced) -> tuple[set[str], set[str], dict[str, str | None], list[tuple[str, str]]]:
+    """What this source adds for the ids other sources reference: the ICD codes, each code's category
+    (CODE_PARENT), the ICD-10-CM ancestors above them that are neither (subcategories, blocks, chapters:
+    placed by CODE_BROADER alone) and the CODE_BROADER pairs. :func:`derived_ids` is the set of node ids."""
+    codes = {c for c in referenced if c.partition(":")[0] in SYSTEMS}
+    cats = {c: icd_category(c) for c in codes}
+    broader = _icd10_hierarchy(c for c in codes | set(cats.values()) if c and c.startswith(icd10cm.PREFIX))  # a retired code's category too
+    placed = {c for edge in broader for c in edge} - codes - set(cats.values())
+    return codes, placed, cats, broader
+
+
+def derived_ids(referenced) -> set[str]:
+    """The DiagnosisCode ids this source defines for ``referenced`` ids."""
+    codes, placed, cats, _ = placement(referenced)
+    return codes | placed | {c for c in cats.values() if c}
+
+
+def _icd10_hierarchy(codes) -> list[tuple[str, str]]:
+    """(child, parent) for every ICD-10-CM code of ``codes`` and each of its tabular-list ancestors, sorted;
+    a code not in the tabular list (a site's local or retired code) has none."""
+    pairs: set[tuple[str, str]] = set()
+    todo = list(codes)
+    done: set[str] = set()
+    while todo:
+        c = todo.pop()
+        if c in done:
+            continue
+        done.add(c)
+        up = icd10cm.parent(c)
+        if up is not None:
+            pairs.add((c, up))
+            todo.append(up)
+    return sorted(pairs)
