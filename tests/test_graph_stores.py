@@ -605,3 +605,68 @@ def test_neo4j_admin_export_refuses_bad_tables(tmp_path):
     with pytest.raises(GraphLoadError, match=r"HAS_DIAGNOSIS: row 2 \(source 'mimic3'\): dst 'ICD9CM:0000' is not a DiagnosisCode"):
         write_neo4j_admin(bad, tmp_path / "export")
     assert not (tmp_path / "export").exists() and list(tmp_path.iterdir()) == []
+
+
+def _tiny_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def test_embedded_load_on_a_full_disk_is_one_line_and_keeps_the_previous_graph(tmp_path, monkeypatch):
+    """A disk that fills during a load (Ladybug says "IO exception: Cannot read from file ...build-...")
+    is the ENOSPC error every command words the same way, and the previous graph stays whole: on a
+    real, small tmpfs where this machine allows mounting one, and with the failure injected everywhere."""
+    from kgrec.errors import describe
+    from kgrec.graph.stores import embedded
+
+    # injected: Ladybug's own words for a short write, on a disk with 1 MiB left
+    store = get_store("embedded", workspace=tmp_path / "inj")
+    store.load(tiny_tables())
+    before = store.stats()
+    monkeypatch.setattr(embedded.shutil, "disk_usage", lambda p: type("U", (), {"free": 1 << 20})())
+    real_copy = type(store)._copy
+
+    def short_write(self, table, frame, types, progress):
+        if table == "INDICATION":
+            raise embedded._load_failure(f"loading table {table}", RuntimeError(
+                "IO exception: Cannot read from file: /x/.embedded.lbug.build-1-2 fileDescriptor: 3 numBytesRead: 0"), self.path.parent)
+        return real_copy(self, table, frame, types, progress)
+
+    monkeypatch.setattr(type(store), "_copy", short_write)
+    with pytest.raises(OSError) as err:
+        store.load(variant(tiny_tables()))
+    line = describe(err.value)
+    assert err.value.errno == 28 and line.startswith("No space left on device while loading table INDICATION (1 MiB free)"), line
+    assert "free some space" in line and "\n" not in line
+    monkeypatch.undo()
+    assert store.stats() == before and sorted(p.name for p in store.path.parent.iterdir()) == ["embedded.lbug"]
+    store.close()
+    # another failure on a disk with room stays what it is
+    assert isinstance(embedded._load_failure("x", RuntimeError("Binder exception: y"), tmp_path), GraphLoadError)
+
+    # real: a graph that fits once and not twice (the new database is built beside the old one)
+    mnt = tmp_path / "small"
+    if not _tiny_tmpfs(mnt, "12m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root); the injected case above ran")
+    try:
+        ws = mnt / "ws"
+        small = get_store("embedded", workspace=ws)
+        small.load(tiny_tables())
+        kept = small.stats()
+        size = small.path.stat().st_size
+        filler = mnt / "filler"
+        with open(filler, "wb") as fh:  # leave less room than one more database needs
+            free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+            fh.write(b"\0" * max(0, free - size // 2))
+        with pytest.raises(OSError) as err:
+            small.load(variant(tiny_tables()))
+        assert err.value.errno == 28, err.value
+        assert small.stats() == kept
+        assert sorted(p.name for p in small.path.parent.iterdir()) == ["embedded.lbug"]
+        small.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=20)  # lazy: Ladybug may hold a file a moment longer

@@ -18,6 +18,9 @@ queries in ``cypher/`` bind their start node and give a direction.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,25 @@ def _lb():
     import ladybug
 
     return ladybug
+
+
+LOW_SPACE = 64 << 20  # bytes: below this, an I/O failure of a load is read as a full disk
+
+
+def _load_failure(what: str, exc: RuntimeError, folder: Path) -> Exception:
+    """The error for a Ladybug failure while a load writes its build file: a full disk (Ladybug says
+    "IO exception: Cannot read from file ..." when its write came up short) becomes the ENOSPC
+    ``OSError`` every command words the same way (:func:`kgrec.errors.describe`); anything else is a
+    :class:`GraphLoadError` naming ``what``. Checked before the build file is removed (which frees the space)."""
+    msg = str(exc)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if "No space left" in msg or ("IO exception" in msg and free is not None and free < LOW_SPACE):
+        err = OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} while {what} ({(free or 0) >> 20} MiB free)", str(folder))
+        return err
+    return GraphLoadError(f"{what}: {msg}")
 
 
 def default_path(workspace: Path | str) -> Path:
@@ -164,7 +186,13 @@ class EmbeddedStore(GraphStore):
         fsatomic.recover(self.path.parent)
         fsatomic.sweep(self.path.parent, [self.path.name])  # build files of killed loads
         tmp = fsatomic.temp_path(self.path, "build")
-        db, conn = self._open(tmp, read_only=False, build=True)
+        try:
+            db, conn = self._open(tmp, read_only=False, build=True)
+        except RuntimeError as exc:
+            err = _load_failure("creating the graph database", exc, self.path.parent)
+            for f in [tmp, *tmp.parent.glob(tmp.name + ".*")]:
+                f.unlink(missing_ok=True)
+            raise err from exc
         self._build = (tmp, db, conn)
         self._tables = None
 
@@ -182,14 +210,17 @@ class EmbeddedStore(GraphStore):
             try:
                 self._target().execute(f"COPY {table} FROM $frame", {"frame": _arrow(frame, types)})
             except RuntimeError as exc:
-                raise GraphLoadError(f"table {table}: {exc}") from exc
+                raise _load_failure(f"loading table {table}", exc, self.path.parent) from exc
         if progress:
             progress(table, len(frame), len(frame))
 
     def _commit_load(self, schema: Schema) -> None:
         tmp, db, conn = self._build
         self._tables = None
-        conn.execute("CHECKPOINT")  # the file holds everything, no WAL left beside it
+        try:
+            conn.execute("CHECKPOINT")  # the file holds everything, no WAL left beside it
+        except RuntimeError as exc:
+            raise _load_failure("writing the graph database to disk", exc, self.path.parent) from exc
         conn.close()
         db.close()
         self._build = None
