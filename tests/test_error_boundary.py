@@ -150,3 +150,37 @@ def test_long_stage_prints_progress_without_a_terminal(monkeypatch, capsys):
         rep.detail(f"pooled logreg: fold {i}/10")
     lines = [x for x in capsys.readouterr().err.splitlines() if "logreg: fold" in x]
     assert len(lines) == 3 and lines[0].endswith("pooled logreg: fold 3/10")  # one every 30 s of 10-s messages (>= 25 s apart)
+
+
+QUERY_CASES = {
+    # name: (make the query argument in tmp_path, extra args, what the one line says)
+    "a folder": (lambda p: (p / "dir.cypher").mkdir() or p / "dir.cypher", [], "Is a directory"),
+    "not UTF-8": (lambda p: (p / "bin.cypher").write_bytes(b"\xff\xfe\x00RETURN 1") and p / "bin.cypher", [], "not UTF-8 text"),
+    "a missing file": (lambda p: p / "missing.cypher", [], "query file not found"),
+    "neither a name nor a file": (lambda p: "MATCH (n) RETURN n", [], "neither a query name nor a .cypher file"),
+    "a parameter without a value": (lambda p: (p / "q.cypher").write_text("RETURN $x AS x") and p / "q.cypher", ["-p", "novalue"],
+                                    "Invalid value for --param: 'novalue': use name=value"),
+    "a Cypher syntax error": (lambda p: (p / "bad.cypher").write_text("MATCH (n RETURN n") and p / "bad.cypher", [], "embedded store: Parser exception"),
+}
+MULTI_LINE = {"a Cypher syntax error": 3}  # the store's message, then the statement with a caret under the fault
+
+
+@pytest.mark.parametrize("case", list(QUERY_CASES))
+def test_query_hostile_inputs_are_one_line_exit_2(tmp_path, case, capsys):
+    """`kgrec query` given a folder, a binary file, a missing file, free text, a parameter without a value
+    or broken Cypher: one line on stderr, exit 2 (a usage error raised in a command's body included)."""
+    from kgrec.cli import app
+    from kgrec.graph.stores import get_store
+    from tests.graph_tiny import tiny_tables
+
+    ws = tmp_path / "ws"
+    store = get_store("embedded", workspace=ws)
+    store.load(tiny_tables())
+    store.close()
+    make, extra, expect = QUERY_CASES[case]
+    r = CliRunner().invoke(app, ["query", "-w", str(ws), str(make(tmp_path)), *extra])
+    assert r.exit_code == 2, r.output
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == MULTI_LINE.get(case, 1) and expect in lines[0] and "unexpected" not in lines[0], err
+    assert "Traceback" not in err and r.stdout.strip() == ""

@@ -110,10 +110,12 @@ def handle_errors(fn: Callable) -> Callable:
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
-            import click
-
-            if isinstance(exc, click.exceptions.ClickException) or debug_mode():
+            if debug_mode():
                 raise
+            if any(c.__name__ == "ClickException" for c in type(exc).__mro__):
+                # a usage error raised in a command's body (typer's BadParameter: typer vendors its own
+                # click, so click's class does not match): its message in one line, exit 2
+                fail(exc.format_message())
             line = describe(exc)
             if line is not None:
                 fail(line)
