@@ -14,6 +14,7 @@ code x drug count matrix: a graph prior over the drug vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,23 @@ def code_drug_evidence(tables: GraphTables) -> pd.DataFrame:
         inherited = orphans.merge(ev.rename(columns={"code": "parent"}), on="parent").drop(columns="parent")
         ev = pd.concat([ev, inherited], ignore_index=True)
     return ev[["code", "drug", "path", "n"]]
+
+
+_EVIDENCE: dict[tuple, pd.DataFrame] = {}
+
+
+def workspace_evidence(tables_folder: Path | str) -> pd.DataFrame:
+    """:func:`code_drug_evidence` of the graph tables saved in ``tables_folder``, kept per process for the
+    same tables (path and modification times), like :func:`kgrec.models.graph_logreg.workspace_expander`:
+    K-fold CV and the pooled step fit a student per fold over one graph (1 s a fit on the real graph).
+    Treat the frame as read-only."""
+    folder = Path(tables_folder)
+    key = (str(folder.resolve()), *((folder / d).stat().st_mtime_ns for d in ("nodes", "edges")))
+    hit = _EVIDENCE.get(key)
+    if hit is None:
+        _EVIDENCE.clear()  # one graph at a time
+        hit = _EVIDENCE[key] = code_drug_evidence(GraphTables.load(folder))
+    return hit
 
 
 def prior_matrix(evidence: pd.DataFrame, codes: Sequence[str], drugs: Sequence[str]) -> sparse.csr_matrix:

@@ -83,16 +83,15 @@ class WideStudent(Recommender):
 
     # ---- inputs ----
     def _setup(self, cohort: Cohort, train: Samples) -> None:
-        from kgrec.graph.expand import CodeExpander
-        from kgrec.graph.neighbourhood import code_drug_evidence, prior_matrix
-        from kgrec.graph.tables import GraphTables
+        from kgrec.graph.neighbourhood import prior_matrix, workspace_evidence
+        from kgrec.models.graph_logreg import workspace_expander
         from kgrec.student.concepts import ConceptFeatures
         from kgrec.teacher.encodings import encode_texts
         from kgrec.teacher.prompts import short_name
 
         folder = Path(self.workspace) / "graph" / "tables"
-        tables = GraphTables.load(folder)
-        self.concept_features = ConceptFeatures.fit(cohort, train, CodeExpander.from_tables(tables, names=cohort.names()), folder)
+        # the graph's expander and evidence, read once per process for all folds (the same as a fresh read)
+        self.concept_features = ConceptFeatures.fit(cohort, train, workspace_expander(self.workspace, cohort), folder)
         codes = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs})
         names = cohort.names()
         self.codes = codes
@@ -112,7 +111,7 @@ class WideStudent(Recommender):
             self.graph_parts = []
             self.graph_note = f"no graph vectors: {exc}"
             log.warning("student-wide: %s", self.graph_note)
-        self.prior = prior_matrix(code_drug_evidence(tables), codes, self.drug_vocab).tocsr()
+        self.prior = prior_matrix(workspace_evidence(folder), codes, self.drug_vocab).tocsr()
         self.__dict__.pop("_rows", None)
 
     def _arrays(self, cohort: Cohort, samples: Samples) -> dict:

@@ -129,8 +129,7 @@ class Featurizer:
         if not use_graph or workspace is None:
             return code_vec, drug_vec, prior
         from kgrec.embed.vectors import load_entity_vectors
-        from kgrec.graph.neighbourhood import code_drug_evidence, prior_matrix
-        from kgrec.graph.tables import GraphTables
+        from kgrec.graph.neighbourhood import prior_matrix, workspace_evidence
 
         ev = load_entity_vectors(workspace)
         keys = [graph_code_key(c) for c in self.codes]
@@ -138,9 +137,7 @@ class Featurizer:
         dv, _ = ev.get(["Drug:" + d for d in self.drugs])
         code_vec = np.vstack([np.zeros((1, ev.dim), np.float32), cv])
         drug_vec = np.vstack([np.zeros((1, ev.dim), np.float32), dv])
-        tables = GraphTables.load(Path(workspace) / "graph" / "tables")
-        evidence = code_drug_evidence(tables)
-        prior = prior_matrix(evidence, [""] + self.codes, self.drugs)
+        prior = prior_matrix(workspace_evidence(Path(workspace) / "graph" / "tables"), [""] + self.codes, self.drugs)
         self.graph_parts = ev.parts + ("prior",)
         return code_vec, drug_vec, prior
 
@@ -218,14 +215,13 @@ def workspace_teacher(workspace: Path | str, teacher_config=None, drug_vocab: li
 def _concept_features(cohort: Cohort, train: Samples, workspace: Path | None):
     """The graph-grounded concept features (StudentConfig.concepts); an error when there is no graph to ground in."""
     from kgrec.errors import WorkspaceError
-    from kgrec.graph.expand import CodeExpander
-    from kgrec.graph.tables import GraphTables
+    from kgrec.models.graph_logreg import workspace_expander
     from kgrec.student.concepts import ConceptFeatures
 
     folder = Path(workspace) / "graph" / "tables" if workspace is not None else None
     if folder is None or not (folder / "nodes").is_dir():
         raise WorkspaceError(f"the student's graph-grounded codes (concepts=True) need the workspace graph: run `kgrec load-graph`{' -w ' + str(workspace) if workspace else ''}")
-    return ConceptFeatures.fit(cohort, train, CodeExpander.from_tables(GraphTables.load(folder), names=cohort.names()), folder)
+    return ConceptFeatures.fit(cohort, train, workspace_expander(workspace, cohort), folder)  # read once per process
 
 
 def _codes_of(cohort: Cohort, row: int) -> list[str]:

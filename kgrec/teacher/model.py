@@ -90,8 +90,37 @@ def is_causal_config(config) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 
+_PRISTINE: dict[tuple, tuple] = {}
+PRISTINE_MAX_PARAMS = 200_000_000  # backbones up to this size are kept once per process (a 7B model is not)
+
+
 def load_backbone(name_or_path: str | None, dtype: torch.dtype | None = None):
-    """``(backbone, tokenizer, is_causal)``; the backbone is the bare ``AutoModel`` (no LM head)."""
+    """``(backbone, tokenizer, is_causal)``; the backbone is the bare ``AutoModel`` (no LM head).
+
+    A small backbone (at most :data:`PRISTINE_MAX_PARAMS` parameters) is read from disk once per process
+    and each call gets its own deep copy (K-fold CV and the pooled step build a teacher per fold, and
+    ``from_pretrained`` was 0.5-0.7 s of each; a copy is ~0.05 s). The copy is a fresh, unshared module:
+    LoRA or training on it never touches the kept one."""
+    import copy
+
+    path = resolve_model_path(name_or_path)
+    try:
+        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(Path(path).iterdir()) if f.is_file())
+    except OSError:
+        stamp = None
+    key = (str(path), str(dtype), stamp)
+    hit = _PRISTINE.get(key) if stamp is not None else None
+    if hit is not None:
+        model, tok, causal = hit
+        return copy.deepcopy(model), tok, causal
+    model, tok, causal = _load_backbone(name_or_path, dtype)
+    if stamp is not None and sum(p.numel() for p in model.parameters()) <= PRISTINE_MAX_PARAMS:
+        _PRISTINE.clear()  # one backbone at a time
+        _PRISTINE[key] = (copy.deepcopy(model), tok, causal)
+    return model, tok, causal
+
+
+def _load_backbone(name_or_path: str | None, dtype: torch.dtype | None = None):
     from transformers import AutoModel, AutoTokenizer
 
     config = load_config(name_or_path)
