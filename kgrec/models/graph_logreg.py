@@ -35,7 +35,7 @@ SHARED_SCALES = (1.0, 2.0, 4.0)  # scale of the shared block against the per-sit
 _EXPANDERS: dict[tuple, CodeExpander] = {}
 
 
-def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, config: ExpansionConfig | None = None) -> CodeExpander:
+def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, config: ExpansionConfig | None = None, who: str = "logreg-graph") -> CodeExpander:
     """A :class:`CodeExpander` over the workspace's graph tables, naming codes from ``cohort``.
 
     Kept per process for the same tables (path and modification time) and settings: K-fold CV and the
@@ -46,7 +46,7 @@ def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, conf
 
     folder = Path(workspace) / "graph" / "tables"
     if not (folder / "nodes").is_dir():
-        raise WorkspaceError(f"logreg-graph needs the workspace graph: run `kgrec load-graph -w {workspace}` first")
+        raise WorkspaceError(f"{who} needs the workspace graph: run `kgrec load-graph -w {workspace}` first")
     cfg = config or ExpansionConfig()
     key = (str(folder.resolve()), (folder / "nodes").stat().st_mtime_ns, cfg.key())
     ex = _EXPANDERS.get(key)

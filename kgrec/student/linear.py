@@ -91,7 +91,7 @@ class WideStudent(Recommender):
 
         folder = Path(self.workspace) / "graph" / "tables"
         # the graph's expander and evidence, read once per process for all folds (the same as a fresh read)
-        self.concept_features = ConceptFeatures.fit(cohort, train, workspace_expander(self.workspace, cohort), folder)
+        self.concept_features = ConceptFeatures.fit(cohort, train, workspace_expander(self.workspace, cohort, who="the wide student"), folder)
         codes = sorted({c for col in ("diagnoses", "procedures") for cs in cohort.visits[col] for c in cs})
         names = cohort.names()
         self.codes = codes

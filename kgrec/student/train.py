@@ -221,7 +221,7 @@ def _concept_features(cohort: Cohort, train: Samples, workspace: Path | None):
     folder = Path(workspace) / "graph" / "tables" if workspace is not None else None
     if folder is None or not (folder / "nodes").is_dir():
         raise WorkspaceError(f"the student's graph-grounded codes (concepts=True) need the workspace graph: run `kgrec load-graph`{' -w ' + str(workspace) if workspace else ''}")
-    return ConceptFeatures.fit(cohort, train, workspace_expander(workspace, cohort), folder)  # read once per process
+    return ConceptFeatures.fit(cohort, train, workspace_expander(workspace, cohort, who="the student's graph-grounded codes"), folder)  # read once per process
 
 
 def _codes_of(cohort: Cohort, row: int) -> list[str]:

@@ -6,7 +6,8 @@ ICD-10-CM codes are also placed in the tabular list's own hierarchy (:mod:`kgrec
 CODE_BROADER, one level up at a time, code -> subcategory -> category -> block -> chapter
 (``ICD10CM:I5020`` -> ``ICD10CM:I502`` -> ``ICD10CM:I50`` -> ``ICD10CM:I30-I5A`` -> ``ICD10CM:9``), the
 ancestors added as DiagnosisCode nodes with their names. CODE_PARENT stays the shortcut the model and the
-rationale queries read (code -> category); CODE_BROADER is the full placement, for queries and embeddings.
+rationale queries read (code -> category); CODE_BROADER is the full placement, for queries and the page
+(left out of the embeddings: :data:`kgrec.embed.export.NOT_EMBEDDED`).
 
 Category: the first three characters (``ICD9CM:4019`` -> ``ICD9CM:401``, ``ICD10CM:E889`` ->
 ``ICD10CM:E88``); ICD-9 E codes have four (``ICD9CM:E8791`` -> ``ICD9CM:E879``). Names come from the
@@ -69,7 +70,7 @@ class IcdSource(Source):
         out.report = {"referenced_codes": len(codes), "categories_added": len(all_ids) - len(codes),
                       "icd10cm_named_from_tabular_list": len(from_list), "icd10cm_names": f"{icd10cm.SOURCE} {icd10cm.version()}",
                       "unnamed_codes": sum(1 for c in all_ids if not names.get(c)),
-                      "icd10cm_hierarchy_edges": len(broader), "icd10cm_blocks_and_chapters": len(placed)}
+                      "icd10cm_hierarchy_edges": len(broader), "icd10cm_ancestors_added": len(placed)}
         return out
 
 
