@@ -95,6 +95,26 @@ def embed_ws(tmp_path):
     return ws
 
 
+def test_the_export_is_built_once_per_process_for_the_same_tables(embed_ws):
+    """The KGE and GNN stages of one `kgrec run` read the same export (kgrec.graph.tables.per_tables);
+    a new load of the graph tables gives a new one, and an edge whose end is not an entity is dropped."""
+    from kgrec.embed.train import prepare_export
+
+    a = prepare_export(embed_ws, patients="train")
+    assert prepare_export(embed_ws, patients="train") is a
+    none = prepare_export(embed_ws, patients="none")
+    assert none is not a and not any(e.startswith(("Patient:", "Visit:")) for e in none.entities)
+    assert prepare_export(embed_ws, patients="train") is a  # one slot per patients mode
+    t = GraphTables.load(embed_ws / "graph" / "tables")
+    gone = t.nodes["Drug"]["id"].iloc[0]
+    t.nodes["Drug"] = t.nodes["Drug"].iloc[1:]
+    t.save(embed_ws / "graph" / "tables")
+    b = prepare_export(embed_ws, patients="train")
+    assert b is not a and len(b.entities) == len(a.entities) - 1 and f"Drug:{gone}" not in b.entities
+    n_in_class = int((t.edges["IN_CLASS"]["dst"] != gone).sum())
+    assert b.info["relations_used"]["IN_CLASS"] == n_in_class < a.info["relations_used"]["IN_CLASS"]
+
+
 def test_kge_then_gnn_beat_popularity_and_fuse(embed_ws):
     import kgrec.api as api
     from kgrec.embed.vectors import entity_vectors, load_entity_vectors

@@ -139,8 +139,8 @@ def _only_unembedded(tables: GraphTables, schema) -> dict[str, set[str]]:
     for rel, df in tables.edges.items():
         spec = schema.relationships[rel]
         side = ends[rel in NOT_EMBEDDED]
-        side.setdefault(spec.src, set()).update(df["src"].astype(str))
-        side.setdefault(spec.dst, set()).update(df["dst"].astype(str))
+        side.setdefault(spec.src, set()).update(df["src"].astype(str).unique())
+        side.setdefault(spec.dst, set()).update(df["dst"].astype(str).unique())
     return {label: ids - ends[False].get(label, set()) for label, ids in ends[True].items()}
 
 
@@ -180,19 +180,28 @@ def export_graph(
             dropped[label] = int(len(tables.nodes[label]) - len(keep_nodes.get(label, [])))
 
     entities, labels = [], []
+    # per label: its ids in index order, looked up by a hash index (offset + position), not key by key
+    position: dict[str, tuple[int, pd.Index]] = {}
     for label in sorted(keep_nodes):
         ids = sorted(keep_nodes[label].unique())
+        position[label] = (len(entities), pd.Index(ids, dtype=object))
         entities += [entity_key(label, i) for i in ids]
         labels += [label] * len(ids)
-    index = {e: i for i, e in enumerate(entities)}
+
+    def lookup(label: str, col: pd.Series) -> np.ndarray:
+        """The entity index of each id in ``col`` (a node of ``label``), -1 where it is not an entity."""
+        if label not in position:
+            return np.full(len(col), -1, dtype=np.int64)
+        offset, ids = position[label]
+        at = ids.get_indexer(col.astype(str).to_numpy(dtype=object)).astype(np.int64)
+        return np.where(at >= 0, at + offset, -1)
 
     triples: dict[str, np.ndarray] = {}
     for rel, df in tables.edges.items():
         if rel in NOT_EMBEDDED:
             continue
         spec = schema.relationships[rel]
-        h = df["src"].astype(str).map(lambda x: index.get(entity_key(spec.src, x), -1)).to_numpy()
-        t = df["dst"].astype(str).map(lambda x: index.get(entity_key(spec.dst, x), -1)).to_numpy()
+        h, t = lookup(spec.src, df["src"]), lookup(spec.dst, df["dst"])
         ok = (h >= 0) & (t >= 0)
         if rel == TARGET and "kind" in df:
             neg = df["kind"].astype(str).eq("non_indication").to_numpy()

@@ -37,7 +37,7 @@ from kgrec.embed.export import GraphExport, export_graph
 from kgrec.embed.vectors import embed_dir
 from kgrec.errors import WorkspaceError
 from kgrec.fsatomic import atomic_dir
-from kgrec.graph.tables import GraphTables
+from kgrec.graph.tables import GraphTables, per_tables
 from kgrec.metrics.ranking import popularity_scores, rank_evaluate
 
 FILL_HOPS = 2
@@ -74,21 +74,30 @@ def _tables(workspace: Path | str) -> GraphTables:
 
 
 def prepare_export(workspace: Path | str, patients: str = "train", seed: int = 42, reuse: bool = False, tables: GraphTables | None = None) -> GraphExport:
-    """The workspace's graph export (rebuilt from ``graph/tables`` unless ``reuse`` and one exists)."""
+    """The workspace's graph export (rebuilt from ``graph/tables`` unless ``reuse`` and one exists; built
+    once per process for the same tables, patients and seed: the KGE and GNN stages of ``kgrec run`` read
+    the same). ``tables``: the workspace's tables, already read."""
     folder = embed_dir(workspace) / "export"
     if reuse and (folder / "export.json").exists():
         return GraphExport.load(folder)
-    ex = export_graph(tables if tables is not None else _tables(workspace), patients=patients, seed=seed)
+    ex = per_tables(graph_tables_dir(workspace), f"embedding export ({patients})",
+                    lambda: export_graph(tables if tables is not None else _tables(workspace), patients=patients, seed=seed), (patients, seed))
     ex.save(folder)
     return ex
 
 
 def baseline_metrics(export: GraphExport, workspace: Path | str, seed: int = 42) -> dict:
-    m = rank_evaluate(popularity_scores(export), export, "test", seed=seed)
+    """The popularity baseline's held-out ranking metrics (once per export and seed in a process), saved in the workspace."""
+    if _BASELINE.get("export") is not export or _BASELINE.get("seed") != seed:
+        _BASELINE.update(export=export, seed=seed, metrics=rank_evaluate(popularity_scores(export), export, "test", seed=seed))
+    m = dict(_BASELINE["metrics"])
     out = embed_dir(workspace) / "baseline"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"metrics": m}, indent=2))
     return m
+
+
+_BASELINE: dict = {}
 
 
 # ---------------- the shared cache ----------------
@@ -101,12 +110,18 @@ class _OpenGraph:
     report: dict
 
 
-def _open_graph(tables: GraphTables, seed: int, root: Path, say: Callable[[str], None]) -> _OpenGraph:
-    cf_tables, report = open_tables(tables)
-    ex = canonical_export(export_graph(cf_tables, patients="none", seed=seed))
-    key = export_key(ex)
-    store_export(root, ex, key, say)
-    return _OpenGraph(ex, key, report)
+def _open_graph(workspace: Path | str, tables: GraphTables, seed: int, root: Path, say: Callable[[str], None]) -> _OpenGraph:
+    """The cohort-free export of the workspace's ``tables`` (built once per process for the same tables
+    and seed), kept in the shared cache beside the vectors trained on it."""
+
+    def build() -> _OpenGraph:
+        cf_tables, report = open_tables(tables)
+        ex = canonical_export(export_graph(cf_tables, patients="none", seed=seed))
+        return _OpenGraph(ex, export_key(ex), report)
+
+    og = per_tables(graph_tables_dir(workspace), "cohort-free export", build, (seed,))
+    store_export(root, og.export, og.key, say)
+    return og
 
 
 def cache_info(folder: Path) -> dict:
@@ -193,7 +208,7 @@ def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.
         return EmbedStageResult("kge", res.metrics, baseline_metrics(ex, workspace, seed), res.seconds, ex.info, out, res.config["device"], _unused(why))
     t0 = time.perf_counter()
     root = cache_root()
-    og = _open_graph(tables, seed, root, say)
+    og = _open_graph(workspace, tables, seed, root, say)
     got, cached, m = _fetch_filled("kge", og, ex, kwargs, {}, train_kge, KGEResult, root, say)
     res = KGEResult(m.mats[0], cached.relation_vectors, [ex.entities[i] for i in m.rows], cached.relations, cached.metrics, cached.config, cached.seconds, cached.losses)
     info = _used(got, og, m, time.perf_counter() - t0)
@@ -247,7 +262,7 @@ def run_gnn(workspace, dim=64, epochs=100, lr=0.01, num_layers=2, init_from_kge=
     root = cache_root()
     tables = _tables(workspace)
     ex = prepare_export(workspace, patients="none", seed=seed, tables=tables)
-    og = _open_graph(tables, seed, root, say)
+    og = _open_graph(workspace, tables, seed, root, say)
     init, extra, kge = None, {}, None
     if init_from_kge and has_kge:
         if kge_cache.get("export_key") != og.key:

@@ -70,21 +70,13 @@ def code_drug_evidence(tables: GraphTables) -> pd.DataFrame:
     return ev[["code", "drug", "path", "n"]]
 
 
-_EVIDENCE: dict[tuple, pd.DataFrame] = {}
-
-
 def workspace_evidence(tables_folder: Path | str) -> pd.DataFrame:
     """:func:`code_drug_evidence` of the graph tables saved in ``tables_folder``, kept per process for the
-    same tables (path and modification times), like :func:`kgrec.models.graph_logreg.workspace_expander`:
-    K-fold CV and the pooled step fit a student per fold over one graph (1 s a fit on the real graph).
-    Treat the frame as read-only."""
-    folder = Path(tables_folder)
-    key = (str(folder.resolve()), *((folder / d).stat().st_mtime_ns for d in ("nodes", "edges")))
-    hit = _EVIDENCE.get(key)
-    if hit is None:
-        _EVIDENCE.clear()  # one graph at a time
-        hit = _EVIDENCE[key] = code_drug_evidence(GraphTables.load(folder))
-    return hit
+    same tables (:func:`kgrec.graph.tables.per_tables`): K-fold CV and the pooled step fit a student per
+    fold over one graph (1 s a fit on the real graph). Treat the frame as read-only."""
+    from kgrec.graph.tables import per_tables
+
+    return per_tables(tables_folder, "code-drug evidence", lambda: code_drug_evidence(GraphTables.load(tables_folder)))
 
 
 def prior_matrix(evidence: pd.DataFrame, codes: Sequence[str], drugs: Sequence[str]) -> sparse.csr_matrix:

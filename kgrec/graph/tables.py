@@ -38,6 +38,29 @@ def isin(values: pd.Series, ids) -> np.ndarray:
     return pc.is_in(_strings(values), value_set=_strings(ids)).fill_null(False).to_numpy(zero_copy_only=False)
 
 
+_PER_TABLES: dict[str, tuple[tuple, object]] = {}
+
+
+def tables_stamp(folder: Path | str) -> tuple:
+    """What identifies the graph tables saved in ``folder`` within a process: its path and the modification
+    times of its ``nodes`` and ``edges`` folders (a load swaps them in whole, so a new load changes both)."""
+    folder = Path(folder)
+    return (str(folder.resolve()), *((folder / d).stat().st_mtime_ns for d in ("nodes", "edges")))
+
+
+def per_tables(folder: Path | str, what: str, build, key: tuple = ()):
+    """``build()``, kept per process for the tables saved in ``folder`` (:func:`tables_stamp`) and ``key``:
+    one value per ``what``, the last graph's (K-fold CV, the pooled step and the embedding stages read
+    the same graph many times; reading it and deriving from it was a large part of each fit). Treat the
+    value as read-only."""
+    stamp = (tables_stamp(folder), key)
+    hit = _PER_TABLES.get(what)
+    if hit is None or hit[0] != stamp:
+        _PER_TABLES.pop(what, None)  # one graph at a time
+        hit = _PER_TABLES[what] = (stamp, build())
+    return hit[1]
+
+
 @dataclass
 class GraphTables:
     nodes: dict[str, pd.DataFrame] = field(default_factory=dict)

@@ -32,27 +32,20 @@ from kgrec.models.baselines import LogRegRecommender
 SHARED_SCALES = (1.0, 2.0, 4.0)  # scale of the shared block against the per-site copies (chosen on validation)
 
 
-_EXPANDERS: dict[tuple, CodeExpander] = {}
-
-
 def workspace_expander(workspace: Path | str, cohort: Cohort | None = None, config: ExpansionConfig | None = None, who: str = "logreg-graph") -> CodeExpander:
     """A :class:`CodeExpander` over the workspace's graph tables, naming codes from ``cohort``.
 
-    Kept per process for the same tables (path and modification time) and settings: K-fold CV and the
-    transfer modes fit many models over one graph, and loading it is most of a fit's time.
+    Kept per process for the same tables and settings (:func:`kgrec.graph.tables.per_tables`): K-fold CV
+    and the transfer modes fit many models over one graph, and loading it is most of a fit's time.
     """
     from kgrec.errors import WorkspaceError
-    from kgrec.graph.tables import GraphTables
+    from kgrec.graph.tables import GraphTables, per_tables
 
     folder = Path(workspace) / "graph" / "tables"
     if not (folder / "nodes").is_dir():
         raise WorkspaceError(f"{who} needs the workspace graph: run `kgrec load-graph -w {workspace}` first")
     cfg = config or ExpansionConfig()
-    key = (str(folder.resolve()), (folder / "nodes").stat().st_mtime_ns, cfg.key())
-    ex = _EXPANDERS.get(key)
-    if ex is None:
-        _EXPANDERS.clear()  # one graph at a time
-        ex = _EXPANDERS[key] = CodeExpander.from_tables(GraphTables.load(folder), cfg)
+    ex = per_tables(folder, "expander", lambda: CodeExpander.from_tables(GraphTables.load(folder), cfg), cfg.key())
     if cohort is not None:
         ex.add_names(cohort.names())
     return ex

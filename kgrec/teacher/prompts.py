@@ -195,6 +195,14 @@ class PromptBuilder:
         return out
 
 
-def token_counter(tokenizer) -> Callable[[str], int]:
-    """Counts tokens the way the model will see them (special tokens included)."""
-    return lambda text: len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+class token_counter:  # noqa: N801 - used as a function
+    """Counts tokens the way the model will see them (special tokens included); :meth:`ids` gives the ids."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+
+    def __call__(self, text: str) -> int:
+        return len(self.ids(text))
