@@ -111,16 +111,12 @@ def load_model(workspace: Path | str, name: str = "student"):
     marker, command = SAVED_MODELS[name][1:]
     if not (folder / marker).exists():
         raise WorkspaceError(f"no trained {name} in {folder}: run `{command}")
-    kind = name
     if name == "student":  # the deployed student may be the wide one, which loads and scores without torch
-        import json
+        from kgrec.student import load_student
 
-        try:
-            kind = json.loads((folder / "student.json").read_text()).get("kind") or name
-        except (OSError, ValueError, AttributeError):
-            kind = name  # the student's own loader names what is wrong with the file
-        kind = kind if kind == "student-wide" else name
-    model = get_model(kind).load(folder)
+        model = load_student(folder)
+    else:
+        model = get_model(name).load(folder)
     check_deployed(workspace, getattr(model, "provenance", None) or {}, folder)
     return model
 

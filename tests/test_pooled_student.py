@@ -131,12 +131,14 @@ def test_deployed_pooled_student_has_provenance_is_what_recommend_serves_and_is_
 
     import torch
 
+    from kgrec.student.concepts import as_tensors
+
     assert model.name == "student-wide"
     samples = build_samples(cohort, cohort.split["test"])
     net = model._build()
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
     with torch.no_grad():
-        z_torch = net.eval()(model._tensors(model._arrays(cohort, samples))).numpy()
+        z_torch = net.eval()(as_tensors(model._arrays(cohort, samples))).numpy()
     np.testing.assert_allclose(model._logits(model._arrays(cohort, samples)), z_torch, rtol=1e-5, atol=1e-5)
     vid = str(cohort.visits["visit_id"].iat[0])
     code = ("import sys, json; from kgrec.explain.recommend import RecommendService; "

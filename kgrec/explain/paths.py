@@ -78,12 +78,6 @@ _REVERSE_GEM = re.compile(r"<-\[\w*:GEM\]-")
 _LIMIT = re.compile(r"\bLIMIT\s+(\d+)\s*;?\s*$", re.IGNORECASE)
 
 
-def pq_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
-
-
 class Degrees:
     """Per-node relationship counts by type, from the workspace's graph tables (for specificity)."""
 
@@ -96,14 +90,15 @@ class Degrees:
         if rel not in self._by_type:
             counts: dict[str, int] = {}
             path = self.tables_dir / "edges" / f"{rel}.parquet" if self.available else None
-            if path is not None and path.exists() and pq_rows(path):
+            if path is not None and path.exists():
                 import pyarrow as pa
                 import pyarrow.compute as pc
                 import pyarrow.parquet as pq
 
                 t = pq.read_table(path, columns=["src", "dst"])
-                vc = pc.value_counts(pa.chunked_array(t.column("src").chunks + t.column("dst").chunks))  # one pass, columnar
-                counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
+                if t.num_rows:
+                    vc = pc.value_counts(pa.chunked_array(t.column("src").chunks + t.column("dst").chunks))
+                    counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))  # one pass, columnar
             self._by_type[rel] = counts
         return self._by_type[rel]
 

@@ -133,7 +133,10 @@ class LogRegRecommender(Recommender):
         """Every drug's probability in one product: the per-drug fits stacked as one weight matrix, the
         sigmoid of ``x @ W + b`` (what each fit's ``predict_proba`` computes, without its per-call input
         checks, which were most of the time: 31,116 calls took 31 s of the pooled step)."""
-        w, b, const = stack_models(models, x.shape[1])
+        kept = self.__dict__.get("_stacked")  # stacked once per list of fits (a fitted model predicts many times)
+        if kept is None or kept[0] is not models:
+            kept = self.__dict__["_stacked"] = (models, stack_models(models, x.shape[1]))
+        w, b, const = kept[1]
         z = np.asarray(x @ w, dtype=np.float64) + b
         out = 1.0 / (1.0 + np.exp(-z))
         cols = ~np.isnan(const)

@@ -13,6 +13,11 @@ class SparseRows:
     within each row, ``data``) and, built on the first backward pass, its transpose, so that ``X @ W`` and
     its gradient ``Xᵀ @ G`` are each one sparse-dense product."""
 
+    @classmethod
+    def from_csr(cls, x) -> SparseRows:
+        """From a scipy CSR matrix (``ConceptFeatures.arrays(..., sparse=True)["concept_x"]``)."""
+        return cls(x.indptr, x.indices, x.data, x.shape)
+
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]):
         self.arrays = (np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float32))
         self.shape = shape

@@ -117,16 +117,7 @@ class ConceptFeatures:
 
     def batch(self, cohort: Cohort, samples: Samples, sparse: bool = False) -> dict:
         """:meth:`arrays` as torch tensors (``concept_x`` a :class:`~kgrec.student.concept_head.SparseRows`)."""
-        import torch
-
-        from kgrec.student.concept_head import SparseRows
-
-        out = self.arrays(cohort, samples, sparse)
-        if sparse:
-            x = out["concept_x"]
-            return {"concept_x": SparseRows(x.indptr, x.indices, x.data, x.shape), "site": torch.from_numpy(out["site"])}
-        return {k: torch.from_numpy(v) for k, v in out.items()}
-
+        return as_tensors(self.arrays(cohort, samples, sparse))
 
     def state(self) -> dict:
         return {"concepts": self.concepts, "sites": self.sites, "expansions": {c: e for c, e in self.expansions.items()}}
@@ -134,3 +125,15 @@ class ConceptFeatures:
     @classmethod
     def from_state(cls, state: dict, graph_tables: Path | None) -> ConceptFeatures:
         return cls(state["concepts"], state["sites"], state["expansions"], graph_tables)
+
+
+def as_tensors(arrays: dict) -> dict:
+    """A batch of numpy arrays (:meth:`ConceptFeatures.arrays`, or the wide student's inputs) as the
+    torch batch that training reads: a scipy CSR ``concept_x`` becomes a
+    :class:`~kgrec.student.concept_head.SparseRows`, every other array a tensor sharing its memory."""
+    import torch
+    from scipy import sparse
+
+    from kgrec.student.concept_head import SparseRows
+
+    return {k: SparseRows.from_csr(v) if sparse.issparse(v) else torch.from_numpy(v) for k, v in arrays.items()}

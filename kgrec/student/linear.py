@@ -140,17 +140,6 @@ class WideStudent(Recommender):
         b["prior"] = np.log1p(prior).astype(np.float32)
         return b
 
-    @staticmethod
-    def _tensors(b: dict) -> dict:
-        """:meth:`_arrays` as the torch batch that training reads."""
-        import torch
-
-        from kgrec.student.concept_head import SparseRows
-
-        x = b["concept_x"]
-        return {"concept_x": SparseRows(x.indptr, x.indices, x.data, x.shape), "site": torch.from_numpy(b["site"]),
-                "names": torch.from_numpy(b["names"]), "prior": torch.from_numpy(b["prior"])}
-
     def _logits(self, b: dict) -> np.ndarray:
         """The model's sum (module docstring) in numpy: float32 logits ``(n, n_drugs)``."""
         w = self.weights
@@ -182,7 +171,9 @@ class WideStudent(Recommender):
 
         torch.manual_seed(self.seed)
         self._setup(cohort, train)
-        xb, xv = self._tensors(self._arrays(cohort, train)), self._tensors(self._arrays(cohort, val))
+        from kgrec.student.concepts import as_tensors
+
+        xb, xv = as_tensors(self._arrays(cohort, train)), as_tensors(self._arrays(cohort, val))
         y = torch.as_tensor(self.targets(train), dtype=torch.float32)
         if soft is not None:
             y = (1 - self.soft_weight) * y + self.soft_weight * torch.as_tensor(soft, dtype=torch.float32)

@@ -472,11 +472,11 @@ class StudentRecommender(Recommender):
         from scipy import sparse
 
         folder = Path(folder)
-        meta = json.loads((folder / "student.json").read_text())
-        if meta.get("kind") == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
-            from kgrec.student.linear import WideStudent
+        from kgrec.student import load_student, saved_kind
 
-            return WideStudent.load(folder)
+        if saved_kind(folder) == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
+            return load_student(folder)
+        meta = json.loads((folder / "student.json").read_text())
         obj = cls(meta["drug_vocab"], None, StudentConfig.from_dict(meta["config"]))
         obj.threshold, obj.chosen = meta["threshold"], meta["chosen"]
         state = load_file(str(folder / "student.safetensors"))
