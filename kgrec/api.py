@@ -23,6 +23,7 @@ from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, evaluate_models
+from kgrec.progress import reporting_to
 from kgrec.stages import Reporter, StageResult, as_reporter
 from kgrec.teacher.config import CPU_TEACHER  # the CPU teacher (below); imports no torch
 from kgrec.workspace import cohort_dir, load_cohort, reports_dir
@@ -189,58 +190,59 @@ def run(
         check_teacher(pool_teacher)
     quiet_third_party()
     rep = as_reporter(progress)
-    record = reports_dir(workspace) / "run"
-    steps: list[StageResult] = []
-    prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep, source_options or {})
-    steps.append(step)
-    step.save(record)
-    graph, step = _handle_graph(workspace, data_dir, exclude_nc, rep)
-    steps.append(step)
-    step.save(record)
-    patients = "none" if folds else "train"
-    from kgrec.recipes import recipe_settings
+    with reporting_to(rep.detail):  # epochs, encodings and folds (kgrec.progress) as each stage's progress lines
+        record = reports_dir(workspace) / "run"
+        steps: list[StageResult] = []
+        prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep, source_options or {})
+        steps.append(step)
+        step.save(record)
+        graph, step = _handle_graph(workspace, data_dir, exclude_nc, rep)
+        steps.append(step)
+        step.save(record)
+        patients = "none" if folds else "train"
+        from kgrec.recipes import recipe_settings
 
-    r_teacher, r_student = recipe_settings(recipe)
-    settings = {"kge": {"patients": patients, "seed": seed, "device": device, **(kge or {})},
-                "gnn": {"patients": patients, "seed": seed, "device": device, **(gnn or {})},
-                "teacher": {**CPU_TEACHER, **r_teacher, **(teacher or {}), "seed": seed, "device": device},
-                "distill": {"seed": seed, **r_student, **(student or {}), "device": device}}
-    sources = [_pool_workspace(workspace, data_dir, str(p), seed) for p in pool]
-    runners = None
-    if sources and "student" in models:  # the deployed student is distilled from the pooled teacher (kgrec.transfer.deploy)
-        from kgrec.transfer.deploy import site_keys
+        r_teacher, r_student = recipe_settings(recipe)
+        settings = {"kge": {"patients": patients, "seed": seed, "device": device, **(kge or {})},
+                    "gnn": {"patients": patients, "seed": seed, "device": device, **(gnn or {})},
+                    "teacher": {**CPU_TEACHER, **r_teacher, **(teacher or {}), "seed": seed, "device": device},
+                    "distill": {"seed": seed, **r_student, **(student or {}), "device": device}}
+        sources = [_pool_workspace(workspace, data_dir, str(p), seed) for p in pool]
+        runners = None
+        if sources and "student" in models:  # the deployed student is distilled from the pooled teacher (kgrec.transfer.deploy)
+            from kgrec.transfer.deploy import site_keys
 
-        settings["distill"] = {**settings["distill"], "pool": [str(s) for s in sources], "pool_keys": site_keys(sources), "teacher": pool_teacher}
-        runners = {**stages.RUNNERS, "distill": stages.train_pooled_student}
-    trained, train_steps = _handle_training(workspace, settings, models, rep, record, runners)
-    steps += train_steps
-    ev, eval_step = _handle_evaluate(workspace, models, folds, seed, rep)
-    steps.append(eval_step)
-    eval_step.save(record)
-    pooled = None
-    if pool:
-        deployed = ("student-pooled",) if runners is not None else ()
-        pooled, pool_step = _handle_pool(workspace, sources, tuple(dict.fromkeys((*pool_models, *deployed))), folds or 5, seed, rep, ev if folds else None)
-        from kgrec.transfer.deploy import cv_figures, pooled_vs_run, record_cv
+            settings["distill"] = {**settings["distill"], "pool": [str(s) for s in sources], "pool_keys": site_keys(sources), "teacher": pool_teacher}
+            runners = {**stages.RUNNERS, "distill": stages.train_pooled_student}
+        trained, train_steps = _handle_training(workspace, settings, models, rep, record, runners)
+        steps += train_steps
+        ev, eval_step = _handle_evaluate(workspace, models, folds, seed, rep)
+        steps.append(eval_step)
+        eval_step.save(record)
+        pooled = None
+        if pool:
+            deployed = ("student-pooled",) if runners is not None else ()
+            pooled, pool_step = _handle_pool(workspace, sources, tuple(dict.fromkeys((*pool_models, *deployed))), folds or 5, seed, rep, ev if folds else None)
+            from kgrec.transfer.deploy import cv_figures, pooled_vs_run, record_cv
 
-        pooled["vs_run_models"] = pooled_vs_run(pooled, ev)
-        if deployed and "student-pooled" in pooled["modes"]["pooled"]["models"]:
-            record_cv(workspace, cv_figures(pooled))
-        steps.append(pool_step)
-        pool_step.save(record)
-    step = _handle_explain(workspace, models, rep)  # the chain's last link, on the deployed student
-    steps.append(step)
-    step.save(record)
-    seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
-               "evaluate": eval_step.seconds}
-    if pooled is not None:
-        seconds["pool"] = pool_step.seconds
-    seconds["explain"] = step.seconds
-    seconds["total"] = round(sum(seconds.values()), 2)
-    res = RunResult(prep, graph, ev, seconds, trained, steps)
-    res.pooled = pooled
-    res.save(reports_dir(workspace))
-    return res
+            pooled["vs_run_models"] = pooled_vs_run(pooled, ev)
+            if deployed and "student-pooled" in pooled["modes"]["pooled"]["models"]:
+                record_cv(workspace, cv_figures(pooled))
+            steps.append(pool_step)
+            pool_step.save(record)
+        step = _handle_explain(workspace, models, rep)  # the chain's last link, on the deployed student
+        steps.append(step)
+        step.save(record)
+        seconds = {"prepare": steps[0].seconds, "load_graph": steps[1].seconds, "train": round(sum(s.seconds for s in train_steps), 2),
+                   "evaluate": eval_step.seconds}
+        if pooled is not None:
+            seconds["pool"] = pool_step.seconds
+        seconds["explain"] = step.seconds
+        seconds["total"] = round(sum(seconds.values()), 2)
+        res = RunResult(prep, graph, ev, seconds, trained, steps)
+        res.pooled = pooled
+        res.save(reports_dir(workspace))
+        return res
 
 
 def _pool_workspace(workspace, data_dir, item: str, seed: int, check_only: bool = False) -> Path:

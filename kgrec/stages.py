@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from kgrec.progress import reporting_to
+
 STAGES = ("kge", "gnn", "teacher", "distill")
 
 
@@ -220,7 +222,8 @@ def _handle_stage(ws: Path, stage: str, settings: dict, runner: Callable[..., ob
     what = WHAT[stage] if not settings.get("pool") else f"the student, distilled from the pooled {settings.get('teacher')} (with {len(settings['pool'])} more site(s))"
     rep.start(stage, f"training {what} ({why})")
     t0 = time.perf_counter()
-    out = runner(ws, progress=False, **settings)
+    with reporting_to(rep.detail):  # epochs and encodings (kgrec.progress) as the stage's progress lines
+        out = runner(ws, progress=False, **settings)
     seconds = round(time.perf_counter() - t0, 2)
     out_json = out.to_json() if hasattr(out, "to_json") else out
     mark_done(ws, stage, settings)

@@ -119,9 +119,16 @@ def test_kge_then_gnn_beat_popularity_and_fuse(embed_ws):
     import kgrec.api as api
     from kgrec.embed.vectors import entity_vectors, load_entity_vectors
 
-    kge = api.train_kge(embed_ws, dim=16, epochs=40, batch_size=256, lr=0.02, progress=False)
-    assert (embed_ws / "embed" / "kge" / "vectors.safetensors").exists()
-    gnn = api.train_gnn(embed_ws, dim=32, epochs=60, progress=False)
+    from kgrec.progress import reporting_to
+
+    said: list[str] = []
+    with reporting_to(said.append):  # each epoch is a progress message (kgrec run's stage lines show them)
+        kge = api.train_kge(embed_ws, dim=16, epochs=40, batch_size=256, lr=0.02, progress=False)
+        assert (embed_ws / "embed" / "kge" / "vectors.safetensors").exists()
+        gnn = api.train_gnn(embed_ws, dim=32, epochs=60, progress=False)
+    assert [m.split(",")[0] for m in said if m.startswith("kge:")] == [f"kge: epoch {e}/40" for e in range(1, 41)]
+    gnn_said = [m.split(",")[0] for m in said if m.startswith("gnn:")]  # epochs 1, 2, ... (early stopping may end it before 60)
+    assert gnn_said == [f"gnn: epoch {e}/60" for e in range(1, len(gnn_said) + 1)] and len(gnn_said) >= gnn.metrics["best_epoch"]
     # the structure is learnable: both beat the degree baseline on held-out indications
     assert kge.metrics["mrr"] > kge.baseline["mrr"] + 0.05
     assert gnn.metrics["mrr"] > gnn.baseline["mrr"] + 0.05

@@ -138,3 +138,55 @@ def test_without_a_terminal_each_stage_prints_a_start_and_an_end_line(ws):
     assert len(stage_lines) == len(expected)
     for ln, pat in zip(stage_lines, expected):
         assert re.fullmatch(r"\d\d:\d\d:\d\d " + pat, ln), (ln, pat)
+
+
+HEARTBEAT = r'''
+import sys, time
+from pathlib import Path
+from kgrec.cli import common
+from kgrec.progress import report
+from kgrec.stages import run_all
+from tests.test_stages import fake_runners
+
+common._LineStages.every = 0.6
+runners = fake_runners([])
+plain = dict(runners)
+
+def kge(ws, progress=False, **kw):  # a long stage that reports its epochs (kgrec.progress)
+    for e in range(4):
+        time.sleep(0.45)
+        report(f"kge: epoch {e + 1}/4")
+    return plain["kge"](ws, progress, **kw)
+
+def gnn(ws, progress=False, **kw):  # a long stage that reports nothing
+    time.sleep(1.6)
+    return plain["gnn"](ws, progress, **kw)
+
+with common.stage_progress("training") as rep:
+    run_all(Path(sys.argv[1]), runners={**runners, "kge": kge, "gnn": gnn}, progress=rep)
+'''
+
+
+def test_without_a_terminal_a_long_stage_is_never_silent_for_long(ws):
+    """Issue 28: without a terminal a long stage prints a progress line at least every `every` seconds
+    (25 s in use; 0.6 s here): its latest epoch message as it comes (done/total), and from a timer
+    while none comes, with the stage's elapsed time."""
+    import re
+    import subprocess
+    import sys
+    from datetime import datetime
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", HEARTBEAT, str(ws)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if re.match(r"^\d\d:\d\d:\d\d ", ln)]
+    kge = lines[lines.index(next(ln for ln in lines if "kge: started" in ln)):]
+    kge = kge[:next(i for i, ln in enumerate(kge) if "kge: done" in ln)]
+    # its latest message (done/total): as it comes, or in the timer's line when one came just before
+    assert any(re.search(r"   (kge: \d+ s, latest: )?kge: epoch [1234]/4$", ln) for ln in kge[1:]), lines
+    gnn = lines[lines.index(next(ln for ln in lines if "gnn: started" in ln)):]
+    gnn = gnn[:next(i for i, ln in enumerate(gnn) if "gnn: done" in ln)]
+    assert any(re.search(r"   gnn: \d+ s, running$", ln) for ln in gnn), lines  # the timer's line while the stage says nothing
+    stamps = [datetime.strptime(ln[:8], "%H:%M:%S") for ln in lines]
+    assert max((b - a).total_seconds() for a, b in zip(stamps, stamps[1:])) <= 2, lines

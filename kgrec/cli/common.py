@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -146,29 +147,57 @@ class _TerminalStages:
 
 class _LineStages:
     """Without a terminal (a log file, CI, a notebook): one line when a stage starts, one when it ends,
-    and between them the stage's latest progress message (e.g. "pooled logreg: fold 3/5") once at least
-    ``every`` seconds have passed since the last line, so a long stage is never silent for long."""
+    and between them progress lines at least every ``every`` seconds: the stage's latest progress
+    message (``"pooled logreg: fold 3/5"``, ``"kge: epoch 12/30"``; :mod:`kgrec.progress`) as soon as one
+    arrives that long after the last line, and, while none arrives, a line from a background timer with
+    the stage's elapsed time and its latest message, so a long stage is never silent for long."""
 
     every = 25.0
 
     def __init__(self) -> None:
         self._last = time.monotonic()
+        self._stage: str | None = None
+        self._t0 = self._last
+        self._latest: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def start(self, stage: str, what: str) -> None:
-        _line(f"{stage}: started, {what}")
-        self._last = time.monotonic()
+        with self._lock:
+            _line(f"{stage}: started, {what}")
+            self._stage, self._latest = stage, None
+            self._t0 = self._last = time.monotonic()
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._beat, name="kgrec-stage-lines", daemon=True)
+            self._timer.start()
 
     def detail(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every:  # not every per-fold/per-epoch message: they would drown the stage lines
-            _line(f"  {message}")
-            self._last = now
+        with self._lock:
+            self._latest = message
+            now = time.monotonic()
+            if now - self._last >= self.every:  # not every per-fold/per-epoch message: they would drown the stage lines
+                _line(f"  {message}")
+                self._last = now
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(5.0, self.every / 5)):
+            with self._lock:
+                now = time.monotonic()
+                if self._stage is not None and now - self._last >= self.every:
+                    _line(f"  {self._stage}: {now - self._t0:.0f} s" + (f", latest: {self._latest}" if self._latest else ", running"))
+                    self._last = now
 
     def end(self, result) -> None:
         from kgrec.stages import end_line
 
-        _line(end_line(result))
-        self._last = time.monotonic()
+        with self._lock:
+            _line(end_line(result))
+            self._stage = None
+            self._last = time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def _line(message: str) -> None:
@@ -187,4 +216,8 @@ def stage_progress(what: str, quiet: bool = False) -> Iterator[object]:
         with console.status(what) as status:
             yield _TerminalStages(status)
     else:
-        yield _LineStages()
+        lines = _LineStages()
+        try:
+            yield lines
+        finally:
+            lines.close()

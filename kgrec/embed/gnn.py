@@ -38,6 +38,7 @@ from torch_geometric.utils import scatter
 from kgrec.embed.export import GraphExport
 from kgrec.errors import WorkspaceError
 from kgrec.metrics.ranking import rank_evaluate
+from kgrec.progress import report
 
 
 class RelationalLayer(nn.Module):
@@ -478,6 +479,7 @@ def train_gnn(
             opt.step()
             losses.append(float(loss.detach()))
             bar.advance(task)
+            report(f"gnn: epoch {epoch + 1}/{epochs}, loss {losses[-1]:.4f}")
             if check and (epoch + 1) % eval_every == 0:
                 mrr = rank_evaluate(scorer(embed(), "valid"), export, "valid", seed=seed)["mrr"]
                 history.append({"epoch": epoch + 1, "valid_mrr": round(mrr, 5)})

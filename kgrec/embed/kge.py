@@ -60,6 +60,19 @@ class KGEResult:
         return cls(t["entity"].numpy(), t["relation"].numpy(), idx["entities"], idx["relations"], meta["metrics"], meta["config"], meta.get("seconds", 0.0), meta.get("losses", []))
 
 
+def _epoch_report(total: int):
+    """A PyKEEN training callback that reports ``kge: epoch i/N`` (:mod:`kgrec.progress`)."""
+    from pykeen.training.callbacks import TrainingCallback
+
+    from kgrec.progress import report
+
+    class EpochReport(TrainingCallback):
+        def post_epoch(self, epoch: int, epoch_loss: float, **kwargs) -> None:
+            report(f"kge: epoch {epoch}/{total}, loss {epoch_loss:.4f}")
+
+    return EpochReport()
+
+
 def train_kge(
     export: GraphExport,
     model: str = "RotatE",
@@ -104,7 +117,8 @@ def train_kge(
     loop = SLCWATrainingLoop(model=m, triples_factory=training, optimizer="Adam", optimizer_kwargs={"lr": lr},
                              negative_sampler="basic", negative_sampler_kwargs={"num_negs_per_pos": num_negs})
     # an explicit batch size: PyKEEN's automatic search starts at 32 on CPU and probes memory (~1 min here)
-    losses = loop.train(triples_factory=training, num_epochs=epochs, batch_size=batch_size, use_tqdm=progress, use_tqdm_batch=False)
+    losses = loop.train(triples_factory=training, num_epochs=epochs, batch_size=batch_size, use_tqdm=progress, use_tqdm_batch=False,
+                        callbacks=[_epoch_report(epochs)])
     seconds = time.perf_counter() - t0
     m = m.eval()
     # type-restricted scoring: rank_evaluate ranks a held-out pair among the entities of its label only, so

@@ -37,6 +37,7 @@ from kgrec.cohort.samples import Samples
 from kgrec.errors import WorkspaceError
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
+from kgrec.progress import report
 
 log = logging.getLogger(__name__)
 L2_GRID = (1e-5, 1e-4, 1e-3)
@@ -198,6 +199,7 @@ class WideStudent(Recommender):
                 opt.step()
                 if epoch % 5 == 4:
                     score = self._score(net, xv, yv)
+                    report(f"wide student: L2 {l2:g}, epoch {epoch + 1}/{self.epochs}, val PRAUC {score:.4f}")
                     if score > top + 1e-6:
                         top, top_state, top_epoch, bad = score, {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1, 0
                     else:

@@ -30,6 +30,7 @@ from kgrec.cohort.codes import graph_code_key, is_procedure
 from kgrec.cohort.samples import Samples
 from kgrec.metrics import per_visit
 from kgrec.models.base import Recommender
+from kgrec.progress import report
 from kgrec.student import ddp
 from kgrec.student.model import LeaderStudentModel, ProfileVocab, StudentModel, alignment_loss
 
@@ -368,6 +369,7 @@ class StudentRecommender(Recommender):
                 score = self._val_prauc(xv, yv)
                 self.history.append({"epoch": epoch, "loss": total / max(len(train), 1), "val_prauc": score})
                 bar.advance(task)
+                report(f"student: epoch {epoch + 1}/{cfg.epochs}, val PRAUC {score:.4f}")
                 if score > best + 1e-5:
                     best, bad = score, 0
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

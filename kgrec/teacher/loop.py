@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kgrec.progress import report
 from kgrec.teacher._lazy import model as _model
 from kgrec.teacher._lazy import torch
 
@@ -116,6 +117,7 @@ class TrainingLoop:
                 entry["seconds"] = round(time.perf_counter() - t0, 2)
                 self.log.append(entry)
                 prog.update(task, info=f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}" + (f", val PRAUC {entry['val_prauc']:.4f}" if "val_prauc" in entry else ""))
+                report(f"teacher: epoch {epoch + 1}/{cfg.epochs}, loss {entry['train_loss']:.4f}" + (f", val PRAUC {entry['val_prauc']:.4f}" if "val_prauc" in entry else ""))
                 if len(y_val) and bad > cfg.patience - 1 and cfg.patience > 0:
                     break
         self.net = acc.unwrap_model(net)
@@ -154,6 +156,7 @@ class TrainingLoop:
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            report(f"teacher head: epoch {epoch + 1}/{cfg.head_epochs}")
             if len(y_val):
                 net.eval()
                 with torch.no_grad():

@@ -17,6 +17,7 @@ from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples, multi_hot
 from kgrec.errors import KgrecError, WorkspaceError
 from kgrec.models.base import Recommender
+from kgrec.progress import Every
 from kgrec.teacher._lazy import model as _model
 from kgrec.teacher._lazy import soft as _soft
 from kgrec.teacher._lazy import torch
@@ -249,10 +250,13 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         n = len(inputs["ids"])
         pooled = torch.zeros((n, net.hidden), dtype=torch.float32)
         lengths = [len(t) for t in inputs["ids"]]
+        tick, done = Every("teacher: encoded prompts", n), 0
         for idx in self._batches(lengths, self.config.eval_batch_size, None):
             b = self._collate(inputs, idx, device)
             with autocast() if autocast else nullcontext():
                 pooled[torch.from_numpy(idx)] = net.encode(b["input_ids"], b["attention_mask"], b.get("graph") if self.use_prompt else None).float().cpu()
+            done += len(idx)
+            tick(done)
         net.train(was)
         return pooled
 
