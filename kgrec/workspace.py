@@ -103,6 +103,23 @@ def load_vectors(workspace: Path | str):
     return load_entity_vectors(workspace)
 
 
+STUDENT_KINDS = ("student", "student-wide")
+
+
+def saved_student_kind(folder: Path | str) -> str:
+    """The registry name of the student saved in ``folder`` (its ``student.json``'s ``kind``): ``student-wide``
+    (:class:`kgrec.student.linear.WideStudent`, what ``kgrec run --pool`` deploys) or ``student`` (the
+    network student, also when the file names no other kind or cannot be read: its loader then names
+    what is wrong with it)."""
+    import json
+
+    try:
+        kind = json.loads((Path(folder) / "student.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return "student"
+    return kind if kind in STUDENT_KINDS else "student"
+
+
 def load_model(workspace: Path | str, name: str = "student"):
     """A trained recommender from the workspace: ``student`` (``<ws>/student``) or ``teacher`` (``<ws>/teacher``)."""
     from kgrec.models import get_model
@@ -111,12 +128,8 @@ def load_model(workspace: Path | str, name: str = "student"):
     marker, command = SAVED_MODELS[name][1:]
     if not (folder / marker).exists():
         raise WorkspaceError(f"no trained {name} in {folder}: run `{command}")
-    if name == "student":  # the deployed student may be the wide one, which loads and scores without torch
-        from kgrec.student import load_student
-
-        model = load_student(folder)
-    else:
-        model = get_model(name).load(folder)
+    kind = saved_student_kind(folder) if name == "student" else name  # the wide student loads and scores without torch
+    model = get_model(kind).load(folder)
     check_deployed(workspace, getattr(model, "provenance", None) or {}, folder)
     return model
 

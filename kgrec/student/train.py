@@ -474,10 +474,12 @@ class StudentRecommender(Recommender):
         from scipy import sparse
 
         folder = Path(folder)
-        from kgrec.student import load_student, saved_kind
+        from kgrec.workspace import saved_student_kind
 
-        if saved_kind(folder) == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
-            return load_student(folder)
+        if saved_student_kind(folder) == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
+            from kgrec.student.linear import WideStudent
+
+            return WideStudent.load(folder)
         meta = json.loads((folder / "student.json").read_text())
         obj = cls(meta["drug_vocab"], None, StudentConfig.from_dict(meta["config"]))
         obj.threshold, obj.chosen = meta["threshold"], meta["chosen"]
