@@ -9,6 +9,7 @@ ones ``kgrec evaluate`` gives for the same workspace.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -49,10 +50,16 @@ def test_every_step_ran_and_said_so(main_job):
     saved = json.loads((ws / "reports" / "run.json").read_text())
     assert saved["steps"] == out["steps"] and saved["evaluation"] == out["evaluation"]
     assert all((ws / "reports" / "run" / f"{s}.json").exists() for s in STEPS)
-    # stderr is not a terminal: one line when each step starts and one when it ends, and nothing else
-    # (no library warnings, no progress bars)
+    # stderr is not a terminal: one line when each step starts and one when it ends, between them indented
+    # progress lines (a long step's latest epoch or fold, at least every 25 s), and nothing else (no
+    # library warnings, no progress bars)
     lines = err.splitlines()
-    assert lines and all(re.match(r"\d\d:\d\d:\d\d [a-z-]+: ", ln) for ln in lines), "\n".join(ln for ln in lines if not re.match(r"\d\d:\d\d:\d\d ", ln))[:3000]
+    assert lines and all(re.match(r"\d\d:\d\d:\d\d (  )?[a-z-]+[ :]", ln) for ln in lines), "\n".join(ln for ln in lines if not re.match(r"\d\d:\d\d:\d\d ", ln))[:3000]
+    stamps = [dt.datetime.strptime(ln[:8], "%H:%M:%S") for ln in lines]
+    assert max(((b - a).total_seconds() % 86400 for a, b in zip(stamps, stamps[1:])), default=0) <= 40, lines  # 25 s + the timer's 5 s + load
+    progress = [ln for ln in lines if ln[8:11] == "   "]
+    assert all(re.match(r"\d\d:\d\d:\d\d   [\w -]+:", ln) for ln in progress), progress
+    lines = [ln for ln in lines if ln not in progress]
     # the shared graph-vector cache says, once per embedding stage, where the vectors came from and what is missing
     cache = [ln for ln in lines if re.match(r"\d\d:\d\d:\d\d (kge|gnn): (trained and stored in the cache|cache hit) ", ln)]
     assert [ln[9:12] for ln in cache] == ["kge", "gnn"] and all("missing" in ln for ln in cache), cache
