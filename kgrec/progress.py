@@ -2,7 +2,7 @@
 
 A training loop calls :func:`report` (``"kge: epoch 12/30"``); a stage runner that wants the messages
 wraps the step in :func:`reporting_to` (``kgrec run`` and ``kgrec train`` pass them to their stage lines,
-which print the latest one at least every 25 s when there is no terminal). Without a receiver a
+which print the latest one whenever 25 s pass without a line when there is no terminal). Without a receiver a
 message costs one lookup. The receiver is a context variable: it follows the code that set it, not
 threads it did not start.
 """
