@@ -170,10 +170,10 @@ class WideStudent(Recommender):
         import torch
         from torch import nn
 
-        torch.manual_seed(self.seed)
-        self._setup(cohort, train)
         from kgrec.student.concepts import as_tensors
 
+        torch.manual_seed(self.seed)
+        self._setup(cohort, train)
         xb, xv = as_tensors(self._arrays(cohort, train)), as_tensors(self._arrays(cohort, val))
         y = torch.as_tensor(self.targets(train), dtype=torch.float32)
         if soft is not None:

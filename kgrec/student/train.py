@@ -474,13 +474,11 @@ class StudentRecommender(Recommender):
         from scipy import sparse
 
         folder = Path(folder)
-        from kgrec.workspace import saved_student_kind
-
-        if saved_student_kind(folder) == "student-wide":  # the deployed pooled student may be the wide one (kgrec.student.linear)
+        meta = json.loads((folder / "student.json").read_text())
+        if meta.get("kind") == "student-wide":  # the deployed pooled student may be the wide one (kgrec.workspace.saved_student_kind)
             from kgrec.student.linear import WideStudent
 
             return WideStudent.load(folder)
-        meta = json.loads((folder / "student.json").read_text())
         obj = cls(meta["drug_vocab"], None, StudentConfig.from_dict(meta["config"]))
         obj.threshold, obj.chosen = meta["threshold"], meta["chosen"]
         state = load_file(str(folder / "student.safetensors"))

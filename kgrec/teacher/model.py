@@ -105,7 +105,7 @@ def load_backbone(name_or_path: str | None, dtype: torch.dtype | None = None):
 
     path = resolve_model_path(name_or_path)
     try:
-        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(Path(path).iterdir()) if f.is_file())
+        stamp = tuple((f.name, st.st_mtime_ns, st.st_size) for f in sorted(Path(path).iterdir()) if f.is_file() and (st := f.stat()))
     except OSError:
         stamp = None
     key = (str(path), str(dtype), stamp)
