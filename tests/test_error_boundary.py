@@ -144,10 +144,13 @@ def test_long_stage_prints_progress_without_a_terminal(monkeypatch, capsys):
     t = [1000.0]
     monkeypatch.setattr(common.time, "monotonic", lambda: t[0])
     rep = common._LineStages()
-    rep.start("pool", "5 folds")
-    for i in range(1, 11):
-        t[0] += 10.0  # a message every 10 s
-        rep.detail(f"pooled logreg: fold {i}/10")
+    try:
+        rep.start("pool", "5 folds")
+        for i in range(1, 11):
+            t[0] += 10.0  # a message every 10 s
+            rep.detail(f"pooled logreg: fold {i}/10")
+    finally:
+        rep.close()  # its timer thread stops (stage_progress closes it the same way)
     lines = [x for x in capsys.readouterr().err.splitlines() if "logreg: fold" in x]
     assert len(lines) == 3 and lines[0].endswith("pooled logreg: fold 3/10")  # one every 30 s of 10-s messages (>= 25 s apart)
 
