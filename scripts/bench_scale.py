@@ -1,15 +1,19 @@
-"""Scale run: how kgrec's pipeline and `kgrec benchmark` grow with the number of visits.
+"""Scale run: every stage of kgrec's chain, each as its own process, at several cohort sizes.
 
 For each N in --visits: `kgrec synth --visits N` (a synthetic MIMIC-III-format cohort drawn from the open
-graph), `kgrec prepare`, and, when the teacher or the student is benchmarked, `kgrec load-graph` and the
-KGE and GNN stages; then `kgrec benchmark` on the saved split. Every step runs as its own process, and
-its wall clock, CPU seconds (user + system, children included) and peak resident memory come from
-wait4(). Per-model training time, inference speed and peak memory come from the benchmark's JSON.
+graph), then the main job's stages on the saved split, one process each: `prepare`, `load-graph`, `train
+--stage kge`, `train --stage gnn`, `train --stage teacher` (kgrec run's CPU teacher: frozen backbone, code
+fusion, no graph prompt), `train --stage distill`, `evaluate --folds 5` of the baselines (frequency,
+logistic regression) and one `recommend --visit` of a test visit. Each step's wall clock, CPU seconds (user
++ system, children included) and peak resident memory come from wait4(). The report gives, per stage, the
+growth exponent between consecutive sizes (b in cost ∝ visits^b: 1 is linear) and flags any stage above
+the bounds of a 2-core machine (8 GiB peak; the whole chain within 2 hours).
 
-    KGREC_DATA=../shared/data python scripts/bench_scale.py --visits 10000 50000 -o /tmp/scale \\
-        --models baselines,pyhealth,teacher,student --models-at 50000=baselines,pyhealth --epochs 5
+    KGREC_DATA=../shared/data python scripts/bench_scale.py --visits 10000 30000 100000 -o /tmp/scale --resume
 
-Writes OUT/scale.json and OUT/scale.md (the tables). Synthetic cohorts measure cost, not accuracy.
+--stages picks a subset (e.g. ``--stages prepare,load-graph,kge,gnn,evaluate``); --benchmark-models adds the
+older `kgrec benchmark` step (PyHealth models on the saved split). Writes OUT/scale.json and OUT/scale.md.
+Synthetic cohorts measure cost, not accuracy.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import time
 from pathlib import Path
 
 KGREC = [sys.executable, "-m", "kgrec"]
-CPU_TEACHER = ["lora_r=0", "fuse_codes=true", "graph_prompt=false"]
+CPU_TEACHER = ["--lora-r", "0", "--fuse-codes", "--no-graph-prompt"]  # kgrec.teacher.config.CPU_TEACHER as flags
+STAGES = ("synth", "prepare", "load-graph", "kge", "gnn", "teacher", "distill", "evaluate", "recommend")
+MEM_BOUND_MB = 8 * 1024
+CHAIN_BOUND_S = 2 * 3600
 
 
 def run_step(name: str, cmd: list[str], log: Path) -> dict:
@@ -48,34 +55,50 @@ def run_step(name: str, cmd: list[str], log: Path) -> dict:
     return rec
 
 
-def one_scale(n: int, out: Path, models: str, args) -> dict:
+def test_visit(ws: Path) -> str:
+    """The first visit of the saved split's first test patient that has drugs and codes (what `recommend --visit` takes)."""
+    from kgrec.workspace import load_cohort
+
+    c = load_cohort(ws)
+    v = c.visits[c.eval_mask()]
+    test = set(c.split["test"])
+    return str(v[v["patient_id"].isin(test)].iloc[0]["visit_id"])
+
+
+def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
     synth, ws = out / f"synth-{n}", out / f"ws-{n}"
+    data = ["--data-dir", args.data_dir] if args.data_dir else []
+    steps = {
+        "synth": [*KGREC, "synth", "--visits", str(n), "-o", str(synth), "--seed", str(args.seed), *data, "--json"],
+        "prepare": [*KGREC, "prepare", "-s", "mimic3", "--source-dir", str(synth), "-w", str(ws), *data, "--json"],
+        "load-graph": [*KGREC, "load-graph", "-w", str(ws), *data, "--json"],
+        "kge": [*KGREC, "train", "--stage", "kge", "-w", str(ws), "--json"],
+        "gnn": [*KGREC, "train", "--stage", "gnn", "-w", str(ws), "--json"],
+        "teacher": [*KGREC, "train", "--stage", "teacher", "-w", str(ws), *CPU_TEACHER, "--json"],
+        "distill": [*KGREC, "train", "--stage", "distill", "-w", str(ws), "--json"],
+        "evaluate": [*KGREC, "evaluate", "-w", str(ws), "--folds", "5", "-m", "frequency", "-m", "logreg", "--json"],
+        "recommend": lambda: [*KGREC, "recommend", "-w", str(ws), "--visit", test_visit(ws), "--json"],
+    }
+    chosen = [s for s in STAGES if s in args.stages]
+    out_steps = [(s, steps[s]) for s in chosen]
+    if args.benchmark_models:
+        out_steps.append(("benchmark", [*KGREC, "benchmark", "-w", str(ws), "--models", args.benchmark_models, "--epochs", str(args.epochs),
+                                        "--patience", "0", "--no-plots", "--json", *data,
+                                        *(x for o in ("lora_r=0", "fuse_codes=true", "graph_prompt=false") for x in ("--teacher-option", o))]))
+    return out_steps
+
+
+def one_scale(n: int, out: Path, args) -> dict:
     logs = out / f"logs-{n}"
     logs.mkdir(parents=True, exist_ok=True)
-    data = ["--data-dir", args.data_dir] if args.data_dir else []
-    steps = [
-        ("synth", [*KGREC, "synth", "--visits", str(n), "-o", str(synth), "--seed", str(args.seed), *data, "--json"]),
-        ("prepare", [*KGREC, "prepare", "-s", "mimic3", "--source-dir", str(synth), "-w", str(ws), *data, "--json"]),
-    ]
-    needs_graph = args.graph_steps or any(m in models.split(",") for m in ("teacher", "student", "kgrec", "all"))
-    if needs_graph:
-        steps += [
-            ("load-graph", [*KGREC, "load-graph", "-w", str(ws), *data, "--json"]),
-            ("kge", [*KGREC, "train", "--stage", "kge", "-w", str(ws), "--json"]),
-            ("gnn", [*KGREC, "train", "--stage", "gnn", "-w", str(ws), "--json"]),
-        ]
-    bench = [*KGREC, "benchmark", "-w", str(ws), "--models", models, "--epochs", str(args.epochs), "--patience", "0", "--no-plots", "--json", *data]
-    for opt in CPU_TEACHER if needs_graph else []:
-        bench += ["--teacher-option", opt]
-    steps.append(("benchmark", bench))
-    rec: dict = {"visits": n, "models": models, "steps": []}
-    for name, cmd in steps:
+    rec: dict = {"visits": n, "steps": []}
+    for name, cmd in steps_for(n, out, args):
         done = logs / f"{name}.json"
         if args.resume and done.exists() and json.loads(done.read_text()).get("rc") == 0:
             r = {**json.loads(done.read_text()), "reused": True}  # measured by an earlier, interrupted run
             print(f"  {name}: done before ({r['wall_s']} s wall, {r['cpu_s']} s CPU)", flush=True)
         else:
-            r = run_step(name, cmd, logs / f"{name}.log")
+            r = run_step(name, cmd() if callable(cmd) else cmd, logs / f"{name}.log")
             done.write_text(json.dumps(r))
         rec["steps"].append(r)
         if r["rc"] != 0:
@@ -94,14 +117,45 @@ def one_scale(n: int, out: Path, models: str, args) -> dict:
     return rec
 
 
+def exponents(records: list[dict]) -> dict[str, list[tuple[int, int, float | None, float | None]]]:
+    """Per step: (n1, n2, b_wall, b_cpu) between consecutive sizes, with cost ∝ visits^b."""
+    import math
+
+    by = {r["visits"]: {s["step"]: s for s in r["steps"] if s["rc"] == 0} for r in records}
+    sizes = sorted(by)
+    out: dict[str, list] = {}
+    for a, b in zip(sizes, sizes[1:]):
+        for step in by[a]:
+            if step not in by[b]:
+                continue
+            sa, sb = by[a][step], by[b][step]
+            exp = lambda x, y: round(math.log(y / x) / math.log(b / a), 2) if x and y and x > 0.05 and y > 0.05 else None  # noqa: E731
+            out.setdefault(step, []).append((a, b, exp(sa["wall_s"], sb["wall_s"]), exp(sa["cpu_s"], sb["cpu_s"])))
+    return out
+
+
 def write_md(records: list[dict], path: Path) -> None:
     lines = ["# Scale run (synthetic MIMIC-III-format cohorts)", "",
-             "## Steps (wall s / CPU s / peak RSS MB)", "", "| visits | step | wall s | CPU s | peak RSS MB | rc |", "|---|---|---|---|---|---|"]
+             "Each step is its own process (`scripts/bench_scale.py`); wall and CPU seconds (user + system) and peak RSS from wait4().", "",
+             "## Steps", "", "| visits | step | wall s | CPU s | peak RSS MB | rc |", "|---|---|---|---|---|---|"]
     for r in records:
+        chain = 0.0
         for s in r["steps"]:
-            lines.append(f"| {r['visits']:,} | {s['step']} | {s['wall_s']} | {s['cpu_s']} | {s['peak_rss_mb']:,.0f} | {s['rc']} |")
-    lines += ["", "## Models in `kgrec benchmark` (saved split)", "",
-              "| visits (train/test) | model | train s (CPU s) | teacher s | infer visits/s | peak RSS MB | PRAUC | status |", "|---|---|---|---|---|---|---|---|"]
+            flag = " **over 8 GiB**" if s["peak_rss_mb"] > MEM_BOUND_MB else ""
+            lines.append(f"| {r['visits']:,} | {s['step']} | {s['wall_s']:,} | {s['cpu_s']:,} | {s['peak_rss_mb']:,.0f}{flag} | {s['rc']} |")
+            chain += s["wall_s"] if s["step"] not in ("synth", "benchmark") else 0.0
+        peak = max((s["peak_rss_mb"] for s in r["steps"]), default=0)
+        over = "over" if chain > CHAIN_BOUND_S else "within"
+        lines.append(f"| {r['visits']:,} | **chain** (prepare → recommend) | **{chain:,.1f}** ({over} 2 h) | | {peak:,.0f} (max) | |")
+    ex = exponents(records)
+    if ex:
+        lines += ["", "## Growth exponents (cost ∝ visits^b; 1 = linear)", "", "| step | sizes | b (wall) | b (CPU) |", "|---|---|---|---|"]
+        for step in [s for s in (*STAGES, "benchmark") if s in ex]:
+            for a, b, bw, bc in ex[step]:
+                lines.append(f"| {step} | {a:,} → {b:,} | {'–' if bw is None else bw} | {'–' if bc is None else bc} |")
+    if any(r.get("per_model") for r in records):
+        lines += ["", "## Models in `kgrec benchmark` (saved split)", "",
+                  "| visits (train/test) | model | train s (CPU s) | teacher s | infer visits/s | peak RSS MB | PRAUC | status |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         c = r.get("cohort") or {}
         size = f"{r['visits']:,}" + (f" ({c.get('n_test_visits')} test)" if c else "")
@@ -114,23 +168,23 @@ def write_md(records: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--visits", type=int, nargs="+", default=[10000, 50000])
+    ap.add_argument("--visits", type=int, nargs="+", default=[10000, 30000, 100000])
     ap.add_argument("-o", "--out", type=Path, required=True)
-    ap.add_argument("--models", default="baselines,pyhealth,teacher,student", help="`kgrec benchmark --models` at every size")
-    ap.add_argument("--models-at", action="append", default=[], metavar="N=MODELS", help="other models at size N (e.g. 50000=baselines,pyhealth)")
-    ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs (fixed: no early stopping, so sizes compare)")
+    ap.add_argument("--stages", default=",".join(STAGES), type=lambda s: s.split(","), help=f"steps to run, in chain order (default: {','.join(STAGES)})")
+    ap.add_argument("--benchmark-models", default="", help="also run `kgrec benchmark --models M` on the saved split (e.g. baselines,pyhealth)")
+    ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs in the benchmark step (fixed: no early stopping, so sizes compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("KGREC_DATA"))
-    ap.add_argument("--graph-steps", action="store_true", help="run load-graph, kge and gnn at every size (the graph holds the cohort's visits)")
     ap.add_argument("--resume", action="store_true", help="keep the steps an interrupted run finished (their figures included)")
     args = ap.parse_args()
-    at = dict(x.split("=", 1) for x in args.models_at)
+    bad = [s for s in args.stages if s not in STAGES]
+    if bad:
+        ap.error(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for n in args.visits:
-        models = at.get(str(n), args.models)
-        print(f"{n:,} visits: {models}", flush=True)
-        records.append(one_scale(n, args.out, models, args))
+        print(f"{n:,} visits", flush=True)
+        records.append(one_scale(n, args.out, args))
         (args.out / "scale.json").write_text(json.dumps(records, indent=1))
         write_md(records, args.out / "scale.md")
     print((args.out / "scale.md").read_text())

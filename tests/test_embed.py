@@ -214,3 +214,15 @@ def test_embedding_saves_are_atomic(embed_ws, monkeypatch, stage):
         (run_kge if stage == "kge" else run_gnn)(embed_ws, dim=8, epochs=2 if stage == "kge" else 5, progress=False, cache=False, seed=7)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_kge_batch_grows_with_the_graph_so_an_epoch_is_at_most_32_steps():
+    """A fixed batch made each epoch cost (triples / batch) × entities (dense Adam over the entity table): superlinear in visits."""
+    from kgrec.embed.kge import STEPS_PER_EPOCH, auto_batch_size
+
+    assert auto_batch_size(1_000) == 8192  # small graphs, the open graph with a demo cohort included: unchanged
+    assert auto_batch_size(262_144) == 8192
+    assert auto_batch_size(262_145) == 8193
+    for n in (476_978, 965_199, 3_100_000):
+        b = auto_batch_size(n)
+        assert -(-n // b) <= STEPS_PER_EPOCH < -(-n // (b - 1)) or b == 8192

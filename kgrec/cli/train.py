@@ -41,7 +41,7 @@ def train(
     dim: Annotated[int | None, typer.Option(help="Embedding dimension (default: 32 for kge — complex models give 2·dim real values — and 64 for gnn).", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: 30 for kge, 100 for gnn (early stopping on validation indications), 3 for teacher).", show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: 0.01 kge, 0.01 gnn, 0.001 teacher LoRA + projector).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 8192); visits per batch (teacher, default 8).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Triples per batch (kge, default 8192, or triples/32 on a graph of more than 262,144 training triples: 32 steps per epoch); visits per batch (teacher, default 8).", show_default=False)] = None,
     init_from_kge: Annotated[bool, typer.Option("--init-from-kge/--no-init-from-kge", help="gnn: start node inputs from the KGE vectors.")] = True,
     patients: Annotated[PatientNodes, typer.Option(help="Patient/Visit nodes in the training graph: 'train' (training-split patients only), 'none' (use this before `kgrec evaluate --folds K`: fold test patients come from every split), or 'all' (leaks test patients).")] = PatientNodes.train,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same numbers.")] = 42,
@@ -123,7 +123,7 @@ def train(
         _train_teacher(workspace, cfg, json_out)
         return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size or 8192, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
+        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
     else:
         res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
     if json_out:

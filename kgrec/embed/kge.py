@@ -73,12 +73,28 @@ def _epoch_report(total: int):
     return EpochReport()
 
 
+BATCH = 8192  # triples per batch, at least
+STEPS_PER_EPOCH = 32  # at most, with the automatic batch size (the open graph alone needs 29 at 8192)
+
+
+def auto_batch_size(n_triples: int) -> int:
+    """The default batch: 8192 triples, or more so that an epoch takes at most 32 optimiser steps.
+
+    Each Adam step reads and writes the whole entity table (PyKEEN's embeddings have dense gradients),
+    so with a fixed batch an epoch costs (triples / batch) × entities, and both grow with a cohort's
+    visits: the KGE stage grew as visits^1.2 from 10k to 30k synthetic visits (1.8 for its visit-dependent
+    part; docs/reports/scale.md). Holding the steps per epoch makes that cost linear in the entities. The open
+    graph with a demo cohort stays at 8192 (about 240k triples), so its vectors are unchanged.
+    """
+    return max(BATCH, -(-int(n_triples) // STEPS_PER_EPOCH))
+
+
 def train_kge(
     export: GraphExport,
     model: str = "RotatE",
     dim: int = 32,
     epochs: int = 30,
-    batch_size: int = 8192,
+    batch_size: int | None = None,
     lr: float = 0.01,
     num_negs: int = 4,
     seed: int = 42,
@@ -91,7 +107,8 @@ def train_kge(
     Args:
         model: any PyKEEN model name (``RotatE``, ``TransE``, ``ComplEx``, ``DistMult``, ...).
         dim: embedding dimension (complex models: complex dimension, vectors are 2·dim reals).
-        epochs, batch_size, lr, num_negs: sLCWA training settings (Adam, ``num_negs`` negatives per positive).
+        epochs, batch_size, lr, num_negs: sLCWA training settings (Adam, ``num_negs`` negatives per positive);
+            ``batch_size=None``: :func:`auto_batch_size` (recorded in ``config``, with ``batch_size_rule``).
             The defaults (complex dim 32, 4 negatives, batches of 8192) keep an epoch of the ~235k-triple
             open graph near 6 s on 2 cores; dim 64 with 16 negatives and batches of 2048 took ~6x longer
             per epoch (measured with scripts/bench_embed.py).
@@ -113,6 +130,8 @@ def train_kge(
     # stage on 2 cores); the held-out indications are ranked once, type-restricted, below
     set_random_seed(seed)
     training = export.triples_factory("train")
+    rule = "auto: max(8192, triples / 32)" if batch_size is None else "given"
+    batch_size = auto_batch_size(training.num_triples) if batch_size is None else int(batch_size)
     m = model_resolver.make(model, triples_factory=training, embedding_dim=dim, random_seed=seed, loss=loss_resolver.make(None)).to(dev)
     loop = SLCWATrainingLoop(model=m, triples_factory=training, optimizer="Adam", optimizer_kwargs={"lr": lr},
                              negative_sampler="basic", negative_sampler_kwargs={"num_negs_per_pos": num_negs})
@@ -145,7 +164,7 @@ def train_kge(
     with torch.no_grad():
         ent = to_real(m.entity_representations[0](indices=None)).cpu().numpy().astype(np.float32)
         rel = to_real(m.relation_representations[0](indices=None)).cpu().numpy().astype(np.float32)
-    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
+    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "batch_size_rule": rule, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
     return KGEResult(ent, rel, export.entities, export.relations, metrics, config, round(seconds, 2), [float(x) for x in losses])
 
 

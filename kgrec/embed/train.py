@@ -188,7 +188,7 @@ def _fetch_filled(stage: str, og, ex, kwargs: dict, extra: dict, train, result_c
 
 
 # ---------------- the stages ----------------
-def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=8192, lr=0.01, num_negs=4, seed=42, patients="train", progress=True,
+def run_kge(workspace, model="RotatE", dim=32, epochs=30, batch_size=None, lr=0.01, num_negs=4, seed=42, patients="train", progress=True,
             device="auto", cache=True, say: Callable[[str], None] | None = None) -> EmbedStageResult:
     """PyKEEN embeddings of the workspace graph, from the shared cache when ``patients="none"`` and
     ``cache`` (and ``KGREC_CACHE`` is not ``off``). ``say``: where the one-line cache report goes (stderr)."""
