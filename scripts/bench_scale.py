@@ -66,6 +66,7 @@ def test_visit(ws: Path) -> str:
 
 
 def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
+    """The commands of the chosen stages at size ``n`` (``--stages``, or ``--stages-at N=...``), in chain order."""
     synth, ws = out / f"synth-{n}", out / f"ws-{n}"
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     steps = {
@@ -79,7 +80,8 @@ def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
         "evaluate": [*KGREC, "evaluate", "-w", str(ws), "--folds", "5", "-m", "frequency", "-m", "logreg", "--json"],
         "recommend": lambda: [*KGREC, "recommend", "-w", str(ws), "--visit", test_visit(ws), "--json"],
     }
-    chosen = [s for s in STAGES if s in args.stages]
+    wanted = args.stages_at.get(n, args.stages)
+    chosen = [s for s in STAGES if s in wanted]
     out_steps = [(s, steps[s]) for s in chosen]
     if args.benchmark_models:
         out_steps.append(("benchmark", [*KGREC, "benchmark", "-w", str(ws), "--models", args.benchmark_models, "--epochs", str(args.epochs),
@@ -171,13 +173,15 @@ def main() -> None:
     ap.add_argument("--visits", type=int, nargs="+", default=[10000, 30000, 100000])
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--stages", default=",".join(STAGES), type=lambda s: s.split(","), help=f"steps to run, in chain order (default: {','.join(STAGES)})")
+    ap.add_argument("--stages-at", action="append", default=[], metavar="N=STAGES", help="other steps at size N (e.g. 100000=synth,prepare,load-graph,kge)")
     ap.add_argument("--benchmark-models", default="", help="also run `kgrec benchmark --models M` on the saved split (e.g. baselines,pyhealth)")
     ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs in the benchmark step (fixed: no early stopping, so sizes compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("KGREC_DATA"))
     ap.add_argument("--resume", action="store_true", help="keep the steps an interrupted run finished (their figures included)")
     args = ap.parse_args()
-    bad = [s for s in args.stages if s not in STAGES]
+    args.stages_at = {int(k): v.split(",") for k, v in (x.split("=", 1) for x in args.stages_at)}
+    bad = [s for s in [*args.stages, *(x for v in args.stages_at.values() for x in v)] if s not in STAGES]
     if bad:
         ap.error(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
     args.out.mkdir(parents=True, exist_ok=True)

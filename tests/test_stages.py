@@ -190,3 +190,49 @@ def test_without_a_terminal_a_long_stage_is_never_silent_for_long(ws):
     assert any(re.search(r"   gnn: \d+ s, running$", ln) for ln in gnn), lines  # the timer's line while the stage says nothing
     stamps = [datetime.strptime(ln[:8], "%H:%M:%S") for ln in lines]
     assert max((b - a).total_seconds() for a, b in zip(stamps, stamps[1:])) <= 2, lines
+
+
+ONE_STEP = r'''
+import time
+from kgrec.cli import common
+from kgrec.progress import report
+
+common._LineStages.every = 0.6
+
+def teacher(sink):  # a single-stage command's long step (`kgrec train --stage teacher`): reports, then goes quiet
+    for i in range(3):
+        time.sleep(0.45)
+        report(f"teacher: encoded {i + 1}/3")
+    time.sleep(1.6)
+    return 42
+
+assert common.one_step("teacher", "the language-model teacher", teacher) == 42
+try:
+    common.one_step("evaluate", "logreg", lambda sink: 1 / 0)
+except ZeroDivisionError:
+    pass
+'''
+
+
+def test_a_single_stage_command_without_a_terminal_prints_start_progress_and_end_lines():
+    """Issue 28: `kgrec train --stage X` and `kgrec evaluate` run as their own processes (scripts/bench_scale.py,
+    a scheduler) print, without a terminal, a start line, progress lines (done/total, or the elapsed time) with no
+    gap over `every`, and an end line; a failed step says it stopped."""
+    import re
+    import subprocess
+    import sys
+    from datetime import datetime
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", ONE_STEP], cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ""  # lines go to stderr: stdout stays the command's result (--json)
+    lines = [ln for ln in p.stderr.splitlines() if re.match(r"^\d\d:\d\d:\d\d ", ln)]
+    assert lines[0].endswith("teacher: started, the language-model teacher"), lines
+    assert any(re.search(r"teacher: encoded [123]/3$", ln) for ln in lines), lines
+    assert any(re.search(r"   teacher: \d+ s, latest: teacher: encoded 3/3$", ln) for ln in lines), lines  # the timer, while quiet
+    assert re.search(r"teacher: done in \d+\.\d s$", lines[lines.index(next(ln for ln in lines if "evaluate: started" in ln)) - 1]), lines
+    assert re.search(r"evaluate: stopped in \d+\.\d s$", lines[-1]), lines
+    stamps = [datetime.strptime(ln[:8], "%H:%M:%S") for ln in lines]
+    assert max((b - a).total_seconds() for a, b in zip(stamps, stamps[1:])) <= 2, lines

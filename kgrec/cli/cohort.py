@@ -17,6 +17,7 @@ from kgrec.cli.common import (
     console,
     emit_json,
     handle_errors,
+    one_step,
     resolve_data_dir,
     show,
 )
@@ -176,8 +177,13 @@ def evaluate(
     shows mean ± std over folds and paired per-fold differences against logistic regression.
     """
     models = model or ["frequency", "logreg"]
-    with console.status("evaluating ...") as status:
-        res = api.evaluate(workspace, models, folds=folds, seed=seed, n_boot=n_boot, progress=lambda m: status.update(m))
+    def run(sink):
+        if sink is not None:  # no terminal: start, progress and end lines (kgrec.cli.common.one_step)
+            return api.evaluate(workspace, models, folds=folds, seed=seed, n_boot=n_boot, progress=sink)
+        with console.status("evaluating ...") as status:
+            return api.evaluate(workspace, models, folds=folds, seed=seed, n_boot=n_boot, progress=lambda m: status.update(m))
+
+    res = one_step("evaluate", f"{', '.join(models)}" + (f", {folds}-fold CV" if folds else ", saved split"), run)
     if json_out:
         emit_json(res.to_json())
         return

@@ -200,6 +200,34 @@ class _LineStages:
         self._stop.set()
 
 
+def one_step(stage: str, what: str, run: Callable[[Callable[[str], None] | None], Any]) -> Any:
+    """Run one long step of a single-step command (``train --stage kge``, ``evaluate``) and return its result.
+
+    Without a terminal (a log file, a scheduler, a pipe, ``--json`` included: these lines go to stderr) it
+    prints a start line, the step's latest progress message (:mod:`kgrec.progress`) whenever 25 s pass
+    without a line, and an end line with the time, as ``kgrec run`` does per stage. ``run`` gets the
+    receiver of progress messages (None on a terminal, where the command keeps its own bars or spinner).
+    """
+    if console.is_terminal:
+        return run(None)
+    from kgrec.progress import reporting_to
+
+    lines = _LineStages()
+    lines.start(stage, what)
+    t0 = time.perf_counter()
+    ok = False
+    try:
+        with reporting_to(lines.detail):
+            out = run(lines.detail)
+        ok = True
+        return out
+    finally:
+        with lines._lock:
+            lines._stage = None
+            _line(f"{stage}: {'done' if ok else 'stopped'} in {time.perf_counter() - t0:.1f} s")
+        lines.close()
+
+
 def _line(message: str) -> None:
     console.print(f"{time.strftime('%H:%M:%S')} {message}", highlight=False, markup=False, soft_wrap=True)
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from kgrec.cli.app import app
-from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors, show
+from kgrec.cli.common import DEFAULT_WORKSPACE, JsonOut, Workspace, console, emit_json, handle_errors, one_step, show
 from kgrec.cli.lazy import api
 
 
@@ -89,12 +89,15 @@ def train(
     resolve_device(device)  # a bad or unavailable device fails here, before any stage writes
     r_teacher, r_student = recipe_settings(recipe.value)
     student_cfg = _student_settings(r_student, alpha, beta, temperature, seed, device, profile)
+    # progress bars on a terminal; without one, start/progress/end lines on stderr (kgrec.cli.common.one_step)
+    bars = not json_out and console.is_terminal
     if stage is Stage.distill and pool:
-        res = api.train_pooled_student(workspace, pool, teacher, seed=seed, device=device, progress=not json_out)
+        res = one_step("distill", f"the student, distilled from the pooled {teacher}",
+                       lambda sink: api.train_pooled_student(workspace, pool, teacher, seed=seed, device=device, progress=bars))
         _report_split("student (pooled, distilled from " + teacher + ")", res.to_json(), json_out)
         return
     if stage is Stage.distill:
-        res = api.train_student(workspace, progress=not json_out, **student_cfg)
+        res = one_step("distill", "the student, distilled from the teacher", lambda sink: api.train_student(workspace, progress=bars, **student_cfg))
         _report_split("student", res.to_json(), json_out)
         return
     if stage is Stage.all:
@@ -120,12 +123,16 @@ def train(
         return
     if stage is Stage.teacher:
         cfg = _with_recipe(r_teacher, _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, lora_dropout, soft_tokens, graph_prompt, max_length, history, fuse_codes, fuse_graph, ddi_weight, mixed_precision), device, profile)
-        _train_teacher(workspace, cfg, json_out)
+        _train_teacher(workspace, cfg, json_out, bars)
         return
     if stage is Stage.kge:
-        res = api.train_kge(workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
+        res = one_step("kge", "PyKEEN knowledge-graph embeddings", lambda sink: api.train_kge(
+            workspace, model=model or "RotatE", dim=dim or 32, epochs=epochs or 30, lr=lr or 0.01, batch_size=batch_size, seed=seed,
+            patients=patients.value, progress=bars, device=device, cache=cache))
     else:
-        res = api.train_gnn(workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value, progress=not json_out, device=device, cache=cache)
+        res = one_step("gnn", "R-GCN (PyG) link prediction", lambda sink: api.train_gnn(
+            workspace, dim=dim or 64, epochs=epochs or 100, lr=lr or 0.01, init_from_kge=init_from_kge, seed=seed, patients=patients.value,
+            progress=bars, device=device, cache=cache))
     if json_out:
         emit_json(res.to_json())
         return
@@ -170,10 +177,10 @@ def _teacher_settings(model, epochs, lr, batch_size, seed, lora_r, lora_alpha, l
     )
 
 
-def _train_teacher(workspace, cfg: dict, json_out) -> None:
+def _train_teacher(workspace, cfg: dict, json_out: bool, bars: bool) -> None:
     from kgrec.metrics import METRICS
 
-    res = api.train_teacher(workspace, progress=not json_out, **cfg)
+    res = one_step("teacher", "the language-model teacher", lambda sink: api.train_teacher(workspace, progress=bars, **cfg))
     if json_out:
         emit_json(res.to_json())
         return
