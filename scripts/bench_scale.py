@@ -11,8 +11,10 @@ the bounds of a 2-core machine (8 GiB peak; the whole chain within 2 hours).
 
     KGREC_DATA=../shared/data python scripts/bench_scale.py --visits 10000 30000 100000 -o /tmp/scale --resume
 
---stages picks a subset (e.g. ``--stages prepare,load-graph,kge,gnn,evaluate``); --benchmark-models adds the
-older `kgrec benchmark` step (PyHealth models on the saved split). Writes OUT/scale.json and OUT/scale.md.
+--stages picks a subset (e.g. ``--stages prepare,load-graph,kge,gnn,evaluate``), --stages-at another one at one
+size; --benchmark-models adds the `kgrec benchmark` step (kgrec's and PyHealth's models on the saved split; the
+run in docs/reports/scale-benchmark.md: ``--visits 10000 50000 --stages synth,prepare,load-graph,kge,gnn
+--benchmark-models baselines,pyhealth,teacher,student --benchmark-models-at 50000=baselines,pyhealth``). Writes OUT/scale.json and OUT/scale.md.
 Synthetic cohorts measure cost, not accuracy.
 """
 
@@ -83,8 +85,9 @@ def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
     wanted = args.stages_at.get(n, args.stages)
     chosen = [s for s in STAGES if s in wanted]
     out_steps = [(s, steps[s]) for s in chosen]
-    if args.benchmark_models:
-        out_steps.append(("benchmark", [*KGREC, "benchmark", "-w", str(ws), "--models", args.benchmark_models, "--epochs", str(args.epochs),
+    models = args.benchmark_models_at.get(n, args.benchmark_models)
+    if models:
+        out_steps.append(("benchmark", [*KGREC, "benchmark", "-w", str(ws), "--models", models, "--epochs", str(args.epochs),
                                         "--patience", "0", "--no-plots", "--json", *data,
                                         *(x for o in ("lora_r=0", "fuse_codes=true", "graph_prompt=false") for x in ("--teacher-option", o))]))
     return out_steps
@@ -175,12 +178,14 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(STAGES), type=lambda s: s.split(","), help=f"steps to run, in chain order (default: {','.join(STAGES)})")
     ap.add_argument("--stages-at", action="append", default=[], metavar="N=STAGES", help="other steps at size N (e.g. 100000=synth,prepare,load-graph,kge)")
     ap.add_argument("--benchmark-models", default="", help="also run `kgrec benchmark --models M` on the saved split (e.g. baselines,pyhealth)")
+    ap.add_argument("--benchmark-models-at", action="append", default=[], metavar="N=MODELS", help="other benchmark models at size N (e.g. 50000=baselines,pyhealth)")
     ap.add_argument("--epochs", type=int, default=5, help="PyHealth epochs in the benchmark step (fixed: no early stopping, so sizes compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("KGREC_DATA"))
     ap.add_argument("--resume", action="store_true", help="keep the steps an interrupted run finished (their figures included)")
     args = ap.parse_args()
     args.stages_at = {int(k): v.split(",") for k, v in (x.split("=", 1) for x in args.stages_at)}
+    args.benchmark_models_at = {int(k): v for k, v in (x.split("=", 1) for x in args.benchmark_models_at)}
     bad = [s for s in [*args.stages, *(x for v in args.stages_at.values() for x in v)] if s not in STAGES]
     if bad:
         ap.error(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")

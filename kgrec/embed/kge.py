@@ -121,7 +121,7 @@ def train_kge(
     from pykeen.training import SLCWATrainingLoop
     from pykeen.utils import set_random_seed
 
-    from kgrec.embed.device import device_info, resolve_device
+    from kgrec.embed.device import device_info, large_blocks_from_heap, resolve_device
 
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -136,8 +136,9 @@ def train_kge(
     loop = SLCWATrainingLoop(model=m, triples_factory=training, optimizer="Adam", optimizer_kwargs={"lr": lr},
                              negative_sampler="basic", negative_sampler_kwargs={"num_negs_per_pos": num_negs})
     # an explicit batch size: PyKEEN's automatic search starts at 32 on CPU and probes memory (~1 min here)
-    losses = loop.train(triples_factory=training, num_epochs=epochs, batch_size=batch_size, use_tqdm=progress, use_tqdm_batch=False,
-                        callbacks=[_epoch_report(epochs)])
+    with large_blocks_from_heap(dev) as heap:  # the batch's tensors outgrow glibc's mmap threshold on large graphs
+        losses = loop.train(triples_factory=training, num_epochs=epochs, batch_size=batch_size, use_tqdm=progress, use_tqdm_batch=False,
+                            callbacks=[_epoch_report(epochs)])
     seconds = time.perf_counter() - t0
     m = m.eval()
     # type-restricted scoring: rank_evaluate ranks a held-out pair among the entities of its label only, so
@@ -164,7 +165,8 @@ def train_kge(
     with torch.no_grad():
         ent = to_real(m.entity_representations[0](indices=None)).cpu().numpy().astype(np.float32)
         rel = to_real(m.relation_representations[0](indices=None)).cpu().numpy().astype(np.float32)
-    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "batch_size_rule": rule, "lr": lr, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
+    config = {"model": model, "dim": dim, "epochs": epochs, "batch_size": batch_size, "batch_size_rule": rule, "lr": lr,
+              "large_blocks_from_heap": heap, "num_negs": num_negs, "seed": seed, "complex_to_real": "concat(real, imag)", **device_info(dev)}
     return KGEResult(ent, rel, export.entities, export.relations, metrics, config, round(seconds, 2), [float(x) for x in losses])
 
 
