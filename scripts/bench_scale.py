@@ -150,8 +150,10 @@ def write_md(records: list[dict], path: Path) -> None:
             lines.append(f"| {r['visits']:,} | {s['step']} | {s['wall_s']:,} | {s['cpu_s']:,} | {s['peak_rss_mb']:,.0f}{flag} | {s['rc']} |")
             chain += s["wall_s"] if s["step"] not in ("synth", "benchmark") else 0.0
         peak = max((s["peak_rss_mb"] for s in r["steps"]), default=0)
+        missing = [st for st in STAGES[1:] if st not in {s["step"] for s in r["steps"] if s["rc"] == 0}]
         over = "over" if chain > CHAIN_BOUND_S else "within"
-        lines.append(f"| {r['visits']:,} | **chain** (prepare → recommend) | **{chain:,.1f}** ({over} 2 h) | | {peak:,.0f} (max) | |")
+        bound = f"{over} 2 h" if not missing else f"partial: {', '.join(missing)} not run"
+        lines.append(f"| {r['visits']:,} | **chain** (prepare → recommend) | **{chain:,.1f}** ({bound}) | | {peak:,.0f} (max) | |")
     ex = exponents(records)
     if ex:
         lines += ["", "## Growth exponents (cost ∝ visits^b; 1 = linear)", "", "| step | sizes | b (wall) | b (CPU) |", "|---|---|---|---|"]
