@@ -58,7 +58,7 @@ def large_blocks_from_heap(device: str) -> Iterator[bool]:
     glibc gives every block above its mmap threshold (at most 32 MB) its own pages and returns them to the
     kernel when freed, so a training step whose tensors are larger (the KGE's batch grows with the graph)
     page-faults all of its memory in again each step. On the 100k-visit graph that was 12 M page faults and
-    30 s of system time per 38 s epoch; with this, 1.2 s and 23 s per epoch (docs/reports/scale.md). On
+    30 s of system time per 38 s epoch; with this, 1.4 s of system time and 22 s per epoch (docs/reports/scale.md). On
     exit the threshold is 32 MB (where glibc's own adaptive threshold ends) and the freed heap is given back
     (``malloc_trim``). Yields whether it applied: not on a GPU and not without glibc (macOS, musl).
     """
