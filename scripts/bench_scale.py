@@ -28,8 +28,13 @@ import sys
 import time
 from pathlib import Path
 
+from kgrec.teacher.config import CPU_TEACHER  # imports no torch
+
 KGREC = [sys.executable, "-m", "kgrec"]
-CPU_TEACHER = ["--lora-r", "0", "--fuse-codes", "--no-graph-prompt"]  # kgrec.teacher.config.CPU_TEACHER as flags
+# kgrec run's CPU teacher (kgrec.teacher.config.CPU_TEACHER) as `train --stage teacher` flags and as `benchmark --teacher-option`s
+TEACHER_FLAGS = [x for k, v in CPU_TEACHER.items() for x in
+                 ([f"--{k.replace('_', '-')}", str(v)] if not isinstance(v, bool) else [f"--{'' if v else 'no-'}{k.replace('_', '-')}"])]
+TEACHER_OPTIONS = [x for k, v in CPU_TEACHER.items() for x in ("--teacher-option", f"{k}={str(v).lower()}")]
 STAGES = ("synth", "prepare", "load-graph", "kge", "gnn", "teacher", "distill", "evaluate", "recommend")
 MEM_BOUND_MB = 8 * 1024
 CHAIN_BOUND_S = 2 * 3600
@@ -77,7 +82,7 @@ def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
         "load-graph": [*KGREC, "load-graph", "-w", str(ws), *data, "--json"],
         "kge": [*KGREC, "train", "--stage", "kge", "-w", str(ws), "--json"],
         "gnn": [*KGREC, "train", "--stage", "gnn", "-w", str(ws), "--json"],
-        "teacher": [*KGREC, "train", "--stage", "teacher", "-w", str(ws), *CPU_TEACHER, "--json"],
+        "teacher": [*KGREC, "train", "--stage", "teacher", "-w", str(ws), *TEACHER_FLAGS, "--json"],
         "distill": [*KGREC, "train", "--stage", "distill", "-w", str(ws), "--json"],
         "evaluate": [*KGREC, "evaluate", "-w", str(ws), "--folds", "5", "-m", "frequency", "-m", "logreg", "--json"],
         "recommend": lambda: [*KGREC, "recommend", "-w", str(ws), "--visit", test_visit(ws), "--json"],
@@ -89,7 +94,7 @@ def steps_for(n: int, out: Path, args) -> list[tuple[str, object]]:
     if models:
         out_steps.append(("benchmark", [*KGREC, "benchmark", "-w", str(ws), "--models", models, "--epochs", str(args.epochs),
                                         "--patience", "0", "--no-plots", "--json", *data,
-                                        *(x for o in ("lora_r=0", "fuse_codes=true", "graph_prompt=false") for x in ("--teacher-option", o))]))
+                                        *TEACHER_OPTIONS]))
     return out_steps
 
 

@@ -191,8 +191,12 @@ class _LineStages:
     def end(self, result) -> None:
         from kgrec.stages import end_line
 
+        self.finish(end_line(result))
+
+    def finish(self, line: str) -> None:
+        """The current stage's end line; no more timer lines for it."""
         with self._lock:
-            _line(end_line(result))
+            _line(line)
             self._stage = None
             self._last = time.monotonic()
 
@@ -222,9 +226,7 @@ def one_step(stage: str, what: str, run: Callable[[Callable[[str], None] | None]
         ok = True
         return out
     finally:
-        with lines._lock:
-            lines._stage = None
-            _line(f"{stage}: {'done' if ok else 'stopped'} in {time.perf_counter() - t0:.1f} s")
+        lines.finish(f"{stage}: {'done' if ok else 'stopped'} in {time.perf_counter() - t0:.1f} s")
         lines.close()
 
 

@@ -130,7 +130,7 @@ def train_kge(
     # stage on 2 cores); the held-out indications are ranked once, type-restricted, below
     set_random_seed(seed)
     training = export.triples_factory("train")
-    rule = "auto: max(8192, triples / 32)" if batch_size is None else "given"
+    rule = f"auto: max({BATCH}, triples / {STEPS_PER_EPOCH})" if batch_size is None else "given"
     batch_size = auto_batch_size(training.num_triples) if batch_size is None else int(batch_size)
     m = model_resolver.make(model, triples_factory=training, embedding_dim=dim, random_seed=seed, loss=loss_resolver.make(None)).to(dev)
     loop = SLCWATrainingLoop(model=m, triples_factory=training, optimizer="Adam", optimizer_kwargs={"lr": lr},
