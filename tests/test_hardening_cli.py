@@ -55,6 +55,10 @@ def test_input_errors_before_the_heavy_imports(tmp_path):
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, delay):
     """Ctrl-C while Typer imports (0.15 s), while pandas/pyarrow import (0.4 s: CPython would otherwise
     re-kill itself with SIGINT at exit, seen as -2), and while the tables are read (1.0 s)."""
+    if delay >= 1.0 and real_data_dir() is None:
+        # without the shared tables prepare stops with its "not found" error in under a second, so the signal
+        # would land during interpreter shutdown, not while tables are read
+        pytest.skip("no shared data (../shared/data or KGREC_DATA): no tables to interrupt the reading of")
     env = {**os.environ, "KGREC_DATA": str(real_data_dir() or tmp_path), "OMP_NUM_THREADS": "1"}
     # as from a terminal: a test run started in the background (`cmd &`) inherits SIGINT ignored, and
     # Python then keeps ignoring it, as it should; the child gets the default disposition back

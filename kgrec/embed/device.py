@@ -60,7 +60,9 @@ def large_blocks_from_heap(device: str) -> Iterator[bool]:
     page-faults all of its memory in again each step. On the 100k-visit graph that was 12 M page faults and
     30 s of system time per 38 s epoch; with this, 1.4 s of system time and 22 s per epoch (docs/reports/scale.md). On
     exit the threshold is 32 MB (where glibc's own adaptive threshold ends) and the freed heap is given back
-    (``malloc_trim``). Yields whether it applied: not on a GPU and not without glibc (macOS, musl).
+    (``malloc_trim``). The first few steps still grow the heap: torch allocates with ``posix_memalign``, which
+    can only reuse a freed block once it has merged with a neighbour, so reuse settles after a few steps
+    (tests/test_embed.py measures it in a fresh process). Yields whether it applied: not on a GPU and not without glibc (macOS, musl).
     """
     libc = None
     if device.startswith("cpu") and sys.platform.startswith("linux"):
