@@ -76,6 +76,37 @@ def test_truncation_drops_oldest_history_first_and_keeps_current_visit():
     assert short_name("pulmonary|respiratory failure|acute respiratory failure") == "respiratory failure - acute respiratory failure"
 
 
+def test_batched_tokenizing_gives_the_ids_of_the_one_prompt_at_a_time_shortening(tiny_models):
+    """The teacher tokenizes whole prompts in batches and shortens only those over max_length: the ids are
+    those build_prompt's one-at-a-time shortening gives. Two budgets: half the prompts too long (history
+    dropped), and one under most current visits alone (their codes cut)."""
+    from kgrec.teacher import TeacherRecommender
+    from kgrec.teacher.cache import _TOKENS
+    from kgrec.teacher.prompts import token_counter
+
+    c = tiny_cohort(n_patients=40)
+    s = build_samples(c)
+    rec = TeacherRecommender(c.vocab("drug"), model=tiny_models["bert"], workspace=None, graph_prompt=False, lora_r=0)
+    rec.use_prompt = False
+    rec._setup_backbone()
+    b = PromptBuilder(c.visits, c.names(), rec.config.history, profile=rec.config.profile)
+    count = token_counter(rec.tokenizer)
+    whole = [count(b.prompt(int(r), h).text) for r, h in zip(s.visit_idx, s.history)]
+    alone = [count(b.prompt(int(r), []).text) for r in s.visit_idx]  # the current visit without history
+    for budget in (int(np.median(whole)), int(np.median(alone)) - 1):
+        rec.max_length = budget
+        _TOKENS.clear()
+        got = rec._token_ids(c, s)
+        want = []
+        for r, h in zip(s.visit_idx, s.history):
+            p = b.prompt(int(r), h, budget, count)
+            want.append(rec.tokenizer(p.text, truncation=True, max_length=budget)["input_ids"])
+        assert got == want, budget
+        assert all(len(ids) <= budget for ids in got)
+    assert 0 < sum(w > np.median(whole) for w in whole) < len(whole)  # the first budget: some fit whole, some not
+    assert sum(a > budget for a in alone) > 0  # the second budget cut current visits
+
+
 # ---------------- soft prompts ----------------
 def test_soft_prompt_shapes_pooling_and_mask_extension():
     import torch

@@ -138,19 +138,14 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         if missing:
             builder = PromptBuilder(cohort.visits, cohort.names(), self.config.history, profile=self.config.profile)
             count = token_counter(self.tokenizer)
-            measured: dict[str, list[int]] = {}
-
-            def count_keeping(text: str) -> int:  # the last text measured keeps its ids: a prompt that fits is not tokenized twice
-                measured.clear()
-                measured[text] = count.ids(text)
-                return len(measured[text])
-
-            for i in missing:
-                p = builder.prompt(int(samples.visit_idx[i]), samples.history[i], self.max_length, count_keeping)
-                ids = measured.get(p.text)
-                if ids is None or len(ids) > self.max_length:
-                    ids = self.tokenizer(p.text, truncation=True, max_length=self.max_length)["input_ids"]
-                cache[int(samples.visit_idx[i])] = ids
+            progress = Every("teacher: tokenized prompts", len(missing))
+            step = 4096
+            for start in range(0, len(missing), step):
+                chunk = missing[start:start + step]
+                rows = [int(samples.visit_idx[i]) for i in chunk]
+                for r, ids in zip(rows, builder.token_ids(rows, [samples.history[i] for i in chunk], self.max_length, count)):
+                    cache[r] = ids
+                progress(start + len(chunk))
         return [cache[int(r)] for r in samples.visit_idx]
 
     def _graph_inputs(self, cohort: Cohort, samples: Samples) -> np.ndarray | None:
