@@ -71,14 +71,19 @@ def prepare(
     """
     if data_dir is None:
         raise InputError("no data folder: pass data_dir (CLI: --data-dir or KGREC_DATA)")
+    from kgrec.progress import report as say
+
+    say("prepare: reading the EHR tables (step 1/3)")
     mappings = Mappings(Path(data_dir))
     loader, where = open_loader(source, Path(data_dir), source_dir, mappings, db_url=db_url, db_schema=db_schema,
                                 vocab_schema=vocab_schema, visit_settings=visit_settings, cdm_version=cdm_version)
     cohort = loader.load(protocol=protocol)
     if cohort.visits.empty:
         raise InputError(f"no visits left after reading {where} with protocol {protocol!r}", path=where)
+    say(f"prepare: {len(cohort.visits):,} visits read; patient split and DDI pairs (step 2/3)")
     cohort.split = {"seed": seed, "ratios": list(ratios), **split_patients(cohort.visits["patient_id"].unique(), ratios, seed)}
     cohort.ddi = load_ddi(mappings, ddi_sources)
+    say("prepare: writing the cohort (step 3/3)")
     path = cohort.save(cohort_dir(workspace))
     return PrepareResult(cohort, path)
 

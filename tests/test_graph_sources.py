@@ -383,6 +383,20 @@ def test_workspace_without_cohort(tmp_path, data):
     assert "Patient" not in r.tables.nodes and len(r.tables.edges["GEM"]) == 3
 
 
+def test_the_build_reports_each_source_as_done_of_total(data):
+    """Without a terminal `kgrec load-graph` prints these messages (kgrec.progress) between its stage lines:
+    at 100k visits the build takes ~25 s."""
+    from kgrec.progress import reporting_to
+
+    said: list[str] = []
+    with reporting_to(said.append):
+        r = build_graph(data, sources=["trials", "gems"], progress=False)  # and the sources they need
+    built = list(r.report["sources"])
+    assert {"trials", "gems"} <= set(built) and len(built) > 2
+    assert said == [f"load-graph: building source {n} ({k}/{len(built)})" for k, n in enumerate(built, 1)] + \
+        ["load-graph: merging and checking the sources"], said
+
+
 def test_subset_build(data):
     r = build_graph(data, sources=["trials"], progress=False)
     assert set(r.tables.edges) >= {"STUDIES", "TARGETS"}

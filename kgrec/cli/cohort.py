@@ -123,12 +123,17 @@ def prepare(
     for folder, what in ((data, "data folder (--data-dir / $KGREC_DATA)"), (source_dir, "source folder (--source-dir)")):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{what} not found" if not Path(folder).exists() else f"{what} is not a folder", path=folder)
-    with console.status(f"reading {source} ..."):
-        res = api.prepare(
-            source, workspace, data, source_dir, protocol=protocol, seed=seed,
-            ddi_sources=tuple(ddi) if ddi else ("safedrug",),
-            **omop_options(source, db_url, db_schema=db_schema, vocab_schema=vocab_schema, visit_settings=visit_setting, cdm_version=cdm_version),
-        )
+    omop = omop_options(source, db_url, db_schema=db_schema, vocab_schema=vocab_schema, visit_settings=visit_setting, cdm_version=cdm_version)
+
+    def run(sink):
+        go = lambda: api.prepare(source, workspace, data, source_dir, protocol=protocol, seed=seed,  # noqa: E731
+                                 ddi_sources=tuple(ddi) if ddi else ("safedrug",), **omop)
+        if sink is not None:  # no terminal: start, progress and end lines (kgrec.cli.common.one_step)
+            return go()
+        with console.status(f"reading {source} ..."):
+            return go()
+
+    res = one_step("prepare", f"reading {source} into {Path(workspace) / 'cohort'}", run)
     stats, report = res.stats, res.cohort.report
     if json_out:
         emit_json({**stats, "cohort_dir": str(res.path), "mapping": {k: v for k, v in report.items() if k != "tables"}})

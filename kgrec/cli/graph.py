@@ -26,6 +26,7 @@ from kgrec.cli.common import (
     console,
     emit_json,
     handle_errors,
+    one_step,
     resolve_data_dir,
     show,
 )
@@ -143,11 +144,18 @@ def load_graph_cmd(
         progress.advance(task, done - done_before.get(table, 0))
         done_before[table] = done
 
-    try:
-        res = load_graph(
-            workspace, root, store=store, sources=_split(sources), exclude_nc=exclude_nc,
-            progress=not json_out, on_table=on_table, **kw,
-        )
+    def run(sink):
+        def table_done(table: str, done: int, total: int) -> None:
+            if sink is None:
+                on_table(table, done, total)
+            else:
+                sink(f"load-graph: {store} store: {table} {done:,}/{total:,} rows")
+
+        return load_graph(workspace, root, store=store, sources=_split(sources), exclude_nc=exclude_nc,
+                          progress=not json_out and sink is None, on_table=table_done, **kw)
+
+    try:  # no terminal: start, progress and end lines (kgrec.cli.common.one_step)
+        res = one_step("load-graph", f"building the knowledge graph and loading it into the {store} store", run)
     finally:
         progress.stop()
     if json_out:

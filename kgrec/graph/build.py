@@ -212,8 +212,11 @@ def build_graph(
         "duplicate_edges_removed": {},
     }
     outputs: dict[str, SourceTables] = {}
+    from kgrec.progress import report as say
+
     with _progress(progress) as bar:
-        for name in chosen:
+        for k, name in enumerate(chosen, 1):
+            say(f"load-graph: building source {name} ({k}/{len(chosen)})")
             spec = REGISTRY[name]
             task = bar.add_task(name, total=1, info="")
             t = time.perf_counter()
@@ -226,6 +229,7 @@ def build_graph(
             report["sources"][name] = {**c, "seconds": secs, "notes": out.report}
             n_nodes, n_edges = sum(c["nodes"].values()), sum(c["edges"].values())
             bar.update(task, completed=1, info=f"{n_nodes:,} nodes, {n_edges:,} edges")
+        say("load-graph: merging and checking the sources")
         merge_task = bar.add_task("merge + check", total=1, info="")
         ordered = [(n, outputs[n]) for n in REGISTRY if n in outputs]  # merge priority = registry order
         nodes = merge_nodes(ordered, schema)
