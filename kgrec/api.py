@@ -195,7 +195,9 @@ def run(
         check_teacher(pool_teacher)
     quiet_third_party()
     rep = as_reporter(progress)
-    with reporting_to(rep.detail):  # epochs, encodings and folds (kgrec.progress) as each stage's progress lines
+    # one run at a time per workspace (a second one stops at once, naming this one); epochs, encodings and
+    # folds (kgrec.progress) as each stage's progress lines
+    with stages.sole_writer(workspace, "kgrec run"), reporting_to(rep.detail):
         record = reports_dir(workspace) / "run"
         steps: list[StageResult] = []
         prep, step = _handle_prepare(source, workspace, data_dir, source_dir, seed, rep, source_options or {})

@@ -33,7 +33,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -374,3 +374,52 @@ def _fsync_dir(folder: Path) -> None:
 
 
 __all__ = ["JOURNAL", "commit", "exchange", "recover", "replace_dir", "replace_file", "sweep", "temp_dir", "temp_path"]
+
+
+# ---------------------------------------------------------------- one training run per workspace
+WRITER_LOCK = ".kgrec-training.lock"
+_HELD: dict[str, list] = {}  # lock path -> [fd, depth]: re-entrant within a process (kgrec run -> a stage)
+
+
+@contextmanager
+def one_writer(folder: Path | str, what: str) -> Iterator[None]:
+    """Let one process at a time train into ``folder`` (a workspace): an ``flock`` on
+    ``folder/.kgrec-training.lock``, which the kernel releases when the holder dies (no stale lock after a
+    crash or SIGKILL). A second process — a second ``kgrec train`` or ``accelerate launch`` on the same
+    workspace — gets a :class:`WorkspaceError` at once naming the holder, instead of two runs overwriting
+    each other's models (each model is still written atomically, so what stays is one whole model).
+    Re-entrant within a process."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str((folder / WRITER_LOCK).resolve())
+    held = _HELD.get(path)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except (ValueError, OSError):
+                holder = {}
+            who = f"process {holder['pid']} ({holder.get('what', 'training')}, since {holder.get('since', '?')})" if holder.get("pid") else "another process"
+            raise WorkspaceError(f"{folder}: {who} is training in this workspace; wait for it to finish, or train into "
+                                 f"another workspace (-w). Nothing was written by this run.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        _HELD[path] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _HELD[path]
+    finally:
+        os.close(fd)  # releases the flock

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -165,6 +166,38 @@ def mark_done(workspace: Path, stage: str, settings: dict) -> None:
 
 
 # ---------------- the stages ----------------
+@contextmanager
+def sole_writer(workspace: Path | str, what: str) -> Iterator[None]:
+    """Train into ``workspace`` as its only writer (:func:`kgrec.fsatomic.one_writer`): a second run on the
+    same workspace at once — another ``kgrec run``, ``kgrec train`` or ``accelerate launch`` — stops with
+    one clear error instead of overwriting this one's model. Under ``accelerate launch`` only rank 0 takes
+    the lock (it alone writes, :mod:`kgrec.student.ddp`); when it stops, the launcher stops the other ranks."""
+    from kgrec import fsatomic
+    from kgrec.student.ddp import is_main
+
+    if not is_main():
+        yield
+        return
+    with fsatomic.one_writer(Path(workspace), what):
+        yield
+
+
+def _one_writer(stage: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """The stage function runs under :func:`sole_writer`."""
+    import functools
+
+    def wrap(fn: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(fn)
+        def run(workspace: Path | str, *args, **kwargs):
+            with sole_writer(workspace, f"kgrec {stage} stage"):
+                return fn(workspace, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+@_one_writer("kge")
 def train_kge(workspace: Path | str, progress: bool = True, **kwargs):
     """PyKEEN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_kge`)."""
     from kgrec.embed.train import run_kge
@@ -172,6 +205,7 @@ def train_kge(workspace: Path | str, progress: bool = True, **kwargs):
     return run_kge(workspace, progress=progress, **kwargs)
 
 
+@_one_writer("gnn")
 def train_gnn(workspace: Path | str, progress: bool = True, **kwargs):
     """R-GCN embeddings of the workspace graph (see :func:`kgrec.embed.train.run_gnn`)."""
     from kgrec.embed.train import run_gnn
@@ -179,6 +213,7 @@ def train_gnn(workspace: Path | str, progress: bool = True, **kwargs):
     return run_gnn(workspace, progress=progress, **kwargs)
 
 
+@_one_writer("teacher")
 def train_teacher(workspace: Path | str, progress: bool = True, **config):
     """The teacher on the saved split (:func:`kgrec.teacher.split.train_on_split`; ``config``:
     :class:`~kgrec.teacher.config.TeacherConfig` fields)."""
@@ -188,6 +223,7 @@ def train_teacher(workspace: Path | str, progress: bool = True, **config):
     return train_on_split(workspace, TeacherConfig(**config), progress=progress)
 
 
+@_one_writer("distill")
 def train_student(workspace: Path | str, progress: bool = True, teacher_config=None, **config):
     """The distilled student on the saved split (:func:`kgrec.student.stage.train_on_split`; ``config``:
     :class:`~kgrec.student.train.StudentConfig` fields)."""
@@ -197,6 +233,7 @@ def train_student(workspace: Path | str, progress: bool = True, teacher_config=N
     return train_on_split(workspace, StudentConfig.from_dict(config), teacher_config=teacher_config, progress=progress)
 
 
+@_one_writer("distill")
 def train_pooled_student(workspace: Path | str, progress: bool = True, pool: Sequence[str] = (), teacher: str = "site-ensemble-names",
                          pool_keys: dict | None = None, seed: int = 42, **config):
     """The distill stage with other sites pooled (:func:`kgrec.transfer.deploy.train_pooled_on_split`): the
@@ -272,9 +309,10 @@ def run_all(
     runners = runners or RUNNERS
     rep = as_reporter(progress)
     res = AllResult()
-    for stage in STAGES:
-        r = _handle_stage(ws, stage, dict(settings.get(stage, {})), runners[stage], force, rep)
-        if record is not None:
-            r.save(record)
-        res.add(r)
+    with sole_writer(ws, "kgrec train --stage all"):  # the whole chain, not just each stage
+        for stage in STAGES:
+            r = _handle_stage(ws, stage, dict(settings.get(stage, {})), runners[stage], force, rep)
+            if record is not None:
+                r.save(record)
+            res.add(r)
     return res

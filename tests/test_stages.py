@@ -236,3 +236,52 @@ def test_a_single_stage_command_without_a_terminal_prints_start_progress_and_end
     assert re.search(r"evaluate: stopped in \d+\.\d s$", lines[-1]), lines
     stamps = [datetime.strptime(ln[:8], "%H:%M:%S") for ln in lines]
     assert max((b - a).total_seconds() for a, b in zip(stamps, stamps[1:])) <= 2, lines
+
+
+HOLDER = r'''
+import sys, time
+from kgrec import fsatomic
+with fsatomic.one_writer(sys.argv[1], "kgrec distill stage"):
+    print("held", flush=True)
+    time.sleep(120)
+'''
+
+
+def test_a_second_run_training_into_the_same_workspace_stops_at_once_with_one_clear_error(tmp_path, monkeypatch):
+    """Issue 28, bad input: two launches writing one workspace at once. The second stops before training,
+    naming the first; the first's files are untouched; a killed holder leaves no stale lock; under
+    `accelerate launch` only rank 0 takes the lock (the ranks of one launch do not lock each other out)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from kgrec import stages
+    from kgrec.errors import WorkspaceError
+
+    ws = tmp_path / "ws"
+    (ws / "student").mkdir(parents=True)
+    (ws / "student" / "student.json").write_text('{"kind": "student-wide"}')
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with pytest.raises(WorkspaceError, match=rf"process {holder.pid} \(kgrec distill stage, since .*\) is training in this workspace"):
+            stages.train_student(ws, progress=False)
+        assert time.monotonic() - t0 < 2  # at once, no waiting
+        with pytest.raises(WorkspaceError, match="another workspace"):
+            stages.train_teacher(ws, progress=False)
+        assert (ws / "student" / "student.json").read_text() == '{"kind": "student-wide"}'
+        ran = stages._one_writer("distill")(lambda w, **kw: "trained")
+        monkeypatch.setenv("RANK", "1")  # a non-zero rank of an accelerate launch writes nothing and takes no lock
+        assert ran(ws) == "trained"
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(WorkspaceError):
+            ran(ws)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert ran(ws) == "trained"  # the kernel dropped the killed holder's lock
+    with stages.sole_writer(ws, "kgrec run"):  # kgrec run holds it while its stages take it again
+        assert ran(ws) == "trained"
+    assert run_all(ws, runners={s: ran for s in STAGES}).ran == list(STAGES)

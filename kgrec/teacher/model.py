@@ -280,8 +280,8 @@ class TeacherModel(nn.Module):
 
 def load_parameters(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
     """Copy ``state`` into ``net``'s parameters by name (the head, the wide terms, the projector, LoRA):
-    ``load_state_dict(strict=False)`` without visiting the frozen backbone, whose int8 layers
-    (:func:`kgrec.teacher.encodings.quantize_backbone`) cannot load a partial state. Returns
+    ``load_state_dict(strict=False)`` without visiting the frozen backbone's modules (a quantised or
+    otherwise wrapped backbone need not accept a partial state). Returns
     ``(missing, unexpected)`` among the head, wide, graph-wide and projector parameters."""
     params = dict(net.named_parameters())
     unexpected = [k for k in state if k not in params]
