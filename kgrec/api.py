@@ -23,6 +23,7 @@ from kgrec.cohort.ddi import load_ddi
 from kgrec.cohort.split import split_patients
 from kgrec.errors import InputError, WorkspaceError
 from kgrec.evaluation import EvaluationResult, evaluate_models
+from kgrec.progress import report as say
 from kgrec.progress import reporting_to
 from kgrec.stages import Reporter, StageResult, as_reporter
 from kgrec.teacher.config import CPU_TEACHER  # the CPU teacher (below); imports no torch
@@ -71,8 +72,6 @@ def prepare(
     """
     if data_dir is None:
         raise InputError("no data folder: pass data_dir (CLI: --data-dir or KGREC_DATA)")
-    from kgrec.progress import report as say
-
     say("prepare: reading the EHR tables (step 1/3)")
     mappings = Mappings(Path(data_dir))
     loader, where = open_loader(source, Path(data_dir), source_dir, mappings, db_url=db_url, db_schema=db_schema,

@@ -373,12 +373,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["JOURNAL", "commit", "exchange", "recover", "replace_dir", "replace_file", "sweep", "temp_dir", "temp_path"]
+__all__ = ["JOURNAL", "commit", "exchange", "one_writer", "recover", "replace_dir", "replace_file", "sweep", "temp_dir", "temp_path"]
 
 
 # ---------------------------------------------------------------- one training run per workspace
 WRITER_LOCK = ".kgrec-training.lock"
-_HELD: dict[str, list] = {}  # lock path -> [fd, depth]: re-entrant within a process (kgrec run -> a stage)
+_HELD: set[str] = set()  # locks this process holds: re-entrant (kgrec run, then each of its stages)
 
 
 @contextmanager
@@ -394,13 +394,8 @@ def one_writer(folder: Path | str, what: str) -> Iterator[None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = str((folder / WRITER_LOCK).resolve())
-    held = _HELD.get(path)
-    if held is not None:
-        held[1] += 1
-        try:
-            yield
-        finally:
-            held[1] -= 1
+    if path in _HELD:
+        yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -416,10 +411,10 @@ def one_writer(folder: Path | str, what: str) -> Iterator[None]:
                                  f"another workspace (-w). Nothing was written by this run.") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-        _HELD[path] = [fd, 1]
+        _HELD.add(path)
         try:
             yield
         finally:
-            del _HELD[path]
+            _HELD.discard(path)
     finally:
         os.close(fd)  # releases the flock

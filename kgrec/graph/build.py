@@ -31,6 +31,7 @@ from kgrec.errors import KgrecError, WorkspaceError
 from kgrec.graph.schema import Schema, load_schema
 from kgrec.graph.sources import REGISTRY, WORKSPACE_SOURCES, Context, SourceTables, is_nc
 from kgrec.graph.tables import GraphTables, isin
+from kgrec.progress import report as say
 
 _NOT_KIND = {"source", "licence"}
 
@@ -212,8 +213,6 @@ def build_graph(
         "duplicate_edges_removed": {},
     }
     outputs: dict[str, SourceTables] = {}
-    from kgrec.progress import report as say
-
     with _progress(progress) as bar:
         for k, name in enumerate(chosen, 1):
             say(f"load-graph: building source {name} ({k}/{len(chosen)})")
