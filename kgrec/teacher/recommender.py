@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from kgrec.cohort.base import Cohort
 from kgrec.cohort.samples import Samples, multi_hot
@@ -24,7 +25,7 @@ from kgrec.teacher._lazy import torch
 from kgrec.teacher import encodings as _enc
 from kgrec.teacher.cache import _TOKENS, cohort_fingerprint, train_or_load
 from kgrec.teacher.config import TeacherConfig, workspace_teacher_config
-from kgrec.teacher.loop import TrainingLoop
+from kgrec.teacher.loop import TrainingLoop, code_rows, logits_in_chunks
 from kgrec.teacher.persist import Persistence
 from kgrec.teacher.prompts import PromptBuilder, token_counter
 
@@ -162,16 +163,20 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
             return None
         lists = [d + p for d, p in zip(samples.diagnoses, samples.procedures)]
         if not self.config.ground_codes:
-            return multi_hot(lists, self.code_vocab).toarray()
+            return multi_hot(lists, self.code_vocab)  # sparse: made dense a batch at a time (loop.code_rows)
         index = {c: j for j, c in enumerate(self.code_vocab)}
-        out = np.zeros((len(lists), len(self.code_vocab)), np.float32)
+        rows, cols, vals = [], [], []
         for i, codes in enumerate(lists):
+            best: dict[int, float] = {}
             for c in codes:
                 for k, w in self._expand(c).items():
                     j = index.get(k)
-                    if j is not None and w > out[i, j]:
-                        out[i, j] = w
-        return out
+                    if j is not None and w > best.get(j, 0.0):
+                        best[j] = w
+            rows += [i] * len(best)
+            cols += list(best)
+            vals += list(best.values())
+        return sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(lists), len(self.code_vocab)))
 
     def _expand(self, code: str) -> dict[str, float]:
         """A code's graph concepts (ground_codes): saved with the model for the codes of the training
@@ -231,7 +236,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
         if inputs["graph"] is not None:
             out["graph"] = torch.from_numpy(inputs["graph"][idx]).to(device)
         if inputs["codes"] is not None:
-            out["codes"] = torch.from_numpy(inputs["codes"][idx]).to(device)
+            out["codes"] = code_rows(inputs["codes"], idx).to(device)
         return out
 
     def _encode_all(self, inputs: dict, device, autocast=None) -> torch.Tensor:
@@ -352,9 +357,7 @@ class TeacherRecommender(TrainingLoop, Persistence, Recommender):
             pooled = self._encode_all(inputs, device, autocast)
         self.net.eval()
         with torch.no_grad():
-            codes = torch.from_numpy(inputs["codes"]).to(device) if inputs["codes"] is not None else None
-            graph = torch.from_numpy(inputs["graph"]).to(device) if inputs["graph"] is not None else None
-            logits = self.net.logits(pooled.to(device), codes, graph).float().cpu()
+            logits = logits_in_chunks(self.net, pooled, inputs["codes"], inputs["graph"], device).float().cpu()
         return pooled, logits
 
     def _check_fitted(self) -> None:
