@@ -168,17 +168,17 @@ def mark_done(workspace: Path, stage: str, settings: dict) -> None:
 # ---------------- the stages ----------------
 @contextmanager
 def sole_writer(workspace: Path | str, what: str) -> Iterator[None]:
-    """Train into ``workspace`` as its only writer (:func:`kgrec.fsatomic.one_writer`): a second run on the
+    """Train into ``workspace`` as its only writer (:func:`kgrec.writelock.one_writer`): a second run on the
     same workspace at once — another ``kgrec run``, ``kgrec train`` or ``accelerate launch`` — stops with
     one clear error instead of overwriting this one's model. Under ``accelerate launch`` only rank 0 takes
     the lock (it alone writes, :mod:`kgrec.student.ddp`); when it stops, the launcher stops the other ranks."""
-    from kgrec import fsatomic
+    from kgrec.writelock import one_writer
     from kgrec.student.ddp import is_main
 
     if not is_main():
         yield
         return
-    with fsatomic.one_writer(Path(workspace), what):
+    with one_writer(Path(workspace), what):
         yield
 
 

@@ -240,8 +240,8 @@ def test_a_single_stage_command_without_a_terminal_prints_start_progress_and_end
 
 HOLDER = r'''
 import sys, time
-from kgrec import fsatomic
-with fsatomic.one_writer(sys.argv[1], "kgrec distill stage"):
+from kgrec.writelock import one_writer
+with one_writer(sys.argv[1], "kgrec distill stage"):
     print("held", flush=True)
     time.sleep(120)
 '''
