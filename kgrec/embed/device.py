@@ -62,7 +62,7 @@ def large_blocks_from_heap(device: str) -> Iterator[bool]:
     exit the threshold is 32 MB (where glibc's own adaptive threshold ends) and the freed heap is given back
     (``malloc_trim``). The first few steps still grow the heap: torch allocates with ``posix_memalign``, which
     can only reuse a freed block once it has merged with a neighbour, so reuse settles after a few steps
-    (tests/test_embed.py measures it in a fresh process). Yields whether it applied: not on a GPU and not without glibc (macOS, musl).
+    (how soon varies from run to run; tests/test_embed.py checks where glibc puts the block). Yields whether it applied: not on a GPU and not without glibc (macOS, musl).
     """
     libc = None
     if device.startswith("cpu") and sys.platform.startswith("linux"):
