@@ -29,17 +29,15 @@ def code_rows(codes, idx=None):
 
 
 def logits_in_chunks(net, pooled, codes, graph, device):
-    """``net.logits`` of every row, ``ROWS_AT_ONCE`` rows at a time (one call below that: the numbers of a
-    single call)."""
+    """``net.logits`` of every row, ``ROWS_AT_ONCE`` rows at a time (below that, one call on every row)."""
     n = len(pooled)
-    out = []
+    parts = []
     for s in range(0, max(n, 1), ROWS_AT_ONCE):
-        rows = np.arange(s, min(n, s + ROWS_AT_ONCE))
-        c = code_rows(codes, rows if n > ROWS_AT_ONCE else None)
-        g = None if graph is None else torch.as_tensor(graph[s:s + ROWS_AT_ONCE] if n > ROWS_AT_ONCE else graph)
-        out.append(net.logits(pooled[s:s + ROWS_AT_ONCE].to(device) if n > ROWS_AT_ONCE else pooled.to(device),
-                              None if c is None else c.to(device), None if g is None else g.to(device)))
-    return out[0] if len(out) == 1 else torch.cat(out)
+        e = min(n, s + ROWS_AT_ONCE)
+        c = code_rows(codes, np.arange(s, e))
+        g = None if graph is None else torch.as_tensor(graph[s:e]).to(device)
+        parts.append(net.logits(pooled[s:e].to(device), None if c is None else c.to(device), g))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def mean_average_precision(y: np.ndarray, scores: np.ndarray) -> float:
